@@ -1,0 +1,261 @@
+/**
+ * The MySQL/MariaDB engine: `mysql2` for probes and catalog queries, mariadb-dump (or
+ * mysqldump) for a consistent SQL dump and the mariadb (or mysql) client to load it.
+ */
+import mysql2 from 'mysql2/promise';
+import type { Readable } from 'node:stream';
+import {
+  EngineError,
+  type ConnectionInfo,
+  type DumpOptions,
+  type DumpProcess,
+  type Engine,
+  type RestoreOptions,
+  type ServerInfo,
+} from '../engine.js';
+import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
+import { feedTool, findInPath, runTool, toolEnvironment, toolVersionLine } from '../process.js';
+
+const CONNECT_TIMEOUT_SECONDS = 5;
+
+/** Quote an identifier for MySQL: wrap in backticks, double any inside. */
+export function quoteIdent(name: string): string {
+  return `\`${name.replace(/`/g, '``')}\``;
+}
+
+/** "10.11.19-MariaDB-0+deb12u1" → { version: "10.11.19-MariaDB", major: 10 }; "8.0.36" → { "8.0.36", 8 }. */
+export function parseServerVersion(raw: string): { version: string; major: number } {
+  const m = /^(\d+)\.(\d+)\.(\d+)(-MariaDB)?/i.exec(raw);
+  if (!m) return { version: raw, major: Number.parseInt(raw, 10) || 0 };
+  return { version: m[0], major: Number(m[1]) };
+}
+
+interface MysqlTools {
+  dump: { path: string; name: string; versionLine: string };
+  client: { path: string; name: string };
+}
+
+let toolsCache: Promise<MysqlTools> | undefined;
+
+async function findTool(names: string[], install: string): Promise<{ path: string; name: string }> {
+  for (const name of names) {
+    const path = await findInPath(name);
+    if (path) return { path, name };
+  }
+  throw new EngineError(`no ${names.join(' or ')} found in PATH; install ${install}`);
+}
+
+/** mariadb-dump / mariadb when present (the names MariaDB will keep), else the mysql* names. */
+function mysqlTools(): Promise<MysqlTools> {
+  toolsCache ??= (async () => {
+    const dump = await findTool(['mariadb-dump', 'mysqldump'], 'mariadb-client (or mysql-client)');
+    const client = await findTool(['mariadb', 'mysql'], 'mariadb-client (or mysql-client)');
+    const versionLine = (await toolVersionLine(dump.path)) ?? dump.name;
+    return { dump: { ...dump, versionLine }, client };
+  })();
+  // A failed lookup is not cached: the client may be installed while we run.
+  toolsCache.catch(() => {
+    toolsCache = undefined;
+  });
+  return toolsCache;
+}
+
+async function connect(conn: ConnectionInfo, database: string | undefined): Promise<mysql2.Connection> {
+  try {
+    return await mysql2.createConnection({
+      host: conn.host,
+      port: conn.port,
+      user: conn.user,
+      password: conn.password,
+      database,
+      connectTimeout: CONNECT_TIMEOUT_SECONDS * 1000,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      multipleStatements: false,
+    });
+  } catch (err) {
+    throw connectFailure('mysql', conn, err);
+  }
+}
+
+async function withConnection<T>(
+  conn: ConnectionInfo,
+  database: string | undefined,
+  what: string,
+  work: (c: mysql2.Connection) => Promise<T>,
+): Promise<T> {
+  const c = await connect(conn, database);
+  // Like pg, a connection that dies while idle emits 'error'; the pending query reports it.
+  c.on('error', () => undefined);
+  try {
+    return await work(c);
+  } catch (err) {
+    if (err instanceof EngineError) throw err;
+    throw queryFailure('mysql', conn, what, err);
+  } finally {
+    await c.end().catch(() => c.destroy());
+  }
+}
+
+function toolEnv(conn: ConnectionInfo): NodeJS.ProcessEnv {
+  return toolEnvironment({ MYSQL_PWD: conn.password });
+}
+
+/**
+ * Arguments every client tool gets first. `--no-defaults` (which must come first) keeps
+ * option files of this machine (~/.my.cnf, /etc/mysql) from adding a password, host or
+ * other settings: the URL alone says where to connect and as whom. TCP always, like the
+ * driver used for probes, so both reach the same server as the same account.
+ */
+function connectionArgs(conn: ConnectionInfo): string[] {
+  return [
+    '--no-defaults',
+    '--protocol=TCP',
+    `--host=${conn.host}`,
+    `--port=${conn.port}`,
+    `--user=${conn.user}`,
+    // Rows larger than the default 16 MB packet would otherwise fail to dump or load.
+    '--max-allowed-packet=1G',
+  ];
+}
+
+export const mysql = {
+  kind: 'mysql',
+  dumpSuffix: '.sql',
+
+  async probe(conn: ConnectionInfo): Promise<ServerInfo> {
+    return withConnection(conn, conn.database, 'probing the server', async (c) => {
+      const [rows] = await c.query<mysql2.RowDataPacket[]>(
+        `SELECT VERSION() AS version,
+                (SELECT COALESCE(SUM(data_length + index_length), 0)
+                   FROM information_schema.tables WHERE table_schema = ?) AS size`,
+        [conn.database],
+      );
+      const { version, major } = parseServerVersion(String(rows[0].version));
+      return { version, major, sizeBytes: Number(rows[0].size) };
+    });
+  },
+
+  async tableRowCounts(conn: ConnectionInfo): Promise<Record<string, number>> {
+    return withConnection(conn, conn.database, 'counting rows', async (c) => {
+      // One snapshot for all tables (InnoDB), so the counts describe one moment like the
+      // --single-transaction dump does.
+      await c.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      await c.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
+      try {
+        const [tables] = await c.query<mysql2.RowDataPacket[]>(
+          `SELECT table_name AS name FROM information_schema.tables
+            WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name`,
+          [conn.database],
+        );
+        const counts: Record<string, number> = {};
+        for (const { name } of tables) {
+          const [rows] = await c.query<mysql2.RowDataPacket[]>(
+            `SELECT COUNT(*) AS n FROM ${quoteIdent(conn.database)}.${quoteIdent(String(name))}`,
+          );
+          counts[String(name)] = Number(rows[0].n);
+        }
+        return counts;
+      } finally {
+        await c.query('COMMIT').catch(() => undefined);
+      }
+    });
+  },
+
+  async dump(conn: ConnectionInfo, options: DumpOptions = {}): Promise<DumpProcess> {
+    requireSafeDatabaseName(conn.database);
+    const tools = await mysqlTools();
+    if (options.signal?.aborted) throw new EngineError(`${tools.dump.name} was canceled before it started`);
+    const run = runTool({
+      name: tools.dump.name,
+      path: tools.dump.path,
+      args: [
+        ...connectionArgs(conn),
+        // One consistent InnoDB snapshot without locking writers out.
+        '--single-transaction',
+        '--quick',
+        '--routines',
+        '--triggers',
+        '--events',
+        // Binary columns as hex literals: immune to any character-set conversion.
+        '--hex-blob',
+        '--default-character-set=utf8mb4',
+        // The database name as a positional argument without --databases: no CREATE
+        // DATABASE / USE in the dump, so it restores into a database of any name.
+        conn.database,
+      ],
+      env: toolEnv(conn),
+      secrets: [conn.password],
+      stdin: 'ignore',
+      signal: options.signal,
+    });
+    return { stdout: run.child.stdout!, done: run.done, kill: run.kill, clientVersion: tools.dump.versionLine };
+  },
+
+  async restore(conn: ConnectionInfo, input: Readable, options: RestoreOptions = {}): Promise<void> {
+    try {
+      requireSafeDatabaseName(conn.database);
+      const tools = await mysqlTools();
+      if (options.signal?.aborted) throw new EngineError(`${tools.client.name} was canceled before it started`);
+      const run = runTool({
+        name: tools.client.name,
+        path: tools.client.path,
+        args: [
+          ...connectionArgs(conn),
+          `--database=${conn.database}`,
+          // mariadb-dump has no such option, so only the client gets it.
+          `--connect-timeout=${CONNECT_TIMEOUT_SECONDS}`,
+          '--default-character-set=utf8mb4',
+          // Read the dump byte for byte: no interpretation of backslash commands or NULs
+          // that happen to occur in data.
+          '--binary-mode',
+        ],
+        env: toolEnv(conn),
+        secrets: [conn.password],
+        stdin: 'pipe',
+        signal: options.signal,
+      });
+      await feedTool(run, input, tools.client.name, [conn.password]);
+    } catch (err) {
+      input.destroy();
+      throw err;
+    }
+  },
+
+  async createDatabase(conn: ConnectionInfo, name: string): Promise<void> {
+    requireSafeDatabaseName(name);
+    await withConnection(conn, undefined, `creating database "${name}"`, (c) =>
+      c.query(`CREATE DATABASE ${quoteIdent(name)} CHARACTER SET utf8mb4`),
+    );
+  },
+
+  async dropDatabase(conn: ConnectionInfo, name: string): Promise<void> {
+    requireSafeDatabaseName(name);
+    await withConnection(conn, undefined, `dropping database "${name}"`, (c) =>
+      c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)}`),
+    );
+  },
+
+  async databaseExists(conn: ConnectionInfo, name: string): Promise<boolean> {
+    requireSafeDatabaseName(name);
+    return withConnection(conn, undefined, `looking up database "${name}"`, async (c) => {
+      const [rows] = await c.query<mysql2.RowDataPacket[]>(
+        'SELECT 1 FROM information_schema.schemata WHERE schema_name = ?',
+        [name],
+      );
+      return rows.length > 0;
+    });
+  },
+
+  async databaseIsEmpty(conn: ConnectionInfo): Promise<boolean> {
+    return withConnection(conn, conn.database, 'inspecting the database', async (c) => {
+      const [rows] = await c.query<mysql2.RowDataPacket[]>(
+        `SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?)
+              + (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = ?)
+              + (SELECT COUNT(*) FROM information_schema.events WHERE event_schema = ?) AS n`,
+        [conn.database, conn.database, conn.database],
+      );
+      return Number(rows[0].n) === 0;
+    });
+  },
+} satisfies Engine;

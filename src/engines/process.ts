@@ -1,0 +1,308 @@
+/**
+ * Running dump and restore tools as child processes: argument arrays only (never a
+ * shell), secrets only through the environment, a bounded stderr tail for error
+ * messages, and a kill that always ends the process (SIGTERM, then SIGKILL).
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { access, constants } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { EngineError } from './engine.js';
+
+/** How long a tool gets to exit after SIGTERM before it is sent SIGKILL. */
+export const KILL_GRACE_MS = 5_000;
+
+/** How much of a tool's stderr is kept for the error message. */
+const STDERR_TAIL_BYTES = 4_096;
+
+/**
+ * Replace every occurrence of each secret in `text` with `***`. Also catches the
+ * percent-encoded form, since drivers sometimes echo a URL they were given.
+ */
+export function scrubSecrets(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) {
+    if (!secret) continue;
+    for (const form of new Set([secret, encodeURIComponent(secret)])) {
+      out = out.split(form).join('***');
+    }
+  }
+  return out;
+}
+
+/**
+ * Whether a tool's or driver's error text describes a problem that retrying cannot fix
+ * (bad credentials, missing database, missing privilege), as opposed to a network blip.
+ */
+export function looksPermanent(text: string): boolean {
+  return /authentication failed|access denied|does not exist|unknown database|permission denied|no pg_hba\.conf entry|role .* is not permitted|syntax error|server version mismatch|aborting because of server version mismatch|is not allowed to connect/i.test(
+    text,
+  );
+}
+
+/** Keeps the last `limit` bytes written to it. */
+class TailBuffer {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly limit: number) {}
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    while (this.size - this.chunks[0].length >= this.limit) {
+      this.size -= this.chunks[0].length;
+      this.chunks.shift();
+    }
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    const tail = all.length > this.limit ? all.subarray(all.length - this.limit) : all;
+    // A cut in the middle of a multi-byte character decodes as U+FFFD; drop it.
+    return tail.toString('utf8').replace(/^\uFFFD+/, '').trim();
+  }
+}
+
+export interface ToolSpec {
+  /** Name used in messages, e.g. "pg_dump". */
+  name: string;
+  /** Absolute path of the executable. */
+  path: string;
+  args: string[];
+  /** The complete child environment (see `toolEnvironment`). */
+  env: NodeJS.ProcessEnv;
+  /** Strings scrubbed from every message built from the tool's output. */
+  secrets: string[];
+  /** Whether the child reads stdin from us (restore) or gets none (dump). */
+  stdin: 'pipe' | 'ignore';
+  signal?: AbortSignal;
+}
+
+export interface ToolRun {
+  child: ChildProcess;
+  /**
+   * Resolves when the tool exited 0; rejects with EngineError otherwise, or when it was
+   * stopped by `kill()` or the abort signal before it exited. Never rejects unhandled.
+   */
+  done: Promise<void>;
+  /** SIGTERM now, SIGKILL after KILL_GRACE_MS. A no-op once the tool exited or was told to stop. */
+  kill(): void;
+}
+
+/**
+ * Start a tool. The caller must consume (or destroy) `child.stdout`: a tool blocked on a
+ * full pipe never exits by itself.
+ */
+export function runTool(spec: ToolSpec): ToolRun {
+  let child: ChildProcess;
+  try {
+    child = spawn(spec.path, spec.args, {
+      env: spec.env,
+      stdio: [spec.stdin, 'pipe', 'pipe'],
+      shell: false,
+      windowsHide: true,
+    });
+  } catch (err) {
+    // Node refuses NUL bytes in arguments and environment values synchronously, with a
+    // message that quotes the value in escaped form, which scrubbing would not catch.
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ERR_INVALID_ARG_VALUE' || code === 'ERR_INVALID_ARG_TYPE'
+        ? 'an argument or environment value is invalid (e.g. contains a NUL byte)'
+        : scrubSecrets(err instanceof Error ? err.message : String(err), spec.secrets);
+    throw new EngineError(`cannot run ${spec.name} (${spec.path}): ${why}`);
+  }
+
+  const tail = new TailBuffer(STDERR_TAIL_BYTES);
+  child.stderr!.on('data', (chunk: Buffer) => tail.push(chunk));
+
+  let exited = false;
+  let stopRequested = false;
+  let killTimer: NodeJS.Timeout | undefined;
+
+  const kill = (): void => {
+    if (exited || stopRequested) return;
+    stopRequested = true;
+    child.kill('SIGTERM');
+    killTimer = setTimeout(() => {
+      if (!exited) child.kill('SIGKILL');
+    }, KILL_GRACE_MS);
+    // The child handle itself keeps the process alive until it exits; the timer need not.
+    killTimer.unref();
+  };
+
+  const onAbort = (): void => kill();
+  spec.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const done = new Promise<void>((resolve, reject) => {
+    const fail = (message: string, permanent: boolean, cause?: unknown): void => {
+      reject(new EngineError(scrubSecrets(message, spec.secrets), permanent, cause));
+    };
+
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      // 'error' without a pid means the executable could not be started at all; no
+      // 'exit' follows in that case, so settle here.
+      if (child.pid === undefined) {
+        exited = true;
+        spec.signal?.removeEventListener('abort', onAbort);
+        fail(`cannot run ${spec.name} (${spec.path}): ${err.message}`, true, err);
+      }
+    });
+
+    child.once('exit', (code, signal) => {
+      exited = true;
+      if (killTimer) clearTimeout(killTimer);
+      spec.signal?.removeEventListener('abort', onAbort);
+
+      const settle = (): void => {
+        const stderr = tail.text();
+        if (stopRequested) {
+          const why = spec.signal?.aborted ? 'canceled' : 'stopped';
+          fail(`${spec.name} was ${why} before it finished`, true, spec.signal?.reason);
+        } else if (code === 0) {
+          resolve();
+        } else if (code !== null) {
+          fail(
+            stderr ? `${spec.name} failed (exit ${code}): ${stderr}` : `${spec.name} failed (exit ${code}) without an error message`,
+            looksPermanent(stderr),
+          );
+        } else {
+          fail(`${spec.name} was killed by ${signal}${stderr ? `: ${stderr}` : ''}`, false);
+        }
+      };
+
+      // 'exit' can come before the last stderr bytes are read; wait for stderr to close,
+      // but not forever (a grandchild could hold the pipe open).
+      const stderr = child.stderr!;
+      if (stderr.destroyed || stderr.readableEnded) {
+        settle();
+      } else {
+        const timer = setTimeout(settle, 1_000);
+        stderr.once('close', () => {
+          clearTimeout(timer);
+          settle();
+        });
+      }
+    });
+  });
+  // Callers may stop listening after an earlier error (e.g. from stdout); the outcome is
+  // still available to whoever awaits `done`, but must not crash the process.
+  done.catch(() => undefined);
+
+  return { child, done, kill };
+}
+
+/**
+ * The environment for a tool: ours minus every variable that could point the tool at
+ * another server or give it other credentials, plus `extra`. The URL is the only source
+ * of where to connect and as whom.
+ */
+export function toolEnvironment(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (INHERITED_CONNECTION_VARIABLES.has(key)) continue;
+    env[key] = value;
+  }
+  for (const [key, value] of Object.entries(extra)) {
+    if (value !== undefined && value !== '') env[key] = value;
+  }
+  return env;
+}
+
+const INHERITED_CONNECTION_VARIABLES = new Set([
+  'PGHOST',
+  'PGHOSTADDR',
+  'PGPORT',
+  'PGUSER',
+  'PGDATABASE',
+  'PGPASSWORD',
+  'PGSERVICE',
+  'PGSERVICEFILE',
+  'PGOPTIONS',
+  'MYSQL_PWD',
+  'MYSQL_HOST',
+  'MYSQL_TCP_PORT',
+  'MYSQL_UNIX_PORT',
+]);
+
+/** The first line of `<path> --version`, or null when it cannot be run. */
+export function toolVersionLine(path: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    execFile(path, ['--version'], { timeout: 10_000, env: toolEnvironment({}) }, (err, stdout) => {
+      if (err) return resolve(null);
+      const line = stdout.split('\n')[0]?.replace(/\s+/g, ' ').trim();
+      resolve(line ? line : null);
+    });
+  });
+}
+
+/** Whether `path` is an executable file. */
+export async function isExecutable(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The first executable called `name` in PATH, or null. */
+export async function findInPath(name: string): Promise<string | null> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, name);
+    if (await isExecutable(candidate)) return candidate;
+  }
+  return null;
+}
+
+/**
+ * Feed `input` into a started tool's stdin and wait for the tool.
+ *
+ * - The tool exiting early (an error, or simply not reading to the end) makes writes to
+ *   its stdin fail with EPIPE; that is expected and its exit status says what happened.
+ * - `input` failing kills the tool, and the restore rejects with the input's error as cause.
+ * - When the tool succeeds before `input` ended, the rest of `input` is still read and
+ *   discarded, so checks that run at the end of the stream (checksums) still happen.
+ * - On failure `input` is destroyed, so that whatever feeds it stops too.
+ */
+export async function feedTool(run: ToolRun, input: Readable, name: string, secrets: string[]): Promise<void> {
+  const stdin = run.child.stdin!;
+  stdin.on('error', () => undefined);
+
+  let inputError: unknown;
+  let inputEnded = false;
+  input.once('end', () => {
+    inputEnded = true;
+  });
+  input.on('error', (err) => {
+    inputError ??= err;
+    run.kill();
+  });
+  input.pipe(stdin);
+
+  const inputFailure = (): EngineError =>
+    new EngineError(
+      scrubSecrets(`${name} input failed: ${inputError instanceof Error ? inputError.message : String(inputError)}`, secrets),
+      true,
+      inputError,
+    );
+
+  try {
+    await run.done;
+  } catch (err) {
+    input.unpipe(stdin);
+    input.destroy();
+    throw inputError !== undefined ? inputFailure() : err;
+  }
+  if (inputError !== undefined) throw inputFailure();
+  if (!inputEnded) {
+    input.unpipe(stdin);
+    await new Promise<void>((resolve, reject) => {
+      if (input.readableEnded) return resolve();
+      input.once('end', resolve);
+      input.once('error', () => reject(inputFailure()));
+      input.resume();
+    });
+  }
+}
