@@ -1,0 +1,103 @@
+/**
+ * Authentication (which token is calling) and authorization (does it hold access X on
+ * this resource or a parent). Resources of another organization are reported as 404
+ * so their existence never leaks.
+ */
+import crypto from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import type { CatalogDb } from '../catalog/db.js';
+import type { ServiceToken } from '../catalog/schema.js';
+import { tokenAccesses, verifySecret, type Access, type TokenAccess } from '../catalog/tokens.js';
+import { nowIso } from '../catalog/ids.js';
+import { forbidden, unauthorized, type Dialect } from './errors.js';
+
+export interface Principal {
+  token: ServiceToken;
+  accesses: TokenAccess[];
+}
+
+/** The resource an access is checked against; parents are included so grants inherit downwards. */
+export interface Scope {
+  organizationId: string;
+  databaseId?: string;
+  branchId?: string;
+}
+
+/** Pull "<id>:<secret>" out of the request the way the dialect sends it. */
+export function credentialsFrom(request: FastifyRequest, dialect: Dialect): { id: string; secret: string } | null {
+  let raw: string | undefined;
+  if (dialect === 'backupman') raw = headerValue(request.headers['x-api-key']);
+  else {
+    raw = headerValue(request.headers.authorization);
+    if (raw && dialect === 'yandex') raw = /^Bearer\s+/i.test(raw) ? raw.replace(/^Bearer\s+/i, '') : undefined;
+    // The native dialect takes no scheme word, but a Bearer prefix is a common slip: accept it.
+    else if (raw) raw = raw.replace(/^Bearer\s+/i, '');
+  }
+  if (!raw) return null;
+  const i = raw.indexOf(':');
+  if (i <= 0 || i === raw.length - 1 || raw.length > 600) return null;
+  return { id: raw.slice(0, i).trim(), secret: raw.slice(i + 1).trim() };
+}
+
+function headerValue(h: string | string[] | undefined): string | undefined {
+  return Array.isArray(h) ? h[0] : h;
+}
+
+/** Verified (token id, secret digest) pairs: scrypt is deliberately slow, so don't pay it per request. */
+const verified = new Map<string, { digest: Buffer; until: number }>();
+const CACHE_MS = 60_000;
+
+/** Forget cached verifications (after a token is deleted or its secret changes). */
+export function forgetVerifiedToken(id?: string): void {
+  if (id === undefined) verified.clear();
+  else verified.delete(id);
+}
+
+export async function authenticate(db: CatalogDb, request: FastifyRequest, dialect: Dialect): Promise<Principal> {
+  const creds = credentialsFrom(request, dialect);
+  if (!creds) throw unauthorized();
+  const token = await db.selectFrom('service_tokens').selectAll().where('id', '=', creds.id).executeTakeFirst();
+  if (!token || token.deleted_at !== null) throw unauthorized();
+  if (token.expires_at !== null && token.expires_at <= nowIso()) throw unauthorized('Unauthorized: this service token has expired');
+
+  const digest = crypto.createHash('sha256').update(creds.secret).digest();
+  const hit = verified.get(token.id);
+  const cached = hit !== undefined && hit.until > Date.now() && crypto.timingSafeEqual(hit.digest, digest);
+  if (!cached) {
+    if (!(await verifySecret(creds.secret, token.secret_hash))) throw unauthorized();
+    verified.set(token.id, { digest, until: Date.now() + CACHE_MS });
+  }
+  // Recording every use would turn each read into a write; once a minute is enough to be useful.
+  const now = nowIso();
+  if (token.last_used_at === null || Date.parse(now) - Date.parse(token.last_used_at) > 60_000) {
+    await db.updateTable('service_tokens').set({ last_used_at: now }).where('id', '=', token.id).execute();
+  }
+  return { token, accesses: await tokenAccesses(db, token.id) };
+}
+
+/** Can this principal see anything in the organization at all? (Otherwise: 404.) */
+export function canSeeOrganization(p: Principal, organizationId: string): boolean {
+  return p.token.superuser === 1 || p.token.organization_id === organizationId;
+}
+
+export function hasAccess(p: Principal, access: Access, scope: Scope): boolean {
+  if (!canSeeOrganization(p, scope.organizationId)) return false;
+  if (p.token.superuser === 1) return true;
+  return p.accesses.some(
+    (a) =>
+      a.access === access &&
+      ((a.resource_type === 'organization' && a.resource_id === scope.organizationId) ||
+        (a.resource_type === 'database' && a.resource_id === scope.databaseId) ||
+        (a.resource_type === 'branch' && a.resource_id === scope.branchId)),
+  );
+}
+
+export function requireAccess(p: Principal, access: Access, scope: Scope): void {
+  if (!hasAccess(p, access, scope)) throw forbidden(`Forbidden: this service token lacks the "${access}" access here`);
+}
+
+/** Whether the principal holds `access` on at least one resource of the organization (for list routes). */
+export function hasAnyAccess(p: Principal, access: Access, organizationId: string): boolean {
+  if (!canSeeOrganization(p, organizationId)) return false;
+  return p.token.superuser === 1 || p.accesses.some((a) => a.access === access);
+}

@@ -1,0 +1,104 @@
+/**
+ * Typed API errors and the ONE place that turns any thrown error into an HTTP response
+ * in the caller's dialect. A 5xx never shows its internals to the client.
+ */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+
+export type ErrorCode =
+  | 'bad_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'invalid_params'
+  | 'unprocessable'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'internal';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export const badRequest = (m: string) => new ApiError(400, 'bad_request', m);
+export const unauthorized = (m = 'Unauthorized: a valid service token is required') => new ApiError(401, 'unauthorized', m);
+export const forbidden = (m: string) => new ApiError(403, 'forbidden', m);
+export const notFound = (m = 'Not Found') => new ApiError(404, 'not_found', m);
+export const conflict = (m: string) => new ApiError(409, 'conflict', m);
+export const invalidParams = (m: string) => new ApiError(422, 'invalid_params', m);
+export const unprocessable = (m: string) => new ApiError(422, 'unprocessable', m);
+
+/** Which error body a route speaks. Set per route prefix in app.ts. */
+export type Dialect = 'planetscale' | 'yandex' | 'backupman';
+
+const GRPC_CODE: Record<number, number> = { 400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 3, 415: 3, 422: 3, 429: 8, 500: 13 };
+
+/** The response body for an error in a dialect. */
+export function errorBody(dialect: Dialect, status: number, code: ErrorCode, message: string): unknown {
+  switch (dialect) {
+    case 'yandex':
+      return { code: GRPC_CODE[status] ?? (status >= 500 ? 13 : 3), message, details: [] };
+    case 'backupman':
+      return { error: status === 401 ? 'Unauthorized' : message };
+    default:
+      return { code, message };
+  }
+}
+
+export function dialectOf(request: FastifyRequest): Dialect {
+  const url = request.url;
+  if (url.startsWith('/managed-postgresql/') || url.startsWith('/managed-mysql/')) return 'yandex';
+  if (url.startsWith('/api/')) return 'backupman';
+  return 'planetscale';
+}
+
+/** Describe an AJV validation error in one readable sentence. */
+function describeValidation(err: FastifyError): string {
+  const v = err.validation?.[0];
+  if (!v) return err.message;
+  const where = err.validationContext ?? 'request';
+  const field = (v.instancePath || '').replace(/^\//, '').replace(/\//g, '.');
+  const params = v.params as Record<string, unknown>;
+  if (v.keyword === 'additionalProperties') return `${where}: unknown field "${String(params.additionalProperty)}"`;
+  if (v.keyword === 'required') return `${where}: missing required field "${String(params.missingProperty)}"`;
+  if (v.keyword === 'enum') {
+    return `${where}${field ? `.${field}` : ''} must be one of: ${(params.allowedValues as unknown[]).join(', ')}`;
+  }
+  return `${where}${field ? `.${field}` : ''} ${v.message ?? 'is invalid'}`;
+}
+
+/** Map anything thrown by a route (or by Fastify itself) to status + code + safe message. */
+export function classifyError(err: unknown): { status: number; code: ErrorCode; message: string; internal: boolean } {
+  if (err instanceof ApiError) return { status: err.status, code: err.code, message: err.message, internal: false };
+  const fe = err as FastifyError;
+  if (fe && fe.validation) {
+    // Body problems are semantic (422, as PlanetScale answers); query/path problems are a bad request.
+    const status = fe.validationContext === 'body' ? 422 : 400;
+    return { status, code: status === 422 ? 'invalid_params' : 'bad_request', message: describeValidation(fe), internal: false };
+  }
+  const sc = typeof fe?.statusCode === 'number' ? fe.statusCode : 500;
+  if (sc === 413) return { status: 413, code: 'payload_too_large', message: 'request body is too large', internal: false };
+  if (sc === 415) return { status: 415, code: 'unsupported_media_type', message: 'Content-Type must be application/json', internal: false };
+  if (sc === 429) return { status: 429, code: 'rate_limited', message: 'too many requests', internal: false };
+  if (sc >= 400 && sc < 500) {
+    // Fastify's own client errors (malformed JSON, empty JSON body, bad URL encoding): their messages are safe.
+    const message = fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || /JSON/.test(fe.message ?? '') ? `malformed JSON body: ${fe.message}` : fe.message;
+    const code: ErrorCode = sc === 404 ? 'not_found' : sc === 401 ? 'unauthorized' : sc === 403 ? 'forbidden' : 'bad_request';
+    return { status: sc, code, message, internal: false };
+  }
+  return { status: 500, code: 'internal', message: 'Internal Server Error', internal: true };
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const c = classifyError(err);
+  if (c.internal) request.log.error({ err }, 'unhandled error');
+  return reply.status(c.status).type('application/json').send(errorBody(dialectOf(request), c.status, c.code, c.message));
+}

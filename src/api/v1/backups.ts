@@ -1,0 +1,176 @@
+/** Backups of a branch: create, list (every PlanetScale filter), get, artifacts, download, progress. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { AppContext } from '../../context.js';
+import { artifactsOf, createBackup, DEFAULT_RETENTION, listBackups } from '../../catalog/backups.js';
+import type { Branch } from '../../catalog/schema.js';
+import { openDestinationById } from '../../destinations.js';
+import { parseTimestamp, type IntervalUnit } from '../../time.js';
+import { requireAccess, type Principal, type Scope } from '../auth.js';
+import { badRequest, conflict, invalidParams, unprocessable } from '../errors.js';
+import { envelope } from '../paging.js';
+import { resolveBackup, resolveBranch } from '../resolve.js';
+import { presentArtifact, presentBackups } from './present.js';
+import { Artifact, Backup, BackupParams, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Progress } from './schemas.js';
+import { progressSnapshot } from '../../pipeline/progress.js';
+
+function timestampParam(name: string, value: string): string {
+  const d = parseTimestamp(value);
+  if (!d) throw badRequest(`${name} must be an ISO 8601 timestamp such as 2023-01-01T00:00:00Z, got "${value}"`);
+  return d.toISOString();
+}
+
+/** Reading a dump's bytes is as good as restoring it elsewhere, so it needs the restore access. */
+function requireRestoreAccess(p: Principal, branch: Branch, scope: Scope): void {
+  requireAccess(p, branch.production === 1 ? 'restore_production_branch_backup' : 'restore_backup', scope);
+}
+
+export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+  const base = '/organizations/:organization/databases/:database/branches/:branch/backups';
+  return async (app) => {
+    app.post(
+      base,
+      { schema: { tags: ['Backups'], summary: 'Create a backup', operationId: 'create_backup', params: BranchParams, body: CreateBackupBody, response: { 201: Backup } } },
+      async (req, reply) => {
+        const { org, database, branch } = await resolveBranch(ctx.db, req.principal, req.params.organization, req.params.database, req.params.branch);
+        requireAccess(req.principal, 'write_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        const body = req.body ?? {};
+        if ((body.retention_value === undefined) !== (body.retention_unit === undefined)) {
+          throw invalidParams('retention_value and retention_unit must be given together (e.g. {"retention_value": 6, "retention_unit": "hour"})');
+        }
+        if (body.emergency && database.kind !== 'postgresql') {
+          throw unprocessable('emergency backups are only supported for PostgreSQL databases');
+        }
+        if (branch.connection_url_enc === null) throw conflict(`Branch "${branch.name}" has no connection URL set; set it before taking backups`);
+        const backup = await createBackup(ctx.db, {
+          database,
+          branch,
+          name: body.name,
+          retentionValue: body.retention_value ?? DEFAULT_RETENTION.value,
+          retentionUnit: (body.retention_unit as IntervalUnit | undefined) ?? DEFAULT_RETENTION.unit,
+          emergency: body.emergency ?? false,
+          actor: { id: req.principal.token.id, name: req.principal.token.name },
+          compression: 'zstd',
+          now: ctx.clock(),
+        });
+        ctx.nudge();
+        const [json] = await presentBackups(ctx, [backup], branch);
+        return reply.status(201).send(json);
+      },
+    );
+
+    app.get(
+      base,
+      { schema: { tags: ['Backups'], summary: 'List backups', operationId: 'list_backups', params: BranchParams, querystring: ListBackupsQuery, response: { 200: ListEnvelope(Backup) } } },
+      async (req) => {
+        const { org, database, branch } = await resolveBranch(ctx.db, req.principal, req.params.organization, req.params.database, req.params.branch);
+        requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        const q = req.query;
+        const page = q.page ?? 1;
+        const perPage = q.per_page ?? 25;
+        let runningAt: { start: string; end: string } | undefined;
+        if (q.running_at !== undefined) {
+          const parts = q.running_at.split('..');
+          if (parts.length !== 2) throw badRequest(`running_at must be a range "START..END" of ISO 8601 timestamps, got "${q.running_at}"`);
+          runningAt = { start: timestampParam('running_at start', parts[0]), end: timestampParam('running_at end', parts[1]) };
+          if (runningAt.start > runningAt.end) throw badRequest('running_at: the start of the range is after its end');
+        }
+        const from = q.from !== undefined ? timestampParam('from', q.from) : undefined;
+        const to = q.to !== undefined ? timestampParam('to', q.to) : undefined;
+        if (from && to && from > to) throw badRequest('from is after to');
+        // The list is of one branch: a production filter that doesn't match it leaves nothing.
+        if (q.production !== undefined && q.production !== (branch.production === 1)) return envelope(req, [], page, perPage, 0);
+        const { rows, total } = await listBackups(
+          ctx.db,
+          { branchId: branch.id, includeDeleted: q.all === true, state: q.state, policyId: q.policy, from, to, runningAt },
+          page,
+          perPage,
+        );
+        return envelope(req, await presentBackups(ctx, rows, branch), page, perPage, total);
+      },
+    );
+
+    app.get(
+      `${base}/:id`,
+      { schema: { tags: ['Backups'], summary: 'Get a backup', operationId: 'get_backup', params: BackupParams, response: { 200: Backup } } },
+      async (req) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        const [json] = await presentBackups(ctx, [backup], branch);
+        return json;
+      },
+    );
+
+    app.get(
+      `${base}/:id/artifacts`,
+      {
+        schema: {
+          tags: ['Backups'],
+          summary: "A backup's stored copies, one per storage destination",
+          params: BackupParams,
+          response: { 200: Type.Object({ type: Type.Literal('list'), data: Type.Array(Artifact) }) },
+        },
+      },
+      async (req) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        return { type: 'list' as const, data: (await artifactsOf(ctx.db, [backup.id])).map(presentArtifact) };
+      },
+    );
+
+    app.get(
+      `${base}/:id/progress`,
+      { schema: { tags: ['Backups'], summary: 'Bytes, rate and ETA of a running backup', params: BackupParams, response: { 200: Progress } } },
+      async (req) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        const done = backup.state !== 'pending' && backup.state !== 'running';
+        const startedAt = backup.started_at ? Date.parse(backup.started_at) : null;
+        const endAt = backup.completed_at ? Date.parse(backup.completed_at) : backup.progress_at ? Date.parse(backup.progress_at) : ctx.clock().getTime();
+        const snap =
+          startedAt === null
+            ? { rate_bytes_per_second: 0, eta_seconds: null, percent: null }
+            : progressSnapshot({ bytes: backup.progress_raw_bytes, startedAt, now: endAt, totalEstimate: backup.pvc_size > 0 ? backup.pvc_size : undefined });
+        return {
+          state: backup.state,
+          bytes_read: backup.progress_raw_bytes,
+          bytes_written: backup.progress_bytes,
+          rate_bytes_per_second: snap.rate_bytes_per_second,
+          estimated_total_bytes: backup.pvc_size > 0 ? backup.pvc_size : null,
+          percent: backup.state === 'success' ? 100 : done ? null : snap.percent,
+          eta_seconds: done ? null : snap.eta_seconds,
+          started_at: backup.started_at,
+          updated_at: backup.progress_at,
+        };
+      },
+    );
+
+    app.get(
+      `${base}/:id/download`,
+      {
+        schema: {
+          tags: ['Backups'],
+          summary: 'Stream the stored bytes of the first good artifact',
+          description: 'The body is the artifact exactly as stored (compressed, and encrypted when recipients are set). The X-Checksum-Sha256 header carries its sha256 (hex). Needs the restore access of the branch.',
+          params: BackupParams,
+        },
+      },
+      async (req, reply) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        requireRestoreAccess(req.principal, branch, { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        if (backup.deleted_at !== null) throw conflict('this backup was deleted; its artifacts are gone');
+        const artifact = (await artifactsOf(ctx.db, [backup.id])).find((a) => a.state === 'success');
+        if (!artifact || backup.state !== 'success') throw conflict(`backup is ${backup.state}: it has no stored artifact to download`);
+        const { provider } = await openDestinationById(ctx, artifact.destination_id);
+        const stream = await provider.read(artifact.path);
+        const fileName = artifact.path.split('/').pop() ?? 'backup';
+        return reply
+          .header('content-type', 'application/octet-stream')
+          .header('content-length', String(artifact.size))
+          .header('content-disposition', `attachment; filename="${fileName}"`)
+          .header('x-checksum-sha256', artifact.sha256 ?? '')
+          .send(stream);
+      },
+    );
+  };
+}

@@ -1,0 +1,122 @@
+/**
+ * Service tokens of an organization and their accesses. The secret is returned once,
+ * when the token is created, and stored only as a hash.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { AppContext } from '../../context.js';
+import { nowIso } from '../../catalog/ids.js';
+import { ALL_ACCESSES, createToken, grantAccesses, tokenAccesses } from '../../catalog/tokens.js';
+import type { ResourceType } from '../../catalog/schema.js';
+import { forgetVerifiedToken, requireAccess } from '../auth.js';
+import { invalidParams, notFound } from '../errors.js';
+import { envelope } from '../paging.js';
+import { resolveBranch, resolveDatabase, resolveOrganization } from '../resolve.js';
+import { presentToken } from './present.js';
+import { IdParam, ListEnvelope, NameParam, OrgParams, PageQuery, ServiceToken, TokenAccessSchema } from './schemas.js';
+
+const TokenParams = Type.Object({ organization: NameParam, id: IdParam });
+const AccessName = Type.Union(ALL_ACCESSES.map((a) => Type.Literal(a)));
+
+export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+  const base = '/organizations/:organization/service-tokens';
+
+  async function findToken(orgId: string, id: string) {
+    const t = await ctx.db.selectFrom('service_tokens').selectAll().where('id', '=', id).where('organization_id', '=', orgId).where('deleted_at', 'is', null).executeTakeFirst();
+    if (!t) throw notFound(`Service token "${id}" not found`);
+    return t;
+  }
+
+  return async (app) => {
+    app.post(
+      base,
+      {
+        schema: {
+          tags: ['Service tokens'],
+          summary: 'Create a service token (its secret is shown only in this response)',
+          params: OrgParams,
+          body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }, { additionalProperties: false }),
+          response: { 201: ServiceToken },
+        },
+      },
+      async (req, reply) => {
+        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+        requireAccess(req.principal, 'write_organization', { organizationId: org.id });
+        const { token, secret } = await createToken(ctx.db, { organizationId: org.id, name: req.body.name });
+        return reply.status(201).send(presentToken(token, secret));
+      },
+    );
+
+    app.get(
+      base,
+      { schema: { tags: ['Service tokens'], summary: 'List service tokens', params: OrgParams, querystring: Type.Object(PageQuery, { additionalProperties: false }), response: { 200: ListEnvelope(ServiceToken) } } },
+      async (req) => {
+        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+        requireAccess(req.principal, 'read_organization', { organizationId: org.id });
+        const page = req.query.page ?? 1;
+        const perPage = req.query.per_page ?? 25;
+        const rows = await ctx.db.selectFrom('service_tokens').selectAll().where('organization_id', '=', org.id).where('deleted_at', 'is', null).orderBy('created_at').execute();
+        return envelope(req, rows.slice((page - 1) * perPage, page * perPage).map((t) => presentToken(t)), page, perPage, rows.length);
+      },
+    );
+
+    app.get(`${base}/:id`, { schema: { tags: ['Service tokens'], summary: 'Get a service token', params: TokenParams, response: { 200: ServiceToken } } }, async (req) => {
+      const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+      requireAccess(req.principal, 'read_organization', { organizationId: org.id });
+      return presentToken(await findToken(org.id, req.params.id));
+    });
+
+    app.delete(`${base}/:id`, { schema: { tags: ['Service tokens'], summary: 'Delete a service token', params: TokenParams } }, async (req, reply) => {
+      const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+      requireAccess(req.principal, 'write_organization', { organizationId: org.id });
+      const t = await findToken(org.id, req.params.id);
+      await ctx.db.updateTable('service_tokens').set({ deleted_at: nowIso(ctx.clock()), updated_at: nowIso(ctx.clock()) }).where('id', '=', t.id).execute();
+      forgetVerifiedToken(t.id);
+      return reply.status(204).send();
+    });
+
+    app.get(
+      `${base}/:id/accesses`,
+      { schema: { tags: ['Service tokens'], summary: "List a token's accesses", params: TokenParams, response: { 200: Type.Object({ type: Type.Literal('list'), data: Type.Array(TokenAccessSchema) }) } } },
+      async (req) => {
+        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+        requireAccess(req.principal, 'read_organization', { organizationId: org.id });
+        const t = await findToken(org.id, req.params.id);
+        return { type: 'list' as const, data: await tokenAccesses(ctx.db, t.id) };
+      },
+    );
+
+    app.post(
+      `${base}/:id/accesses`,
+      {
+        schema: {
+          tags: ['Service tokens'],
+          summary: 'Grant accesses on the organization, one database, or one branch',
+          params: TokenParams,
+          body: Type.Object(
+            { database: Type.Optional(NameParam), branch: Type.Optional(NameParam), accesses: Type.Array(AccessName, { minItems: 1, maxItems: ALL_ACCESSES.length, uniqueItems: true }) },
+            { additionalProperties: false },
+          ),
+          response: { 200: Type.Object({ type: Type.Literal('list'), data: Type.Array(TokenAccessSchema) }) },
+        },
+      },
+      async (req) => {
+        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+        requireAccess(req.principal, 'write_organization', { organizationId: org.id });
+        const t = await findToken(org.id, req.params.id);
+        let resourceType: ResourceType = 'organization';
+        let resourceId = org.id;
+        if (req.body.branch !== undefined && req.body.database === undefined) throw invalidParams('a branch is named inside a database: give "database" too');
+        if (req.body.database !== undefined && req.body.branch !== undefined) {
+          resourceType = 'branch';
+          resourceId = (await resolveBranch(ctx.db, req.principal, org.name, req.body.database, req.body.branch)).branch.id;
+        } else if (req.body.database !== undefined) {
+          resourceType = 'database';
+          resourceId = (await resolveDatabase(ctx.db, req.principal, org.name, req.body.database)).database.id;
+        }
+        await grantAccesses(ctx.db, t.id, req.body.accesses, resourceType, resourceId);
+        return { type: 'list' as const, data: await tokenAccesses(ctx.db, t.id) };
+      },
+    );
+  };
+}

@@ -1,0 +1,99 @@
+/**
+ * Builds the HTTP app: plugins first (validation, OpenAPI, errors, auth), then the routes
+ * of every dialect. Nothing here listens; main.ts and the tests do.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv } from 'ajv';
+import secureJson from 'secure-json-parse';
+import type { AppContext } from './context.js';
+import { authenticate, type Principal } from './api/auth.js';
+import { dialectOf, notFound, sendError } from './api/errors.js';
+import { organizationRoutes } from './api/v1/organizations.js';
+import { databaseRoutes } from './api/v1/databases.js';
+import { branchRoutes } from './api/v1/branches.js';
+import { backupRoutes } from './api/v1/backups.js';
+import { tokenRoutes } from './api/v1/tokens.js';
+import { ErrorBody } from './api/v1/schemas.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+  interface FastifyContextConfig {
+    /** Route answers without a service token (health, the OpenAPI document). */
+    public?: boolean;
+  }
+}
+
+export { VERSION } from './version.js';
+import { VERSION } from './version.js';
+
+export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log as unknown as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024,
+    requestTimeout: 120_000,
+    // Our errors carry their own messages; Fastify must not answer with its defaults.
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Bodies are validated strictly: "5" is not a number and unknown fields are errors, not
+  // silently dropped. Query strings and paths are text, so there types are coerced.
+  const bodyAjv = new Ajv({ strict: false, removeAdditional: false, useDefaults: true, coerceTypes: false, allErrors: false });
+  const textAjv = new Ajv({ strict: false, removeAdditional: false, useDefaults: true, coerceTypes: true, allErrors: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
+
+  // An empty JSON body means "no options" (curl -X POST with a Content-Type and no data).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }));
+    } catch (e) {
+      const err = new Error(`malformed JSON body: ${(e as Error).message}`) as Error & { statusCode: number };
+      err.statusCode = 400;
+      done(err, undefined);
+    }
+  });
+  // A POST/PATCH without a body is the same as an empty object for our optional-field bodies.
+  app.addHook('preValidation', async (req) => {
+    if (req.body === undefined && (req.method === 'POST' || req.method === 'PATCH')) req.body = {};
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Strongbox API', version: VERSION, description: 'Backups of PostgreSQL and MySQL/MariaDB. Native dialect: PlanetScale v1 backups API.' },
+      components: { securitySchemes: { ServiceToken: { type: 'apiKey', in: 'header', name: 'Authorization', description: '<token-id>:<secret>' } } },
+      security: [{ ServiceToken: [] }],
+    },
+  });
+  app.addSchema(ErrorBody);
+
+  app.setErrorHandler((err, req, reply) => sendError(req, reply, err));
+  app.setNotFoundHandler((req, reply) => sendError(req, reply, notFound(`no route ${req.method} ${req.url.split('?')[0]}`)));
+
+  app.decorateRequest('principal', null as unknown as Principal);
+  app.addHook('onRequest', async (req) => {
+    if (req.routeOptions.config?.public) return;
+    req.principal = await authenticate(ctx.db, req, dialectOf(req));
+  });
+
+  app.get('/health', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok', version: VERSION }));
+  app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(
+    async (v1) => {
+      await v1.register(organizationRoutes(ctx));
+      await v1.register(databaseRoutes(ctx));
+      await v1.register(branchRoutes(ctx));
+      await v1.register(backupRoutes(ctx));
+      await v1.register(tokenRoutes(ctx));
+    },
+    { prefix: '/v1' },
+  );
+  return app;
+}

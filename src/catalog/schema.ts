@@ -1,0 +1,169 @@
+/**
+ * Row types of the catalog tables, as Kysely sees them. Timestamps are ISO 8601 UTC
+ * strings with milliseconds (`Date.toISOString()`), so they sort as text on every
+ * dialect; booleans are 0/1 integers. Both choices keep SQL dialect-agnostic.
+ */
+import type { ColumnType, Insertable, Selectable, Updateable } from 'kysely';
+
+type Bool = number; // 0 | 1
+
+export interface OrganizationsTable {
+  id: string;
+  name: string;
+  /** JSON array of age recipients (public keys); null = none. */
+  encryption_recipients: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ServiceTokensTable {
+  id: string;
+  organization_id: string;
+  name: string;
+  /** scrypt hash of the secret, never the secret. */
+  secret_hash: string;
+  /** May create and see every organization (the bootstrap/admin token). */
+  superuser: Bool;
+  created_at: string;
+  updated_at: string;
+  last_used_at: string | null;
+  expires_at: string | null;
+  deleted_at: string | null;
+}
+
+export type ResourceType = 'organization' | 'database' | 'branch';
+
+export interface ServiceTokenAccessesTable {
+  id: string;
+  token_id: string;
+  access: string;
+  resource_type: ResourceType;
+  resource_id: string;
+  created_at: string;
+}
+
+export interface DatabasesTable {
+  id: string;
+  organization_id: string;
+  name: string;
+  kind: 'postgresql' | 'mysql';
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
+}
+
+export interface BranchesTable {
+  id: string;
+  organization_id: string;
+  database_id: string;
+  name: string;
+  production: Bool;
+  /** The full connection URL, encrypted at rest (see secrets.ts). Never returned by the API. */
+  connection_url_enc: string | null;
+  conn_host: string;
+  conn_port: number;
+  conn_database: string;
+  conn_user: string;
+  server_version: string | null;
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
+}
+
+export interface StorageDestinationsTable {
+  id: string;
+  organization_id: string;
+  name: string;
+  provider: 'local' | 's3' | 'google_drive';
+  /** Provider configuration as JSON, encrypted at rest (it may hold credentials). */
+  config_enc: string;
+  is_default: Bool;
+  created_at: string;
+  updated_at: string;
+}
+
+export type BackupState = 'pending' | 'running' | 'success' | 'failed' | 'canceled' | 'ignored';
+
+export interface BackupsTable {
+  id: string;
+  organization_id: string;
+  database_id: string;
+  branch_id: string;
+  name: string;
+  state: BackupState;
+  /** Bytes stored (compressed) per artifact. */
+  size: ColumnType<number, number | undefined, number>;
+  /** Bytes the dump tool produced, before compression. */
+  raw_size: ColumnType<number, number | undefined, number>;
+  /** Size of the source database as its server reported it. */
+  pvc_size: ColumnType<number, number | undefined, number>;
+  protected: Bool;
+  required: Bool;
+  emergency: Bool;
+  backup_policy_id: string | null;
+  actor_id: string | null;
+  actor_name: string | null;
+  retention_value: number;
+  retention_unit: string;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  expires_at: string | null;
+  deleted_at: string | null;
+  /** Why the backup failed or was canceled/ignored; safe to show users. */
+  error: string | null;
+  engine: 'postgresql' | 'mysql';
+  server_version: string | null;
+  client_version: string | null;
+  compression: string;
+  sha256: string | null;
+  /** JSON object {table: rows} recorded at backup time. */
+  table_row_counts: string | null;
+  lease_owner: string | null;
+  lease_expires_at: string | null;
+  attempts: ColumnType<number, number | undefined, number>;
+  cancel_requested: ColumnType<Bool, Bool | undefined, Bool>;
+  progress_raw_bytes: ColumnType<number, number | undefined, number>;
+  progress_bytes: ColumnType<number, number | undefined, number>;
+  progress_at: string | null;
+}
+
+export type ArtifactState = 'pending' | 'success' | 'failed' | 'deleted';
+
+export interface ArtifactsTable {
+  id: string;
+  backup_id: string;
+  destination_id: string;
+  destination_name: string;
+  provider: 'local' | 's3' | 'google_drive';
+  /** Key of the dump object inside the destination. */
+  path: string;
+  size: ColumnType<number, number | undefined, number>;
+  sha256: string | null;
+  state: ArtifactState;
+  error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface CatalogSchema {
+  organizations: OrganizationsTable;
+  service_tokens: ServiceTokensTable;
+  service_token_accesses: ServiceTokenAccessesTable;
+  databases: DatabasesTable;
+  branches: BranchesTable;
+  storage_destinations: StorageDestinationsTable;
+  backups: BackupsTable;
+  artifacts: ArtifactsTable;
+}
+
+export type Organization = Selectable<OrganizationsTable>;
+export type ServiceToken = Selectable<ServiceTokensTable>;
+export type Database = Selectable<DatabasesTable>;
+export type Branch = Selectable<BranchesTable>;
+export type StorageDestination = Selectable<StorageDestinationsTable>;
+export type Backup = Selectable<BackupsTable>;
+export type NewBackup = Insertable<BackupsTable>;
+export type BackupUpdate = Updateable<BackupsTable>;
+export type Artifact = Selectable<ArtifactsTable>;

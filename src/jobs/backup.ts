@@ -1,0 +1,244 @@
+/**
+ * Takes one backup: dump → count → compress → sha256 → every destination at once.
+ * Nothing is reported good until the dump tool exited 0, every byte is committed in
+ * storage and its size checked, and the manifest is written beside it.
+ */
+import { pipeline } from 'node:stream/promises';
+import type { AppContext } from '../context.js';
+import type { Backup, BackupUpdate, StorageDestination } from '../catalog/schema.js';
+import { newId, nowIso } from '../catalog/ids.js';
+import { defaultDestinations } from '../catalog/organizations.js';
+import { engineFor, parseConnectionUrl, EngineError } from '../engines/index.js';
+import { compressor, compressionSuffix, type Compression } from '../pipeline/compress.js';
+import { HashCounter } from '../pipeline/hash.js';
+import { fanOut } from '../pipeline/fanout.js';
+import { openDestination } from '../destinations.js';
+import type { ObjectWriter, StorageProvider } from '../storage/provider.js';
+import { addInterval, type IntervalUnit } from '../time.js';
+import { VERSION } from '../version.js';
+
+/** Why a job was stopped from outside; decides the final state. */
+export type StopReason = 'canceled' | 'shutdown' | 'lease_lost' | 'idle_timeout';
+
+export class JobStopped extends Error {
+  constructor(readonly reason: StopReason, message: string) {
+    super(message);
+    this.name = 'JobStopped';
+  }
+}
+
+/** Storage layout: one folder per backup, sortable by time, holding the dump and its manifest. */
+export function backupFolder(orgName: string, dbName: string, branchName: string, backup: Pick<Backup, 'id' | 'created_at'>): string {
+  const stamp = backup.created_at.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${orgName}/${dbName}/${branchName}/${stamp}-${backup.id}`;
+}
+
+interface Target {
+  dest: StorageDestination;
+  provider: StorageProvider;
+  artifactId: string;
+  writer: ObjectWriter | null;
+  error: string | null;
+}
+
+function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+/**
+ * Run the dump of `backup` (already claimed: state running). Resolves with the final
+ * catalog update to apply; never throws for a failed dump (that is a `failed` result).
+ */
+export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSignal): Promise<BackupUpdate> {
+  const branch = await ctx.db.selectFrom('branches').selectAll().where('id', '=', backup.branch_id).executeTakeFirstOrThrow();
+  const database = await ctx.db.selectFrom('databases').selectAll().where('id', '=', backup.database_id).executeTakeFirstOrThrow();
+  const org = await ctx.db.selectFrom('organizations').selectAll().where('id', '=', backup.organization_id).executeTakeFirstOrThrow();
+  const engine = engineFor(database.kind);
+  const compression = backup.compression as Compression;
+  const targets: Target[] = [];
+
+  const fail = (error: string): BackupUpdate => ({ state: 'failed', error, completed_at: nowIso(ctx.clock()) });
+  try {
+    if (branch.connection_url_enc === null) return fail('the branch has no connection URL; set it again (catalog rebuilt from storage?)');
+    const conn = parseConnectionUrl(ctx.secrets.open(branch.connection_url_enc)).info;
+
+    const server = await engine.probe(conn);
+    await ctx.db.updateTable('backups').set({ server_version: server.version, pvc_size: server.sizeBytes, updated_at: nowIso(ctx.clock()) }).where('id', '=', backup.id).execute();
+    // Row counts (for verification later) run beside the dump, not before it: a table
+    // locked by someone else must stall the dump, where the idle timeout catches it, and
+    // not this count, where nothing would.
+    const counting = engine.tableRowCounts(conn).catch((e) => {
+      ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not count rows');
+      return null;
+    });
+
+    const dests = await defaultDestinations(ctx.db, org.id);
+    if (dests.length === 0) return fail('the organization has no default storage destination');
+    const folder = backupFolder(org.name, database.name, branch.name, backup);
+    const key = `${folder}/dump${engine.dumpSuffix}${compressionSuffix(compression)}`;
+    const now = nowIso(ctx.clock());
+    for (const dest of dests) {
+      const t: Target = { dest, provider: openDestination(ctx, dest), artifactId: newId(), writer: null, error: null };
+      targets.push(t);
+      await ctx.db
+        .insertInto('artifacts')
+        .values({ id: t.artifactId, backup_id: backup.id, destination_id: dest.id, destination_name: dest.name, provider: dest.provider, path: key, state: 'pending', sha256: null, error: null, created_at: now, updated_at: now })
+        .execute();
+    }
+    for (const t of targets) {
+      try {
+        t.writer = await t.provider.create(key);
+      } catch (e) {
+        t.error = `cannot start writing: ${messageOf(e)}`;
+      }
+    }
+    const live = targets.filter((t) => t.writer !== null);
+    if (live.length === 0) return await finish(ctx, backup, targets, null, 'every destination failed: ' + describeFailures(targets));
+
+    // Progress goes to the catalog at most once a second: enough for a progress bar,
+    // cheap enough for a catalog shared by many workers.
+    let lastWrite = 0;
+    let rawBytes = 0;
+    const raw = new HashCounter({ onProgress: (n) => (rawBytes = n) });
+    const stored = new HashCounter({
+      progressIntervalMs: 1000,
+      onProgress: (n) => {
+        const t = Date.now();
+        if (t - lastWrite < 900) return;
+        lastWrite = t;
+        void ctx.db
+          .updateTable('backups')
+          .set({ progress_raw_bytes: rawBytes, progress_bytes: n, progress_at: nowIso(ctx.clock()) })
+          .where('id', '=', backup.id)
+          .execute()
+          .catch((e) => ctx.log.warn({ err: e, backup: backup.id }, 'progress update failed'));
+      },
+    });
+
+    // A dump that stops producing bytes (a lock it waits on forever, a hung server) is
+    // killed after the idle timeout rather than holding a worker slot for ever.
+    const idle = new AbortController();
+    const jobSignal = AbortSignal.any([signal, idle.signal]);
+    const idleMs = ctx.config.dumpIdleTimeoutSeconds * 1000;
+    let seen = -1;
+    let seenAt = Date.now();
+    const idleTimer = setInterval(() => {
+      if (raw.bytes !== seen) {
+        seen = raw.bytes;
+        seenAt = Date.now();
+      } else if (Date.now() - seenAt >= idleMs) {
+        idle.abort(new JobStopped('idle_timeout', `the dump produced no data for ${ctx.config.dumpIdleTimeoutSeconds} s (waiting on a lock, or the server hung) and was stopped`));
+      }
+    }, Math.min(1000, Math.max(50, idleMs / 4)));
+    const dump = await engine.dump(conn, { signal: jobSignal });
+    const flow = pipeline(dump.stdout, raw, compressor(compression, ctx.config.zstdLevel), stored, { signal: jobSignal });
+    const fan = fanOut(
+      stored,
+      live.map((t) => ({ id: t.artifactId, stream: t.writer!.stream })),
+      { signal: jobSignal },
+    );
+    // Whatever fails first, the dump tool must not outlive it.
+    flow.catch(() => dump.kill());
+    fan.catch(() => dump.kill());
+    const [flowR, fanR, doneR] = await Promise.allSettled([flow, fan, dump.done]).finally(() => clearInterval(idleTimer));
+    if (fanR.status === 'fulfilled') {
+      for (const r of fanR.value) {
+        const t = targets.find((x) => x.artifactId === r.id)!;
+        if (!r.ok) t.error = `write failed: ${messageOf(r.error)}`;
+      }
+    }
+    if (jobSignal.aborted) throw jobSignal.reason;
+    // When every destination failed, the dump was killed because of it: say so. Otherwise the
+    // dump tool's own error says the most about what went wrong.
+    if (live.every((t) => t.error !== null)) return await finish(ctx, backup, targets, null, 'every destination failed: ' + describeFailures(targets));
+    if (doneR.status === 'rejected') throw doneR.reason;
+    if (fanR.status === 'rejected') throw fanR.reason;
+    if (flowR.status === 'rejected') throw flowR.reason;
+
+    const rowCounts = await Promise.race([counting, new Promise<null>((r) => setTimeout(r, 60_000, null).unref())]);
+    const sha256 = stored.digest();
+    const size = stored.bytes;
+    const completedAt = ctx.clock();
+    const manifest = {
+      format: 'strongbox-manifest/1',
+      strongbox_version: VERSION,
+      backup_id: backup.id,
+      name: backup.name,
+      organization: org.name,
+      database: database.name,
+      branch: branch.name,
+      production: branch.production === 1,
+      engine: database.kind,
+      server_version: server.version,
+      client_version: dump.clientVersion,
+      dump_format: database.kind === 'postgresql' ? 'pg_dump custom (-Fc), no internal compression' : 'mariadb-dump SQL',
+      compression,
+      encryption: null,
+      file: key.split('/').pop(),
+      size,
+      raw_size: raw.bytes,
+      sha256,
+      table_row_counts: rowCounts,
+      database_size: server.sizeBytes,
+      created_at: backup.created_at,
+      started_at: backup.started_at,
+      completed_at: completedAt.toISOString(),
+      retention: { value: backup.retention_value, unit: backup.retention_unit },
+    };
+    for (const t of targets) {
+      if (t.writer === null || t.error !== null) continue;
+      try {
+        await t.writer.commit();
+        const st = await t.provider.stat(key);
+        if (!st || st.size !== size) throw new Error(`stored size ${st?.size ?? 'none'} differs from the ${size} bytes written`);
+        await t.provider.put(`${folder}/manifest.json`, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+        await ctx.db.updateTable('artifacts').set({ state: 'success', size, sha256, updated_at: nowIso(ctx.clock()) }).where('id', '=', t.artifactId).execute();
+      } catch (e) {
+        t.error = `commit failed: ${messageOf(e)}`;
+      }
+    }
+    const failed = targets.filter((t) => t.error !== null);
+    const update: BackupUpdate = {
+      size,
+      raw_size: raw.bytes,
+      sha256,
+      client_version: dump.clientVersion,
+      table_row_counts: rowCounts === null ? null : JSON.stringify(rowCounts),
+      progress_raw_bytes: raw.bytes,
+      progress_bytes: size,
+      progress_at: completedAt.toISOString(),
+      completed_at: completedAt.toISOString(),
+      expires_at: addInterval(completedAt, backup.retention_value, backup.retention_unit as IntervalUnit).toISOString(),
+    };
+    if (failed.length === 0) return await finish(ctx, backup, targets, { ...update, state: 'success', error: null }, null);
+    return await finish(ctx, backup, targets, { ...update, state: 'failed' }, `some destinations failed: ${describeFailures(targets)}`);
+  } catch (e) {
+    for (const t of targets) if (t.error === null) t.error = 'not stored: the backup did not complete';
+    const stop = e instanceof JobStopped ? e : signal.aborted && signal.reason instanceof JobStopped ? signal.reason : null;
+    if (stop?.reason === 'canceled') return await finish(ctx, backup, targets, { state: 'canceled', error: stop.message, completed_at: nowIso(ctx.clock()) }, null);
+    const message = stop ? stop.message : e instanceof EngineError ? e.message : `backup failed: ${messageOf(e)}`;
+    return await finish(ctx, backup, targets, null, message);
+  }
+}
+
+function describeFailures(targets: Target[]): string {
+  return targets
+    .filter((t) => t.error !== null)
+    .map((t) => `${t.dest.name} (${t.error})`)
+    .join('; ');
+}
+
+/**
+ * Settle every artifact: abort the writers of failed ones (their partial data is removed)
+ * and record why. With a `failure` message and no update, the backup fails as a whole.
+ */
+async function finish(ctx: AppContext, backup: Backup, targets: Target[], update: BackupUpdate | null, failure: string | null): Promise<BackupUpdate> {
+  for (const t of targets) {
+    if (t.error === null) continue;
+    if (t.writer) await t.writer.abort().catch(() => {});
+    await ctx.db.updateTable('artifacts').set({ state: 'failed', error: t.error, updated_at: nowIso(ctx.clock()) }).where('id', '=', t.artifactId).execute();
+  }
+  if (update === null) return { state: 'failed', error: failure, completed_at: nowIso(ctx.clock()) };
+  return failure === null ? update : { ...update, error: failure };
+}

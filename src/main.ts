@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+/**
+ * The `strongbox` command: `serve` runs the API and the job runner, `worker` only the
+ * runner (scale-out), `token create` works offline on the catalog, and the rest are
+ * API clients (`backup create|list|get|progress|download`, `database add`, `branch add`).
+ */
+import { ConfigError, loadConfig } from './config.js';
+import { createContext } from './context.js';
+import { bootstrap } from './bootstrap.js';
+import { buildApp } from './app.js';
+import { JobRunner } from './jobs/runner.js';
+import { runClientCommand, CliError, USAGE } from './cli.js';
+import { ALL_ACCESSES, createToken, grantAccesses } from './catalog/tokens.js';
+import { findOrganizationByName } from './catalog/organizations.js';
+
+async function serve(withHttp: boolean): Promise<void> {
+  const config = loadConfig();
+  const ctx = await createContext(config);
+  const boot = await bootstrap(ctx);
+  if (boot.created) {
+    // Shown once: the secret is not stored anywhere but in this file (mode 0600) and as a hash.
+    process.stdout.write(
+      `\nStrongbox created an admin service token (shown once, also saved to ${boot.created.file}):\n\n` +
+        `  Authorization: ${boot.created.id}:${boot.created.secret}\n\n`,
+    );
+  }
+  const runner = new JobRunner(ctx);
+  await runner.start();
+  const app = withHttp ? await buildApp(ctx) : null;
+  if (app) {
+    await app.listen({ host: config.host, port: config.port });
+    ctx.log.info(`Strongbox listening on http://${config.host}:${config.port} (catalog: ${ctx.catalog.dialect}, data: ${config.dataDir})`);
+  } else ctx.log.info(`Strongbox worker ${runner.workerId} started (catalog: ${ctx.catalog.dialect})`);
+
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    ctx.log.info({ signal }, 'shutting down');
+    await app?.close();
+    await runner.stop();
+    await ctx.catalog.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+async function tokenCreate(args: string[]): Promise<void> {
+  const { parseArgs } = await import('node:util');
+  const { values } = parseArgs({ args, options: { name: { type: 'string', default: 'cli' }, org: { type: 'string', default: 'default' }, admin: { type: 'boolean', default: false } } });
+  const config = loadConfig();
+  const ctx = await createContext(config, {});
+  await bootstrap(ctx);
+  const org = await findOrganizationByName(ctx.db, values.org!);
+  if (!org) throw new CliError(`no organization "${values.org}"`);
+  const { token, secret } = await createToken(ctx.db, { organizationId: org.id, name: values.name!, superuser: values.admin });
+  await grantAccesses(ctx.db, token.id, ALL_ACCESSES, 'organization', org.id);
+  await ctx.catalog.close();
+  process.stdout.write(`${token.id}:${secret}\n`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(true);
+    case 'worker':
+      return serve(false);
+    case 'token':
+      if (rest[0] === 'create') return tokenCreate(rest.slice(1));
+      throw new CliError('usage: strongbox token create [--name NAME] [--org ORG] [--admin]');
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      return runClientCommand(command, rest);
+  }
+}
+
+main(process.argv.slice(2)).catch((e) => {
+  if (e instanceof ConfigError) process.stderr.write(`strongbox: configuration error: ${e.message}\n`);
+  else if (e instanceof CliError) process.stderr.write(`strongbox: ${e.message}\n`);
+  else process.stderr.write(`strongbox: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(e instanceof CliError ? 2 : 1);
+});

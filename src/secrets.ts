@@ -1,0 +1,55 @@
+/**
+ * Secrets at rest: connection URLs and storage credentials are stored encrypted with
+ * AES-256-GCM. The key comes from STRONGBOX_SECRET_KEY, or from `<data dir>/secret.key`
+ * (created with mode 0600 on first start). The catalog file alone reveals no password.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface SecretBox {
+  seal(plain: string): string;
+  open(sealed: string): string;
+}
+
+/** Load the key (from config or the key file, creating it once) and return a box that uses it. */
+export function loadSecretBox(dataDir: string, hexKey: string | null): SecretBox {
+  let key: Buffer;
+  if (hexKey) key = Buffer.from(hexKey, 'hex');
+  else {
+    const file = path.join(dataDir, 'secret.key');
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    try {
+      // 'wx' fails if the file exists, so two processes starting at once cannot both create it.
+      fs.writeFileSync(file, crypto.randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const text = fs.readFileSync(file, 'utf8').trim();
+    if (!/^[0-9a-fA-F]{64}$/.test(text)) throw new Error(`${file} is not a 64-hex-character key`);
+    key = Buffer.from(text, 'hex');
+  }
+  return secretBox(key);
+}
+
+export function secretBox(key: Buffer): SecretBox {
+  return {
+    seal(plain) {
+      const iv = crypto.randomBytes(12);
+      const cipher = crypto.createCipheriv('aes-256-gcm', key, iv);
+      const ct = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
+      return `v1:${iv.toString('base64')}:${cipher.getAuthTag().toString('base64')}:${ct.toString('base64')}`;
+    },
+    open(sealed) {
+      const [v, iv, tag, ct] = sealed.split(':');
+      if (v !== 'v1' || !iv || !tag || ct === undefined) throw new Error('sealed secret has an unknown format');
+      const decipher = crypto.createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64'));
+      decipher.setAuthTag(Buffer.from(tag, 'base64'));
+      try {
+        return Buffer.concat([decipher.update(Buffer.from(ct, 'base64')), decipher.final()]).toString('utf8');
+      } catch {
+        throw new Error('cannot decrypt a stored secret: STRONGBOX_SECRET_KEY or secret.key differs from the one it was sealed with');
+      }
+    },
+  };
+}

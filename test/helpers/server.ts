@@ -1,0 +1,107 @@
+/**
+ * A real Strongbox server for tests: its own temp data dir and SQLite catalog (or the
+ * catalog URL given), a bootstrap admin token, the job runner, listening on a free port.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config.js';
+import { createContext, LOG_REDACT, type AppContext } from '../../src/context.js';
+import { bootstrap } from '../../src/bootstrap.js';
+import { buildApp } from '../../src/app.js';
+import { JobRunner } from '../../src/jobs/runner.js';
+
+export interface TestServer {
+  url: string;
+  /** `<id>:<secret>` of the bootstrap admin token. */
+  token: string;
+  ctx: AppContext;
+  app: FastifyInstance;
+  runner: JobRunner;
+  dataDir: string;
+  /** Everything the server logged, for secret-leak checks. */
+  logFile: string;
+  close(): Promise<void>;
+}
+
+export async function startServer(env: Record<string, string> = {}, opts: { runner?: boolean } = {}): Promise<TestServer> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-test-'));
+  const id = 'tk' + crypto.randomBytes(4).toString('hex');
+  const secret = crypto.randomBytes(24).toString('base64url');
+  const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: '0', STRONGBOX_BOOTSTRAP_TOKEN: `${id}:${secret}`, STRONGBOX_LEASE_SECONDS: '5', ...env });
+  const logFile = path.join(dataDir, 'server.log');
+  const log = pino({ level: 'debug', redact: LOG_REDACT }, pino.destination({ dest: logFile, sync: true }));
+  const ctx = await createContext(config, { log });
+  await bootstrap(ctx);
+  const runner = new JobRunner(ctx, 200);
+  if (opts.runner !== false) await runner.start();
+  const app = await buildApp(ctx);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    token: `${id}:${secret}`,
+    ctx,
+    app,
+    runner,
+    dataDir,
+    logFile,
+    async close() {
+      await app.close();
+      await runner.stop();
+      await ctx.catalog.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ApiResponse<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+/** Call the API. `token` null sends no credentials. */
+export async function api<T = any>(server: { url: string; token: string }, method: string, url: string, body?: unknown, token: string | null = server.token, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
+  const h: Record<string, string> = { ...headers };
+  if (token !== null) h.authorization = token;
+  let payload: string | undefined;
+  if (body !== undefined) {
+    payload = typeof body === 'string' ? body : JSON.stringify(body);
+    h['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(server.url + url, { method, headers: h, body: payload });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    /* not JSON: keep the text */
+  }
+  return { status: res.status, body: parsed as T, headers: res.headers };
+}
+
+/** Poll a backup until it leaves pending/running (or the deadline passes). */
+export async function waitForBackup(server: TestServer, branchPath: string, id: string, timeoutMs = 60_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await api(server, 'GET', `${branchPath}/backups/${id}`);
+    if (r.status !== 200) throw new Error(`GET backup ${id}: ${r.status} ${JSON.stringify(r.body)}`);
+    if (r.body.state !== 'pending' && r.body.state !== 'running') return r.body;
+    if (Date.now() > deadline) throw new Error(`backup ${id} still ${r.body.state} after ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+/** Register a database and a branch through the API; returns the branch's API path. */
+export async function registerBranch(server: TestServer, org: string, db: string, kind: 'postgresql' | 'mysql', branch: string, connectionUrl: string, production = false): Promise<string> {
+  const d = await api(server, 'POST', `/v1/organizations/${org}/databases`, { name: db, kind });
+  if (d.status !== 201 && d.status !== 409) throw new Error(`create database: ${d.status} ${JSON.stringify(d.body)}`);
+  const b = await api(server, 'POST', `/v1/organizations/${org}/databases/${db}/branches`, { name: branch, production, connection_url: connectionUrl });
+  if (b.status !== 201) throw new Error(`create branch: ${b.status} ${JSON.stringify(b.body)}`);
+  return `/v1/organizations/${org}/databases/${db}/branches/${branch}`;
+}
