@@ -64,6 +64,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const conn = parseConnectionUrl(ctx.secrets.open(branch.connection_url_enc)).info;
 
     const server = await engine.probe(conn);
+    signal.throwIfAborted();
     await ctx.db.updateTable('backups').set({ server_version: server.version, pvc_size: server.sizeBytes, updated_at: nowIso(ctx.clock()) }).where('id', '=', backup.id).execute();
     // Row counts (for verification later) run beside the dump, not before it: a table
     // locked by someone else must stall the dump, where the idle timeout catches it, and
@@ -131,17 +132,26 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
         idle.abort(new JobStopped('idle_timeout', `the dump produced no data for ${ctx.config.dumpIdleTimeoutSeconds} s (waiting on a lock, or the server hung) and was stopped`));
       }
     }, Math.min(1000, Math.max(50, idleMs / 4)));
-    const dump = await engine.dump(conn, { signal: jobSignal });
-    const flow = pipeline(dump.stdout, raw, compressor(compression, ctx.config.zstdLevel), stored, { signal: jobSignal });
-    const fan = fanOut(
-      stored,
-      live.map((t) => ({ id: t.artifactId, stream: t.writer!.stream })),
-      { signal: jobSignal },
-    );
-    // Whatever fails first, the dump tool must not outlive it.
-    flow.catch(() => dump.kill());
-    fan.catch(() => dump.kill());
-    const [flowR, fanR, doneR] = await Promise.allSettled([flow, fan, dump.done]).finally(() => clearInterval(idleTimer));
+    let settled: [PromiseSettledResult<void>, PromiseSettledResult<Awaited<ReturnType<typeof fanOut>>>, PromiseSettledResult<void>];
+    let clientVersion: string;
+    try {
+      jobSignal.throwIfAborted();
+      const dump = await engine.dump(conn, { signal: jobSignal });
+      clientVersion = dump.clientVersion;
+      const flow = pipeline(dump.stdout, raw, compressor(compression, ctx.config.zstdLevel), stored, { signal: jobSignal });
+      const fan = fanOut(
+        stored,
+        live.map((t) => ({ id: t.artifactId, stream: t.writer!.stream })),
+        { signal: jobSignal },
+      );
+      // Whatever fails first, the dump tool must not outlive it.
+      flow.catch(() => dump.kill());
+      fan.catch(() => dump.kill());
+      settled = await Promise.allSettled([flow, fan, dump.done]);
+    } finally {
+      clearInterval(idleTimer);
+    }
+    const [flowR, fanR, doneR] = settled;
     if (fanR.status === 'fulfilled') {
       for (const r of fanR.value) {
         const t = targets.find((x) => x.artifactId === r.id)!;
@@ -171,7 +181,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       production: branch.production === 1,
       engine: database.kind,
       server_version: server.version,
-      client_version: dump.clientVersion,
+      client_version: clientVersion,
       dump_format: database.kind === 'postgresql' ? 'pg_dump custom (-Fc), no internal compression' : 'mariadb-dump SQL',
       compression,
       encryption: null,
@@ -203,7 +213,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       size,
       raw_size: raw.bytes,
       sha256,
-      client_version: dump.clientVersion,
+      client_version: clientVersion,
       table_row_counts: rowCounts === null ? null : JSON.stringify(rowCounts),
       progress_raw_bytes: raw.bytes,
       progress_bytes: size,

@@ -15,7 +15,7 @@ export class JobRunner {
   readonly #ctx: AppContext;
   readonly #running = new Map<string, { controller: AbortController; done: Promise<void> }>();
   #timer: NodeJS.Timeout | null = null;
-  #ticking = false;
+  #ticking: Promise<void> | null = null;
   #again = false;
   #stopped = true;
 
@@ -38,6 +38,8 @@ export class JobRunner {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    // A claim in flight must land (and be handed back) before we look at what is running.
+    await this.#ticking;
     for (const { controller } of this.#running.values()) {
       controller.abort(new JobStopped('shutdown', 'interrupted: the Strongbox process was shut down while the backup ran'));
     }
@@ -56,11 +58,10 @@ export class JobRunner {
       this.#again = true;
       return;
     }
-    this.#ticking = true;
-    void this.#tick()
+    this.#ticking = this.#tick()
       .catch((e) => this.#ctx.log.error({ err: e }, 'job runner tick failed'))
       .finally(() => {
-        this.#ticking = false;
+        this.#ticking = null;
         if (this.#again) {
           this.#again = false;
           this.nudge();
@@ -73,6 +74,16 @@ export class JobRunner {
     while (!this.#stopped && this.#running.size < this.#ctx.config.maxConcurrentBackups) {
       const backup = await this.claim();
       if (!backup) return;
+      if (this.#stopped) {
+        // Stopped while claiming: hand it back untouched for the next start or another worker.
+        await this.#ctx.db
+          .updateTable('backups')
+          .set({ state: 'pending', started_at: null, lease_owner: null, lease_expires_at: null })
+          .where('id', '=', backup.id)
+          .where('lease_owner', '=', this.workerId)
+          .execute();
+        return;
+      }
       this.#launch(backup);
     }
   }

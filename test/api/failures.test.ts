@@ -136,3 +136,37 @@ describe('a backup left running by a process that died', () => {
     }
   });
 });
+
+describe('shutting down while a backup runs', () => {
+  test('stops the dump, records the backup as interrupted, and lets the process exit', async () => {
+    const source = uniqueName('sbx_stop');
+    const admin = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: 'postgres' });
+    await admin.connect();
+    await admin.query(`create database "${source}"`);
+    const locker = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: source });
+    await locker.connect();
+    await locker.query('create table t (id int primary key)');
+    const server = await startServer();
+    try {
+      const branchPath = await registerBranch(server, 'default', 'app', 'postgresql', 'main', pgUrl(source));
+      await locker.query('begin; lock table t in access exclusive mode');
+      const r = await api(server, 'POST', `${branchPath}/backups`, {});
+      await waitUntil('pg_dump to start', async () => (await admin.query("select 1 from pg_stat_activity where datname = $1 and query ilike 'lock table%'", [source])).rowCount! > 0);
+      await server.app.close();
+      await server.runner.stop();
+      assert.equal(server.runner.active, 0);
+      const row = await server.ctx.db.selectFrom('backups').select(['state', 'error']).where('id', '=', r.body.id).executeTakeFirstOrThrow();
+      assert.equal(row.state, 'failed');
+      assert.match(row.error ?? '', /shut down/);
+      await waitUntil('the pg_dump session to end', async () => (await admin.query("select 1 from pg_stat_activity where datname = $1 and query ilike 'lock table%'", [source])).rowCount === 0);
+      assert.deepEqual(filesUnder(path.join(server.dataDir, 'backups')), []);
+    } finally {
+      await locker.query('rollback').catch(() => {});
+      await locker.end();
+      await server.ctx.catalog.close().catch(() => {});
+      fs.rmSync(server.dataDir, { recursive: true, force: true });
+      await admin.end();
+      await dropDatabase('postgresql', source);
+    }
+  });
+});

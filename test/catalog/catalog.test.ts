@@ -1,0 +1,141 @@
+/**
+ * The catalog is dialect-agnostic: the same tests run on SQLite and on PostgreSQL.
+ * Claiming work is exclusive even with several workers racing on one catalog.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { openCatalog, migrate, type Catalog } from '../../src/catalog/db.js';
+import { createOrganization } from '../../src/catalog/organizations.js';
+import { createBackup, listBackups } from '../../src/catalog/backups.js';
+import { newId, nowIso } from '../../src/catalog/ids.js';
+import { secretBox } from '../../src/secrets.js';
+import { loadConfig } from '../../src/config.js';
+import { JobRunner } from '../../src/jobs/runner.js';
+import type { AppContext } from '../../src/context.js';
+import { createDatabase, dropDatabase, uniqueName } from '../helpers/databases.js';
+
+const secrets = secretBox(Buffer.alloc(32, 7));
+
+async function seed(catalog: Catalog, dataDir: string) {
+  const org = await createOrganization(catalog.db, secrets, dataDir, uniqueName('org').replace(/_/g, '-'));
+  const now = nowIso();
+  const database = { id: newId(), organization_id: org.id, name: 'app', kind: 'postgresql' as const, created_at: now, updated_at: now, deleted_at: null };
+  await catalog.db.insertInto('databases').values(database).execute();
+  const branch = {
+    id: newId(),
+    organization_id: org.id,
+    database_id: database.id,
+    name: 'main',
+    production: 0,
+    connection_url_enc: secrets.seal('postgresql://x@127.0.0.1/x'),
+    conn_host: '127.0.0.1',
+    conn_port: 5432,
+    conn_database: 'x',
+    conn_user: 'x',
+    server_version: '15',
+    created_at: now,
+    updated_at: now,
+    deleted_at: null,
+  };
+  await catalog.db.insertInto('branches').values(branch).execute();
+  return { org, database, branch };
+}
+
+function contextFor(catalog: Catalog, dataDir: string): AppContext {
+  const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_MAX_CONCURRENT_BACKUPS: '64' });
+  return { config, catalog, db: catalog.db, secrets, log: pino({ level: 'silent' }), clock: () => new Date(), nudge: () => {} };
+}
+
+const dialects: Array<{ name: string; open: () => Promise<{ url: string; drop: () => Promise<void> }> }> = [
+  {
+    name: 'sqlite',
+    open: async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-catalog-'));
+      return { url: `sqlite:${path.join(dir, 'catalog.sqlite')}`, drop: async () => fs.rmSync(dir, { recursive: true, force: true }) };
+    },
+  },
+  {
+    name: 'postgres',
+    open: async () => {
+      const name = uniqueName('sbx_catalog');
+      await createDatabase('postgresql', name);
+      return { url: `postgres://postgres@127.0.0.1:5432/${name}`, drop: () => dropDatabase('postgresql', name) };
+    },
+  },
+];
+
+for (const dialect of dialects) {
+  describe(`catalog on ${dialect.name}`, () => {
+    let catalog: Catalog;
+    let drop: () => Promise<void>;
+    let url: string;
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-catalog-data-'));
+
+    before(async () => {
+      ({ url, drop } = await dialect.open());
+      catalog = await openCatalog(url);
+    });
+    after(async () => {
+      await catalog?.close();
+      await drop?.();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    test('migrations are idempotent and concurrent opens are safe', async () => {
+      await migrate(catalog.db);
+      const others = await Promise.all([openCatalog(url), openCatalog(url)]);
+      for (const c of others) await c.close();
+      const tables = ['organizations', 'service_tokens', 'databases', 'branches', 'backups', 'artifacts', 'storage_destinations'];
+      for (const t of tables) await catalog.db.selectFrom(t as 'backups').select((eb) => eb.fn.countAll().as('n')).execute();
+    });
+
+    test('backups: create, list newest first with filters and paging', async () => {
+      const { database, branch } = await seed(catalog, dataDir);
+      const base = Date.UTC(2026, 0, 1);
+      for (let i = 0; i < 5; i++) {
+        await createBackup(catalog.db, { database, branch, name: `b${i}`, retentionValue: 1, retentionUnit: 'day', emergency: false, actor: null, compression: 'zstd', now: new Date(base + i * 60_000) });
+      }
+      const all = await listBackups(catalog.db, { branchId: branch.id, includeDeleted: false }, 1, 2);
+      assert.equal(all.total, 5);
+      assert.deepEqual(all.rows.map((r) => r.name), ['b4', 'b3']);
+      const from = await listBackups(catalog.db, { branchId: branch.id, includeDeleted: false, from: new Date(base + 2 * 60_000).toISOString() }, 1, 10);
+      assert.deepEqual(from.rows.map((r) => r.name), ['b4', 'b3', 'b2']);
+      const pending = await listBackups(catalog.db, { branchId: branch.id, includeDeleted: false, state: 'pending' }, 1, 10);
+      assert.equal(pending.total, 5);
+      const b = all.rows[0];
+      assert.equal(typeof b.size, 'number', 'sizes come back as numbers on every dialect');
+      assert.equal(b.expires_at, new Date(base + 4 * 60_000 + 86_400_000).toISOString());
+    });
+
+    test('workers racing for pending backups never claim the same one twice', async () => {
+      const { database, branch } = await seed(catalog, dataDir);
+      const ids = new Set<string>();
+      for (let i = 0; i < 30; i++) {
+        const b = await createBackup(catalog.db, { database, branch, retentionValue: 1, retentionUnit: 'day', emergency: false, actor: null, compression: 'zstd', now: new Date(Date.UTC(2020, 0, 1) + i) });
+        ids.add(b.id);
+      }
+      // Four workers, each on its own connection(s) to the same catalog, claiming as fast as they can.
+      const extra = dialect.name === 'postgres' ? await Promise.all([openCatalog(url), openCatalog(url), openCatalog(url)]) : [];
+      const runners = [catalog, ...extra].map((c) => new JobRunner(contextFor(c, dataDir)));
+      const claimed: string[] = [];
+      await Promise.all(
+        runners.map(async (r) => {
+          for (;;) {
+            const b = await r.claim();
+            if (!b) return;
+            if (ids.has(b.id)) claimed.push(b.id);
+          }
+        }),
+      );
+      for (const c of extra) await c.close();
+      assert.equal(claimed.length, 30, 'every backup claimed');
+      assert.equal(new Set(claimed).size, 30, 'none claimed twice');
+      const rows = await catalog.db.selectFrom('backups').select(['state', 'lease_owner', 'attempts']).where('id', 'in', [...ids]).execute();
+      assert.ok(rows.every((r) => r.state === 'running' && r.lease_owner !== null && r.attempts === 1));
+    });
+  });
+}
