@@ -48,6 +48,8 @@ export interface DumpProcess {
 export interface DumpOptions {
   /** Aborting kills the child process; `done` then rejects. */
   signal?: AbortSignal;
+  /** The server's major version when the caller already probed it (saves a connection). */
+  serverMajor?: number;
 }
 
 export interface RestoreOptions {

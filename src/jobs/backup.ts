@@ -63,7 +63,10 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     if (branch.connection_url_enc === null) return fail('the branch has no connection URL; set it again (catalog rebuilt from storage?)');
     const conn = parseConnectionUrl(ctx.secrets.open(branch.connection_url_enc)).info;
 
+    const t0 = performance.now();
+    const mark = (phase: string) => ctx.log.debug({ backup: backup.id, phase, ms: Math.round(performance.now() - t0) }, 'backup phase');
     const server = await engine.probe(conn);
+    mark('probed');
     signal.throwIfAborted();
     await ctx.db.updateTable('backups').set({ server_version: server.version, pvc_size: server.sizeBytes, updated_at: nowIso(ctx.clock()) }).where('id', '=', backup.id).execute();
     // Row counts (for verification later) run beside the dump, not before it: a table
@@ -136,7 +139,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     let clientVersion: string;
     try {
       jobSignal.throwIfAborted();
-      const dump = await engine.dump(conn, { signal: jobSignal });
+      const dump = await engine.dump(conn, { signal: jobSignal, serverMajor: server.major });
       clientVersion = dump.clientVersion;
       const flow = pipeline(dump.stdout, raw, compressor(compression, ctx.config.zstdLevel), stored, { signal: jobSignal });
       const fan = fanOut(
@@ -147,7 +150,9 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       // Whatever fails first, the dump tool must not outlive it.
       flow.catch(() => dump.kill());
       fan.catch(() => dump.kill());
+      mark('dump started');
       settled = await Promise.allSettled([flow, fan, dump.done]);
+      mark('dump finished');
     } finally {
       clearInterval(idleTimer);
     }
@@ -167,6 +172,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     if (flowR.status === 'rejected') throw flowR.reason;
 
     const rowCounts = await Promise.race([counting, new Promise<null>((r) => setTimeout(r, 60_000, null).unref())]);
+    mark('rows counted');
     const sha256 = stored.digest();
     const size = stored.bytes;
     const completedAt = ctx.clock();
@@ -221,6 +227,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       completed_at: completedAt.toISOString(),
       expires_at: addInterval(completedAt, backup.retention_value, backup.retention_unit as IntervalUnit).toISOString(),
     };
+    mark('committed');
     if (failed.length === 0) return await finish(ctx, backup, targets, { ...update, state: 'success', error: null }, null);
     return await finish(ctx, backup, targets, { ...update, state: 'failed' }, `some destinations failed: ${describeFailures(targets)}`);
   } catch (e) {

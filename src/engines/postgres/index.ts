@@ -183,7 +183,7 @@ export const postgres = {
   async dump(conn: ConnectionInfo, options: DumpOptions = {}): Promise<DumpProcess> {
     requireSafeDatabaseName(conn.database);
     if (options.signal?.aborted) throw new EngineError('pg_dump was canceled before it started');
-    const client = await pickPgClient(await serverMajorOrNull(conn));
+    const client = await pickPgClient(options.serverMajor ?? (await serverMajorOrNull(conn)));
     if (options.signal?.aborted) throw new EngineError('pg_dump was canceled before it started');
     const run = runTool({
       name: 'pg_dump',
