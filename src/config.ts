@@ -18,6 +18,8 @@ export interface Config {
   storagePricePerGbMonth: number;
   /** Backups run at once by one process. */
   maxConcurrentBackups: number;
+  /** Restores and verifications run at once by one process. */
+  maxConcurrentJobs: number;
   /** A dump that produces no byte for this long is killed and the backup fails. */
   dumpIdleTimeoutSeconds: number;
   /** How long a claimed job's lease lasts before another worker may take it over. */
@@ -103,6 +105,7 @@ export function loadConfig(env: Env = process.env): Config {
     zstdLevel: intVar(env, 'STRONGBOX_ZSTD_LEVEL', 3, 1, 19),
     storagePricePerGbMonth: numberVar(env, 'STRONGBOX_STORAGE_PRICE_PER_GB_MONTH', 0.023),
     maxConcurrentBackups: intVar(env, 'STRONGBOX_MAX_CONCURRENT_BACKUPS', 2, 1, 64),
+    maxConcurrentJobs: intVar(env, 'STRONGBOX_MAX_CONCURRENT_JOBS', 2, 1, 64),
     dumpIdleTimeoutSeconds: intVar(env, 'STRONGBOX_DUMP_IDLE_TIMEOUT_SECONDS', 600, 1, 86400),
     leaseSeconds: intVar(env, 'STRONGBOX_LEASE_SECONDS', 60, 5, 3600),
     secretKey,

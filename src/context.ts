@@ -18,6 +18,8 @@ export interface AppContext {
   clock: () => Date;
   /** Wake the job runner (a backup was queued); a no-op when no runner is attached. */
   nudge: () => void;
+  /** Stop a backup or job at once if this process runs it; false otherwise (the heartbeat of its worker will see the request). */
+  cancelLocal: (id: string) => boolean;
 }
 
 /** Redact anything that may hold a secret, whatever the log line. */
@@ -31,5 +33,5 @@ export async function createContext(config: Config, opts: { log?: Logger; clock?
   const log = opts.log ?? pino({ level: config.logLevel, redact: LOG_REDACT });
   const secrets = loadSecretBox(config.dataDir, config.secretKey);
   const catalog = await openCatalog(config.catalogUrl);
-  return { config, catalog, db: catalog.db, secrets, log, clock: opts.clock ?? (() => new Date()), nudge: () => {} };
+  return { config, catalog, db: catalog.db, secrets, log, clock: opts.clock ?? (() => new Date()), nudge: () => {}, cancelLocal: () => false };
 }

@@ -3,6 +3,7 @@
  * in the caller's dialect. A 5xx never shows its internals to the client.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { ChecksumMismatchError } from '../pipeline/verify.js';
 
 export type ErrorCode =
   | 'bad_request'
@@ -78,6 +79,9 @@ function describeValidation(err: FastifyError): string {
 /** Map anything thrown by a route (or by Fastify itself) to status + code + safe message. */
 export function classifyError(err: unknown): { status: number; code: ErrorCode; message: string; internal: boolean } {
   if (err instanceof ApiError) return { status: err.status, code: err.code, message: err.message, internal: false };
+  // A stored artifact that fails its checksum while being served: the client can do
+  // nothing about it, but it must know the copy is bad rather than see a bare 500.
+  if (err instanceof ChecksumMismatchError) return { status: 409, code: 'conflict', message: `the stored artifact is corrupt (${err.message}); verify the backup and restore from another copy`, internal: false };
   const fe = err as FastifyError;
   if (fe && fe.validation) {
     // Body problems are semantic (422, as PlanetScale answers); query/path problems are a bad request.

@@ -10,6 +10,7 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { CatalogSchema } from './schema.js';
 import * as m0001 from './migrations/0001_initial.js';
+import * as m0002 from './migrations/0002_jobs_restore_verify.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
@@ -22,6 +23,7 @@ export interface Catalog {
 /** Numbered migrations, in order. Add new files here; never edit a landed one. */
 const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
+  '0002_jobs_restore_verify': m0002,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

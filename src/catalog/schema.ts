@@ -68,6 +68,10 @@ export interface BranchesTable {
   created_at: string;
   updated_at: string;
   deleted_at: string | null;
+  /** The backup this branch was made from by a restore, or null. */
+  restored_from_backup_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The restore job that fills this branch's database. */
+  restore_job_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface StorageDestinationsTable {
@@ -127,6 +131,9 @@ export interface BackupsTable {
   progress_raw_bytes: ColumnType<number, number | undefined, number>;
   progress_bytes: ColumnType<number, number | undefined, number>;
   progress_at: string | null;
+  /** When the last verification finished, and how it ended ('passed' | 'failed'). */
+  verified_at: ColumnType<string | null, string | null | undefined, string | null>;
+  verification: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export type ArtifactState = 'pending' | 'success' | 'failed' | 'deleted';
@@ -145,6 +152,38 @@ export interface ArtifactsTable {
   error: string | null;
   created_at: string;
   updated_at: string;
+  verified_at: ColumnType<string | null, string | null | undefined, string | null>;
+  /** 'passed' | 'failed' (with the reason in a verification job), or null: never verified. */
+  verification: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export type JobKind = 'restore' | 'verify';
+export type JobState = 'pending' | 'running' | 'success' | 'failed' | 'canceled';
+
+export interface JobsTable {
+  id: string;
+  organization_id: string;
+  kind: JobKind;
+  backup_id: string;
+  /** For a restore: the branch being filled. */
+  branch_id: string | null;
+  state: JobState;
+  /** JSON parameters (restore target, verify mode). Never holds a secret. */
+  params: string;
+  /** JSON outcome details (per-artifact checks, row count comparison). */
+  result: string | null;
+  error: string | null;
+  bytes: ColumnType<number, number | undefined, number>;
+  total_bytes: ColumnType<number, number | undefined, number>;
+  actor_id: string | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  lease_owner: string | null;
+  lease_expires_at: string | null;
+  attempts: ColumnType<number, number | undefined, number>;
+  cancel_requested: ColumnType<number, number | undefined, number>;
 }
 
 export interface CatalogSchema {
@@ -156,6 +195,7 @@ export interface CatalogSchema {
   storage_destinations: StorageDestinationsTable;
   backups: BackupsTable;
   artifacts: ArtifactsTable;
+  jobs: JobsTable;
 }
 
 export type Organization = Selectable<OrganizationsTable>;
@@ -167,3 +207,4 @@ export type Backup = Selectable<BackupsTable>;
 export type NewBackup = Insertable<BackupsTable>;
 export type BackupUpdate = Updateable<BackupsTable>;
 export type Artifact = Selectable<ArtifactsTable>;
+export type Job = Selectable<JobsTable>;

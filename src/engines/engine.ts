@@ -55,10 +55,11 @@ export interface DumpOptions {
 export interface RestoreOptions {
   signal?: AbortSignal;
   /**
-   * When set, the input is a seekable local file at this path (PostgreSQL may then use
-   * `pg_restore --jobs`). Otherwise the dump is read from the `input` stream.
+   * Drop the objects the dump creates before creating them again, so a restore can land
+   * in a database that already holds an older copy (PostgreSQL: `--clean --if-exists`;
+   * MySQL dumps already carry `DROP TABLE IF EXISTS`). Objects not in the dump stay.
    */
-  jobs?: number;
+  clean?: boolean;
 }
 
 export interface Engine {

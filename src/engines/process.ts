@@ -6,7 +6,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import { EngineError } from './engine.js';
 
 /** How long a tool gets to exit after SIGTERM before it is sent SIGKILL. */
@@ -272,13 +272,16 @@ export async function feedTool(run: ToolRun, input: Readable, name: string, secr
 
   let inputError: unknown;
   let inputEnded = false;
-  input.once('end', () => {
-    inputEnded = true;
+  // finished() also reports a stream that ended or failed before we got here (the caller
+  // may have spent a while probing the server while a short, corrupt input already
+  // errored): a plain 'error' listener would miss that and the tool would wait for ever.
+  finished(input, { writable: false }, (err) => {
+    if (err) {
+      inputError ??= input.errored ?? err;
+      run.kill();
+    } else inputEnded = true;
   });
-  input.on('error', (err) => {
-    inputError ??= err;
-    run.kill();
-  });
+  input.on('error', () => undefined);
   input.pipe(stdin);
 
   const inputFailure = (): EngineError =>
@@ -299,9 +302,12 @@ export async function feedTool(run: ToolRun, input: Readable, name: string, secr
   if (!inputEnded) {
     input.unpipe(stdin);
     await new Promise<void>((resolve, reject) => {
-      if (input.readableEnded) return resolve();
-      input.once('end', resolve);
-      input.once('error', () => reject(inputFailure()));
+      finished(input, { writable: false }, (err) => {
+        if (err) {
+          inputError ??= input.errored ?? err;
+          reject(inputFailure());
+        } else resolve();
+      });
       input.resume();
     });
   }

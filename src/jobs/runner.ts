@@ -1,19 +1,31 @@
 /**
- * The job runner: claims pending backups from the catalog under a lease, runs them with a
- * concurrency limit, renews the lease while they run, and recovers work whose worker died.
- * Written so that several processes can share one PostgreSQL catalog.
+ * The job runner: claims pending work from the catalog under a lease, runs it with a
+ * concurrency limit, renews the lease while it runs, and recovers work whose worker
+ * died. Two queues share the machinery: backups (the `backups` table itself) and jobs
+ * (restores and verifications, the `jobs` table). Written so that several processes can
+ * share one PostgreSQL catalog.
  */
 import os from 'node:os';
+import type { Kysely } from 'kysely';
 import type { AppContext } from '../context.js';
-import type { Backup } from '../catalog/schema.js';
+import type { Backup, Job } from '../catalog/schema.js';
 import { newId, nowIso } from '../catalog/ids.js';
 import { openDestinationById } from '../destinations.js';
 import { JobStopped, runBackup } from './backup.js';
+import { runRestore, undoInterruptedRestore } from './restore.js';
+import { runVerify } from './verify.js';
+
+type Queue = 'backups' | 'jobs';
+
+interface Running {
+  controller: AbortController;
+  done: Promise<void>;
+}
 
 export class JobRunner {
   readonly workerId = `${os.hostname()}:${process.pid}:${newId(6)}`;
   readonly #ctx: AppContext;
-  readonly #running = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  readonly #running: Record<Queue, Map<string, Running>> = { backups: new Map(), jobs: new Map() };
   #timer: NodeJS.Timeout | null = null;
   #ticking: Promise<void> | null = null;
   #again = false;
@@ -28,30 +40,40 @@ export class JobRunner {
     await this.recoverInterrupted(this.#ctx.catalog.dialect === 'sqlite');
     this.#stopped = false;
     this.#ctx.nudge = () => this.nudge();
+    this.#ctx.cancelLocal = (id) => this.cancelLocal(id);
     this.#timer = setInterval(() => this.nudge(), this.pollMs);
     this.#timer.unref();
     this.nudge();
   }
 
-  /** Stop claiming; running backups are stopped and recorded as interrupted. */
+  /** Stop claiming; running work is stopped and recorded as interrupted. */
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
     // A claim in flight must land (and be handed back) before we look at what is running.
     await this.#ticking;
-    for (const { controller } of this.#running.values()) {
-      controller.abort(new JobStopped('shutdown', 'interrupted: the Strongbox process was shut down while the backup ran'));
+    const all = [...this.#running.backups.values(), ...this.#running.jobs.values()];
+    for (const { controller } of all) {
+      controller.abort(new JobStopped('shutdown', 'interrupted: the Strongbox process was shut down while this ran'));
     }
-    await Promise.allSettled([...this.#running.values()].map((r) => r.done));
+    await Promise.allSettled(all.map((r) => r.done));
   }
 
-  /** Number of jobs this process is running now. */
+  /** Number of backups and jobs this process is running now. */
   get active(): number {
-    return this.#running.size;
+    return this.#running.backups.size + this.#running.jobs.size;
   }
 
-  /** Look for work now (a backup was just queued) instead of at the next poll. */
+  /** Stop a backup this process runs, now, instead of at the next heartbeat. */
+  cancelLocal(id: string): boolean {
+    const r = this.#running.backups.get(id) ?? this.#running.jobs.get(id);
+    if (!r) return false;
+    r.controller.abort(new JobStopped('canceled', 'canceled by request'));
+    return true;
+  }
+
+  /** Look for work now (something was just queued) instead of at the next poll. */
   nudge(): void {
     if (this.#stopped) return;
     if (this.#ticking) {
@@ -71,35 +93,47 @@ export class JobRunner {
 
   async #tick(): Promise<void> {
     await this.recoverInterrupted(false);
-    while (!this.#stopped && this.#running.size < this.#ctx.config.maxConcurrentBackups) {
-      const backup = await this.claim();
-      if (!backup) return;
-      if (this.#stopped) {
-        // Stopped while claiming: hand it back untouched for the next start or another worker.
-        await this.#ctx.db
-          .updateTable('backups')
-          .set({ state: 'pending', started_at: null, lease_owner: null, lease_expires_at: null })
-          .where('id', '=', backup.id)
-          .where('lease_owner', '=', this.workerId)
-          .execute();
-        return;
+    for (const queue of ['backups', 'jobs'] as const) {
+      const limit = queue === 'backups' ? this.#ctx.config.maxConcurrentBackups : this.#ctx.config.maxConcurrentJobs;
+      while (!this.#stopped && this.#running[queue].size < limit) {
+        const item = queue === 'backups' ? await this.claim() : await this.claimJob();
+        if (!item) break;
+        if (this.#stopped) {
+          // Stopped while claiming: hand it back untouched for the next start or another worker.
+          await this.#db()
+            .updateTable(queue)
+            .set({ state: 'pending', started_at: null, lease_owner: null, lease_expires_at: null })
+            .where('id', '=', item.id)
+            .where('lease_owner', '=', this.workerId)
+            .execute();
+          return;
+        }
+        this.#launch(queue, item.id, (signal) => (queue === 'backups' ? runBackup(this.#ctx, item as Backup, signal) : this.#runJob(item as Job, signal)));
       }
-      this.#launch(backup);
     }
   }
 
+  #runJob(job: Job, signal: AbortSignal) {
+    return job.kind === 'restore' ? runRestore(this.#ctx, job, signal) : runVerify(this.#ctx, job, signal);
+  }
+
+  /** The catalog without table types, for the code both queues share. */
+  #db(): Kysely<any> {
+    return this.#ctx.db as unknown as Kysely<any>;
+  }
+
   /**
-   * Claim the oldest pending backup, in one statement. On PostgreSQL the inner select
-   * takes the row with FOR UPDATE SKIP LOCKED, so concurrent workers never claim the same
-   * backup and never wait on each other; SQLite has one writer at a time, so the update
-   * is atomic there without it.
+   * Claim the oldest pending item of a queue, in one statement. On PostgreSQL the inner
+   * select takes the row with FOR UPDATE SKIP LOCKED, so concurrent workers never claim
+   * the same item and never wait on each other; SQLite has one writer at a time, so the
+   * update is atomic there without it.
    */
-  async claim(): Promise<Backup | undefined> {
-    const { db, catalog, clock, config } = this.#ctx;
+  async #claimFrom(queue: Queue): Promise<any> {
+    const { catalog, clock, config } = this.#ctx;
     const now = clock();
-    return db
-      .updateTable('backups')
-      .set((eb) => ({
+    return this.#db()
+      .updateTable(queue)
+      .set((eb: any) => ({
         state: 'running',
         started_at: nowIso(now),
         updated_at: nowIso(now),
@@ -107,8 +141,10 @@ export class JobRunner {
         lease_expires_at: nowIso(new Date(now.getTime() + config.leaseSeconds * 1000)),
         attempts: eb('attempts', '+', 1),
       }))
-      .where('id', '=', (eb) => {
-        let sub = eb.selectFrom('backups').select('id').where('state', '=', 'pending').where('deleted_at', 'is', null).orderBy('created_at').orderBy('id').limit(1);
+      .where('id', '=', (eb: any) => {
+        let sub = eb.selectFrom(queue).select('id').where('state', '=', 'pending');
+        if (queue === 'backups') sub = sub.where('deleted_at', 'is', null);
+        sub = sub.orderBy('created_at').orderBy('id').limit(1);
         if (catalog.dialect === 'postgres') sub = sub.forUpdate().skipLocked();
         return sub;
       })
@@ -117,8 +153,19 @@ export class JobRunner {
       .executeTakeFirst();
   }
 
-  #launch(backup: Backup): void {
-    const { db, clock, config, log } = this.#ctx;
+  /** Claim the oldest pending backup. */
+  claim(): Promise<Backup | undefined> {
+    return this.#claimFrom('backups');
+  }
+
+  /** Claim the oldest pending restore or verification. */
+  claimJob(): Promise<Job | undefined> {
+    return this.#claimFrom('jobs');
+  }
+
+  #launch(queue: Queue, id: string, run: (signal: AbortSignal) => Promise<Record<string, unknown>>): void {
+    const { clock, config, log } = this.#ctx;
+    const db = this.#db();
     const controller = new AbortController();
     // The heartbeat renews the lease and notices a cancel request made through the API,
     // possibly on another worker.
@@ -127,68 +174,65 @@ export class JobRunner {
         void (async () => {
           const now = clock();
           const res = await db
-            .updateTable('backups')
+            .updateTable(queue)
             .set({ lease_expires_at: nowIso(new Date(now.getTime() + config.leaseSeconds * 1000)) })
-            .where('id', '=', backup.id)
+            .where('id', '=', id)
             .where('lease_owner', '=', this.workerId)
             .where('state', '=', 'running')
             .returning(['cancel_requested'])
             .executeTakeFirst();
-          if (!res) controller.abort(new JobStopped('lease_lost', 'interrupted: this worker lost its lease on the backup'));
+          if (!res) controller.abort(new JobStopped('lease_lost', 'interrupted: this worker lost its lease'));
           else if (res.cancel_requested === 1) controller.abort(new JobStopped('canceled', 'canceled by request'));
-        })().catch((e) => log.warn({ err: e, backup: backup.id }, 'lease renewal failed'));
+        })().catch((e) => log.warn({ err: e, id }, 'lease renewal failed'));
       },
       Math.max(200, Math.min(2000, (config.leaseSeconds * 1000) / 3)),
     );
     const done = (async () => {
-      log.info({ backup: backup.id }, 'backup started');
+      log.info({ queue, id }, 'started');
       try {
-        const update = await runBackup(this.#ctx, backup, controller.signal);
+        const update = await run(controller.signal);
         await db
-          .updateTable('backups')
+          .updateTable(queue)
           .set({ ...update, updated_at: nowIso(clock()), lease_owner: null, lease_expires_at: null })
-          .where('id', '=', backup.id)
+          .where('id', '=', id)
           .where('lease_owner', '=', this.workerId)
           .execute();
-        log.info({ backup: backup.id, state: update.state, error: update.error ?? undefined }, 'backup finished');
+        log.info({ queue, id, state: update.state, error: update.error ?? undefined }, 'finished');
       } catch (e) {
-        log.error({ err: e, backup: backup.id }, 'backup job crashed');
+        log.error({ err: e, queue, id }, 'job crashed');
         await db
-          .updateTable('backups')
-          .set({ state: 'failed', error: 'internal error while running the backup (see the server log)', completed_at: nowIso(clock()), updated_at: nowIso(clock()), lease_owner: null, lease_expires_at: null })
-          .where('id', '=', backup.id)
+          .updateTable(queue)
+          .set({ state: 'failed', error: 'internal error (see the server log)', completed_at: nowIso(clock()), updated_at: nowIso(clock()), lease_owner: null, lease_expires_at: null })
+          .where('id', '=', id)
           .where('lease_owner', '=', this.workerId)
           .execute()
           .catch(() => {});
       } finally {
         clearInterval(heartbeat);
-        this.#running.delete(backup.id);
+        this.#running[queue].delete(id);
         this.nudge();
       }
     })();
-    this.#running.set(backup.id, { controller, done });
+    this.#running[queue].set(id, { controller, done });
   }
 
   /**
-   * Backups left `running` by a worker that died are failed ("interrupted") and their
-   * partial artifacts removed. With `all`, every running backup is taken (SQLite: only
-   * this process can have been running them); otherwise only those whose lease lapsed.
+   * Work left `running` by a worker that died is failed ("interrupted") and cleaned up:
+   * partial artifacts removed, a database a restore had created dropped. With `all`,
+   * everything running is taken (SQLite: only this process can have been running it);
+   * otherwise only what has an expired lease.
    */
   async recoverInterrupted(all: boolean): Promise<number> {
     const { db, clock, log } = this.#ctx;
     const now = nowIso(clock());
-    let q = db.selectFrom('backups').selectAll().where('state', '=', 'running');
-    if (!all) q = q.where('lease_expires_at', '<', now);
-    const stale = (await q.execute()).filter((b) => !this.#running.has(b.id));
-    for (const b of stale) {
-      const res = await db
-        .updateTable('backups')
-        .set({ state: 'failed', error: 'interrupted: the worker running this backup stopped before it finished', completed_at: now, updated_at: now, lease_owner: null, lease_expires_at: null })
-        .where('id', '=', b.id)
-        .where('state', '=', 'running')
-        .where('lease_owner', 'is', b.lease_owner)
-        .executeTakeFirst();
-      if (Number(res.numUpdatedRows) === 0) continue;
+    const message = 'interrupted: the worker running this stopped before it finished';
+    let recovered = 0;
+
+    let bq = db.selectFrom('backups').selectAll().where('state', '=', 'running');
+    if (!all) bq = bq.where('lease_expires_at', '<', now);
+    for (const b of (await bq.execute()).filter((x) => !this.#running.backups.has(x.id))) {
+      if (!(await this.#takeOver('backups', b.id, b.lease_owner, now, message))) continue;
+      recovered++;
       const artifacts = await db.selectFrom('artifacts').selectAll().where('backup_id', '=', b.id).where('state', '=', 'pending').execute();
       for (const a of artifacts) {
         try {
@@ -202,6 +246,29 @@ export class JobRunner {
       }
       log.warn({ backup: b.id }, 'marked an interrupted backup as failed');
     }
-    return stale.length;
+
+    let jq = db.selectFrom('jobs').selectAll().where('state', '=', 'running');
+    if (!all) jq = jq.where('lease_expires_at', '<', now);
+    for (const j of (await jq.execute()).filter((x) => !this.#running.jobs.has(x.id))) {
+      if (!(await this.#takeOver('jobs', j.id, j.lease_owner, now, message))) continue;
+      recovered++;
+      if (j.kind === 'restore') {
+        await undoInterruptedRestore(this.#ctx, j).catch((e) => log.error({ err: e, job: j.id }, 'could not drop the database of an interrupted restore'));
+      }
+      log.warn({ job: j.id, kind: j.kind }, 'marked an interrupted job as failed');
+    }
+    return recovered;
+  }
+
+  /** Fail an abandoned item, only if nobody else took it over in the meantime. */
+  async #takeOver(queue: Queue, id: string, owner: string | null, now: string, error: string): Promise<boolean> {
+    const res = await this.#db()
+      .updateTable(queue)
+      .set({ state: 'failed', error, completed_at: now, updated_at: now, lease_owner: null, lease_expires_at: null })
+      .where('id', '=', id)
+      .where('state', '=', 'running')
+      .where('lease_owner', 'is', owner)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) > 0;
   }
 }

@@ -40,6 +40,8 @@ async function seed(catalog: Catalog, dataDir: string) {
     created_at: now,
     updated_at: now,
     deleted_at: null,
+    restored_from_backup_id: null,
+    restore_job_id: null,
   };
   await catalog.db.insertInto('branches').values(branch).execute();
   return { org, database, branch };
@@ -47,7 +49,7 @@ async function seed(catalog: Catalog, dataDir: string) {
 
 function contextFor(catalog: Catalog, dataDir: string): AppContext {
   const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_MAX_CONCURRENT_BACKUPS: '64' });
-  return { config, catalog, db: catalog.db, secrets, log: pino({ level: 'silent' }), clock: () => new Date(), nudge: () => {} };
+  return { config, catalog, db: catalog.db, secrets, log: pino({ level: 'silent' }), clock: () => new Date(), nudge: () => {}, cancelLocal: () => false };
 }
 
 const dialects: Array<{ name: string; open: () => Promise<{ url: string; drop: () => Promise<void> }> }> = [

@@ -171,6 +171,16 @@ describe('feedTool', () => {
     assert.equal(isAlive(run.child.pid!), false);
   });
 
+  test('an input that already failed before feeding began still kills the tool (no hang)', { timeout: 10_000 }, async () => {
+    const input = new Readable({ read() {} });
+    input.on('error', () => undefined);
+    input.destroy(new Error('checksum mismatch'));
+    await new Promise((r) => setImmediate(r));
+    const run = node('process.stdin.resume()', 'pipe');
+    await assert.rejects(feedTool(run, input, 'faketool', []), /faketool input failed: checksum mismatch/);
+    assert.equal(isAlive(run.child.pid!), false);
+  });
+
   test('the whole input reaches the tool', async () => {
     const input = big();
     const run = node(

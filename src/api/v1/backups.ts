@@ -4,14 +4,16 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../context.js';
 import { artifactsOf, createBackup, DEFAULT_RETENTION, listBackups } from '../../catalog/backups.js';
 import type { Branch } from '../../catalog/schema.js';
-import { openDestinationById } from '../../destinations.js';
+import { openVerifiedArtifact, readableArtifacts, deleteBackupArtifacts } from '../../jobs/artifacts.js';
+import { newId, nowIso } from '../../catalog/ids.js';
+import type { Job } from '../../catalog/schema.js';
 import { parseTimestamp, type IntervalUnit } from '../../time.js';
 import { requireAccess, type Principal, type Scope } from '../auth.js';
 import { badRequest, conflict, invalidParams, unprocessable } from '../errors.js';
 import { envelope } from '../paging.js';
 import { resolveBackup, resolveBranch } from '../resolve.js';
-import { presentArtifact, presentBackups } from './present.js';
-import { Artifact, Backup, BackupParams, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Progress } from './schemas.js';
+import { presentArtifact, presentBackups, presentVerification } from './present.js';
+import { Artifact, Backup, BackupParams, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Progress, Verification } from './schemas.js';
 import { progressSnapshot } from '../../pipeline/progress.js';
 
 function timestampParam(name: string, value: string): string {
@@ -159,10 +161,10 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
         requireRestoreAccess(req.principal, branch, { organizationId: org.id, databaseId: database.id, branchId: branch.id });
         if (backup.deleted_at !== null) throw conflict('this backup was deleted; its artifacts are gone');
-        const artifact = (await artifactsOf(ctx.db, [backup.id])).find((a) => a.state === 'success');
-        if (!artifact || backup.state !== 'success') throw conflict(`backup is ${backup.state}: it has no stored artifact to download`);
-        const { provider } = await openDestinationById(ctx, artifact.destination_id);
-        const stream = await provider.read(artifact.path);
+        const [artifact] = await readableArtifacts(ctx, backup.id);
+        if (!artifact || backup.state === 'pending' || backup.state === 'running') throw conflict(`backup is ${backup.state}: it has no stored artifact to download`);
+        // Checked as it streams: a corrupt artifact is cut off before its end, never sent whole.
+        const { stream } = await openVerifiedArtifact(ctx, artifact);
         const fileName = artifact.path.split('/').pop() ?? 'backup';
         return reply
           .header('content-type', 'application/octet-stream')
@@ -170,6 +172,164 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           .header('content-disposition', `attachment; filename="${fileName}"`)
           .header('x-checksum-sha256', artifact.sha256 ?? '')
           .send(stream);
+      },
+    );
+
+    app.patch(
+      `${base}/:id`,
+      {
+        schema: {
+          tags: ['Backups'],
+          summary: 'Protect or unprotect a backup',
+          operationId: 'update_backup',
+          params: BackupParams,
+          body: Type.Object({ protected: Type.Boolean() }, { additionalProperties: false }),
+          response: { 200: Backup },
+        },
+      },
+      async (req) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        requireAccess(req.principal, 'write_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        if (backup.deleted_at !== null) throw conflict('this backup was deleted');
+        const now = nowIso(ctx.clock());
+        await ctx.db.updateTable('backups').set({ protected: req.body.protected ? 1 : 0, updated_at: now }).where('id', '=', backup.id).execute();
+        const [json] = await presentBackups(ctx, [{ ...backup, protected: req.body.protected ? 1 : 0, updated_at: now }], branch);
+        return json;
+      },
+    );
+
+    app.delete(
+      `${base}/:id`,
+      {
+        schema: {
+          tags: ['Backups'],
+          summary: 'Delete a backup and its artifacts everywhere',
+          description: 'Refused for a protected backup, one still pending or running (cancel it), and one being restored or verified. Idempotent.',
+          operationId: 'delete_backup',
+          params: BackupParams,
+        },
+      },
+      async (req, reply) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        requireAccess(req.principal, branch.production === 1 ? 'delete_production_branch_backups' : 'delete_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        if (backup.deleted_at === null) {
+          if (backup.protected === 1) throw conflict('this backup is protected; unprotect it first (PATCH {"protected": false})');
+          if (backup.state === 'pending' || backup.state === 'running') throw conflict(`this backup is ${backup.state}; cancel it first (POST .../cancel)`);
+          const busy = await ctx.db.selectFrom('jobs').select(['kind']).where('backup_id', '=', backup.id).where('state', 'in', ['pending', 'running']).executeTakeFirst();
+          if (busy) throw conflict(`this backup is being ${busy.kind === 'restore' ? 'restored' : 'verified'}; try again when that finishes`);
+        }
+        // Already deleted: remove whatever artifact a failed earlier attempt left behind.
+        await deleteBackupArtifacts(ctx, backup);
+        return reply.status(204).send();
+      },
+    );
+
+    app.post(
+      `${base}/:id/cancel`,
+      {
+        schema: {
+          tags: ['Backups'],
+          summary: 'Cancel a pending or running backup',
+          description: 'The dump is killed and its partial artifacts removed; the backup ends `canceled`. Answers once the cancel has taken effect (or after 10 s with the current state).',
+          params: BackupParams,
+          body: Type.Optional(Type.Object({}, { additionalProperties: false })),
+          response: { 200: Backup },
+        },
+      },
+      async (req) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        requireAccess(req.principal, 'write_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        if (backup.state !== 'pending' && backup.state !== 'running') throw conflict(`this backup is already ${backup.state}`);
+        const now = nowIso(ctx.clock());
+        // Pending: cancel it in place (unless a worker claims it this very moment).
+        const res = await ctx.db
+          .updateTable('backups')
+          .set({ state: 'canceled', error: 'canceled by request', completed_at: now, updated_at: now })
+          .where('id', '=', backup.id)
+          .where('state', '=', 'pending')
+          .executeTakeFirst();
+        if (Number(res.numUpdatedRows) === 0) {
+          await ctx.db.updateTable('backups').set({ cancel_requested: 1, updated_at: now }).where('id', '=', backup.id).execute();
+          ctx.cancelLocal(backup.id);
+          const deadline = Date.now() + 10_000;
+          for (;;) {
+            const b = await ctx.db.selectFrom('backups').select('state').where('id', '=', backup.id).executeTakeFirstOrThrow();
+            if ((b.state !== 'pending' && b.state !== 'running') || Date.now() > deadline) break;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+        const fresh = await ctx.db.selectFrom('backups').selectAll().where('id', '=', backup.id).executeTakeFirstOrThrow();
+        const [json] = await presentBackups(ctx, [fresh], branch);
+        return json;
+      },
+    );
+
+    app.post(
+      `${base}/:id/verify`,
+      {
+        schema: {
+          tags: ['Backups'],
+          summary: 'Verify a backup',
+          description:
+            'Quick (default): re-read every artifact and check size and sha256 against the catalog and the manifest. ' +
+            'Full (`{"restore": true}`): also restore into a scratch database on the source server, read every table, compare row counts with those recorded at backup time, and drop the scratch database. Needs read_backups (and the restore access for a full verification).',
+          params: BackupParams,
+          body: Type.Object({ restore: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+          response: { 202: Verification },
+        },
+      },
+      async (req, reply) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        const scope = { organizationId: org.id, databaseId: database.id, branchId: branch.id };
+        requireAccess(req.principal, 'read_backups', scope);
+        if (req.body.restore) requireRestoreAccess(req.principal, branch, scope);
+        if (backup.deleted_at !== null) throw conflict('this backup was deleted; there is nothing left to verify');
+        if (backup.state === 'pending' || backup.state === 'running') throw conflict(`this backup is ${backup.state}; verify it once it has finished`);
+        if ((await readableArtifacts(ctx, backup.id)).length === 0) throw conflict('this backup has no stored artifact to verify');
+        const now = nowIso(ctx.clock());
+        const job: Job = {
+          id: newId(),
+          organization_id: org.id,
+          kind: 'verify',
+          backup_id: backup.id,
+          branch_id: null,
+          state: 'pending',
+          params: JSON.stringify({ restore: req.body.restore === true }),
+          result: null,
+          error: null,
+          bytes: 0,
+          total_bytes: 0,
+          actor_id: req.principal.token.id,
+          created_at: now,
+          updated_at: now,
+          started_at: null,
+          completed_at: null,
+          lease_owner: null,
+          lease_expires_at: null,
+          attempts: 0,
+          cancel_requested: 0,
+        };
+        await ctx.db.insertInto('jobs').values(job).execute();
+        ctx.nudge();
+        return reply.status(202).send(presentVerification(job));
+      },
+    );
+
+    app.get(
+      `${base}/:id/verifications`,
+      {
+        schema: {
+          tags: ['Backups'],
+          summary: "A backup's verifications, newest first",
+          params: BackupParams,
+          response: { 200: Type.Object({ type: Type.Literal('list'), data: Type.Array(Verification) }) },
+        },
+      },
+      async (req) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        const rows = await ctx.db.selectFrom('jobs').selectAll().where('backup_id', '=', backup.id).where('kind', '=', 'verify').orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
+        return { type: 'list' as const, data: rows.map(presentVerification) };
       },
     );
   };

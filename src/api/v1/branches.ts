@@ -3,14 +3,39 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../context.js';
 import { newId, nowIso } from '../../catalog/ids.js';
-import type { Branch as BranchRow } from '../../catalog/schema.js';
-import { ConnectionUrlError, engineFor, EngineError, parseConnectionUrl } from '../../engines/index.js';
+import type { Branch as BranchRow, Database as DatabaseRow, Job } from '../../catalog/schema.js';
+import { ConnectionUrlError, engineFor, EngineError, parseConnectionUrl, type ConnectionInfo, type EngineKind } from '../../engines/index.js';
+import { readableArtifacts } from '../../jobs/artifacts.js';
+import { addInterval } from '../../time.js';
 import { hasAccess, requireAccess } from '../auth.js';
-import { conflict, invalidParams, unprocessable } from '../errors.js';
+import { conflict, invalidParams, notFound, unprocessable } from '../errors.js';
 import { envelope } from '../paging.js';
 import { resolveBranch, resolveDatabase } from '../resolve.js';
-import { presentBranch } from './present.js';
-import { Branch, BranchParams, DbParams, ListEnvelope, NameParam, PageQuery } from './schemas.js';
+import { presentBranch, presentBranches } from './present.js';
+import { Branch, BranchParams, DbParams, IdParam, ListEnvelope, NameParam, PageQuery } from './schemas.js';
+
+/** Parse a connection URL from a request: 422 when malformed or of the other engine. */
+function parseUrl(url: string, kind: DatabaseRow['kind']): { kind: EngineKind; info: ConnectionInfo } {
+  let parsed;
+  try {
+    parsed = parseConnectionUrl(url);
+  } catch (e) {
+    if (e instanceof ConnectionUrlError) throw invalidParams(`connection_url: ${e.message}`);
+    throw e;
+  }
+  if (parsed.kind !== kind) throw unprocessable(`connection_url is a ${parsed.kind} URL but the database is ${kind}`);
+  return parsed;
+}
+
+/** Talk to a source server on behalf of a request: its failures are the caller's to fix (422). */
+async function probeOr422<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof EngineError) throw unprocessable(`cannot use this connection: ${e.message}`);
+    throw e;
+  }
+}
 
 export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -19,14 +44,20 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['Branches'],
-          summary: 'Register a branch (a real database to back up)',
-          description: 'The connection URL is checked by connecting to the server; it is stored encrypted and never returned.',
+          summary: 'Register a branch, or create one by restoring a backup',
+          description:
+            'With `connection_url` and no `backup_id`: register an existing database to back up (the server is checked by connecting). ' +
+            'With `backup_id`: restore that backup into a NEW database, created on the same server as the backup\'s branch and named after the new branch, ' +
+            'or into the (empty) database of `connection_url`; a non-empty target needs `overwrite: true`. Needs restore_backup (restore_production_branch_backup for production backups). ' +
+            'The connection URL is stored encrypted and never returned.',
           params: DbParams,
           body: Type.Object(
             {
               name: NameParam,
               production: Type.Optional(Type.Boolean()),
-              connection_url: Type.String({ minLength: 1, maxLength: 2048, description: 'postgresql://user:pass@host:port/db or mysql://user:pass@host:port/db' }),
+              connection_url: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'postgresql://user:pass@host:port/db or mysql://user:pass@host:port/db' })),
+              backup_id: Type.Optional(IdParam),
+              overwrite: Type.Optional(Type.Boolean({ description: 'with backup_id and connection_url: restore over a non-empty database' })),
             },
             { additionalProperties: false },
           ),
@@ -35,45 +66,140 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
       async (req, reply) => {
         const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
-        requireAccess(req.principal, 'write_branches', { organizationId: org.id, databaseId: database.id });
-        let parsed;
-        try {
-          parsed = parseConnectionUrl(req.body.connection_url);
-        } catch (e) {
-          if (e instanceof ConnectionUrlError) throw invalidParams(`connection_url: ${e.message}`);
-          throw e;
+        const body = req.body;
+        if (body.backup_id === undefined) {
+          requireAccess(req.principal, 'write_branches', { organizationId: org.id, databaseId: database.id });
+          if (body.connection_url === undefined) throw invalidParams('connection_url is required (or backup_id, to create the branch from a backup)');
+          if (body.overwrite !== undefined) throw invalidParams('overwrite only applies when restoring a backup (backup_id)');
         }
-        if (parsed.kind !== database.kind) {
-          throw unprocessable(`connection_url is a ${parsed.kind} URL but database "${database.name}" is ${database.kind}`);
+        const parsed = body.connection_url === undefined ? null : parseUrl(body.connection_url, database.kind);
+        const backup = body.backup_id === undefined ? null : await ctx.db.selectFrom('backups').selectAll().where('id', '=', body.backup_id).where('database_id', '=', database.id).executeTakeFirst();
+        if (body.backup_id !== undefined && !backup) throw notFound(`Backup "${body.backup_id}" not found in database "${database.name}"`);
+        let source: BranchRow | undefined;
+        if (backup) {
+          source = await ctx.db.selectFrom('branches').selectAll().where('id', '=', backup.branch_id).executeTakeFirstOrThrow();
+          requireAccess(req.principal, source.production === 1 ? 'restore_production_branch_backup' : 'restore_backup', {
+            organizationId: org.id,
+            databaseId: database.id,
+            branchId: source.id,
+          });
+          if (backup.deleted_at !== null) throw conflict('that backup was deleted; it cannot be restored');
+          if (backup.state !== 'success') throw conflict(`that backup is ${backup.state}; only a successful backup can be restored`);
+          if ((await readableArtifacts(ctx, backup.id)).length === 0) throw conflict('that backup has no stored artifact left to restore from');
         }
-        const exists = await ctx.db.selectFrom('branches').select('id').where('database_id', '=', database.id).where('name', '=', req.body.name).where('deleted_at', 'is', null).executeTakeFirst();
-        if (exists) throw conflict(`Branch "${req.body.name}" already exists`);
-        let server;
-        try {
-          server = await engineFor(parsed.kind).probe(parsed.info);
-        } catch (e) {
-          if (e instanceof EngineError) throw unprocessable(`cannot use this connection: ${e.message}`);
-          throw e;
+        const exists = await ctx.db.selectFrom('branches').select('id').where('database_id', '=', database.id).where('name', '=', body.name).where('deleted_at', 'is', null).executeTakeFirst();
+        if (exists) throw conflict(`Branch "${body.name}" already exists`);
+
+        const engine = engineFor(database.kind);
+        let targetUrl: string;
+        let target: ConnectionInfo;
+        let create = false;
+        if (backup && source && parsed === null) {
+          // Same server as the backup's branch, with its credentials, a new database named after the branch.
+          if (source.connection_url_enc === null) throw conflict(`the backup's branch "${source.name}" has no connection URL; give connection_url for the restore target`);
+          const url = new URL(ctx.secrets.open(source.connection_url_enc));
+          url.pathname = `/${body.name}`;
+          targetUrl = url.toString();
+          target = parseConnectionUrl(targetUrl).info;
+          if (await probeOr422(() => engine.databaseExists(target, target.database))) {
+            throw conflict(`a database named "${target.database}" already exists on ${target.host}:${target.port}; choose another branch name, or give connection_url to restore into an empty database`);
+          }
+          create = true;
+        } else {
+          targetUrl = body.connection_url!;
+          target = parsed!.info;
         }
-        const now = nowIso(ctx.clock());
+        if (source && source.conn_host === target.host && source.conn_port === target.port && source.conn_database === target.database) {
+          throw conflict("a restore never writes into the backup's own source database");
+        }
+        const server = create ? null : await probeOr422(() => engine.probe(target));
+        if (backup && !create && !body.overwrite && !(await probeOr422(() => engine.databaseIsEmpty(target)))) {
+          throw conflict(`database "${target.database}" is not empty; pass overwrite: true to restore over it`);
+        }
+
+        const now = ctx.clock();
         const row: BranchRow = {
           id: newId(),
           organization_id: org.id,
           database_id: database.id,
-          name: req.body.name,
-          production: req.body.production ? 1 : 0,
-          connection_url_enc: ctx.secrets.seal(req.body.connection_url),
-          conn_host: parsed.info.host,
-          conn_port: parsed.info.port,
-          conn_database: parsed.info.database,
-          conn_user: parsed.info.user,
-          server_version: server.version,
-          created_at: now,
-          updated_at: now,
+          name: body.name,
+          production: body.production ? 1 : 0,
+          connection_url_enc: ctx.secrets.seal(targetUrl),
+          conn_host: target.host,
+          conn_port: target.port,
+          conn_database: target.database,
+          conn_user: target.user,
+          server_version: server?.version ?? source?.server_version ?? null,
+          created_at: nowIso(now),
+          updated_at: nowIso(now),
           deleted_at: null,
+          restored_from_backup_id: backup?.id ?? null,
+          restore_job_id: null,
         };
-        await ctx.db.insertInto('branches').values(row).execute();
-        return reply.status(201).send(presentBranch(row, database.kind));
+        let job: Job | null = null;
+        if (backup) {
+          job = {
+            id: newId(),
+            organization_id: org.id,
+            kind: 'restore',
+            backup_id: backup.id,
+            branch_id: row.id,
+            state: 'pending',
+            params: JSON.stringify({ create, overwrite: body.overwrite === true }),
+            result: null,
+            error: null,
+            bytes: 0,
+            total_bytes: 0,
+            actor_id: req.principal.token.id,
+            created_at: nowIso(now),
+            updated_at: nowIso(now),
+            started_at: null,
+            completed_at: null,
+            lease_owner: null,
+            lease_expires_at: null,
+            attempts: 0,
+            cancel_requested: 0,
+          };
+          row.restore_job_id = job.id;
+        }
+        await ctx.db.transaction().execute(async (trx) => {
+          await trx.insertInto('branches').values(row).execute();
+          if (job && backup) {
+            await trx.insertInto('jobs').values(job).execute();
+            // As PlanetScale does: a backup being restored is kept at least a day longer.
+            const floor = nowIso(addInterval(now, 1, 'day'));
+            if (backup.expires_at === null || backup.expires_at < floor) {
+              await trx.updateTable('backups').set({ expires_at: floor, updated_at: nowIso(now) }).where('id', '=', backup.id).execute();
+            }
+          }
+        });
+        if (job) ctx.nudge();
+        return reply.status(201).send(presentBranch(row, database.kind, job, now.getTime()));
+      },
+    );
+
+    app.delete(
+      '/organizations/:organization/databases/:database/branches/:branch',
+      {
+        schema: {
+          tags: ['Branches'],
+          summary: 'Forget a branch',
+          description: 'Removes the branch from Strongbox. The real database is never dropped. Refused while a restore into it runs or while it still has backups.',
+          params: BranchParams,
+        },
+      },
+      async (req, reply) => {
+        const { org, database, branch } = await resolveBranch(ctx.db, req.principal, req.params.organization, req.params.database, req.params.branch);
+        requireAccess(req.principal, 'write_branches', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        if (branch.restore_job_id) {
+          const job = await ctx.db.selectFrom('jobs').select('state').where('id', '=', branch.restore_job_id).executeTakeFirst();
+          if (job && (job.state === 'pending' || job.state === 'running')) throw conflict('a restore into this branch is still running');
+        }
+        const live = await ctx.db.selectFrom('backups').select('id').where('branch_id', '=', branch.id).where('deleted_at', 'is', null).limit(1).executeTakeFirst();
+        if (live) throw conflict('this branch still has backups; delete them first (protected ones must be unprotected)');
+        const now = nowIso(ctx.clock());
+        await ctx.db.updateTable('branches').set({ deleted_at: now, updated_at: now }).where('id', '=', branch.id).execute();
+        return reply.status(204).send();
       },
     );
 
@@ -86,7 +212,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const perPage = req.query.per_page ?? 25;
         const all = await ctx.db.selectFrom('branches').selectAll().where('database_id', '=', database.id).where('deleted_at', 'is', null).orderBy('name').execute();
         const visible = all.filter((b) => hasAccess(req.principal, 'read_branches', { organizationId: org.id, databaseId: database.id, branchId: b.id }));
-        return envelope(req, visible.slice((page - 1) * perPage, page * perPage).map((b) => presentBranch(b, database.kind)), page, perPage, visible.length);
+        return envelope(req, await presentBranches(ctx, visible.slice((page - 1) * perPage, page * perPage), database.kind), page, perPage, visible.length);
       },
     );
 
@@ -96,7 +222,8 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       async (req) => {
         const { org, database, branch } = await resolveBranch(ctx.db, req.principal, req.params.organization, req.params.database, req.params.branch);
         requireAccess(req.principal, 'read_branches', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
-        return presentBranch(branch, database.kind);
+        const [json] = await presentBranches(ctx, [branch], database.kind);
+        return json;
       },
     );
   };

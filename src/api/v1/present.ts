@@ -1,6 +1,7 @@
 /** Catalog rows → native (PlanetScale) JSON. The only place that knows both shapes. */
 import type { AppContext } from '../../context.js';
-import type { Artifact, Backup, Branch, Database, Organization, ServiceToken } from '../../catalog/schema.js';
+import type { Artifact, Backup, Branch, Database, Job, Organization, ServiceToken } from '../../catalog/schema.js';
+import { progressSnapshot } from '../../pipeline/progress.js';
 import { artifactsOf } from '../../catalog/backups.js';
 import type { BackupJson } from './schemas.js';
 
@@ -12,7 +13,7 @@ export function presentDatabase(d: Database) {
   return { id: d.id, name: d.name, kind: d.kind, created_at: d.created_at, updated_at: d.updated_at };
 }
 
-export function presentBranch(b: Branch, kind: Database['kind']) {
+export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | null = null, now = Date.now()) {
   return {
     id: b.id,
     name: b.name,
@@ -22,6 +23,48 @@ export function presentBranch(b: Branch, kind: Database['kind']) {
     server_version: b.server_version,
     created_at: b.created_at,
     updated_at: b.updated_at,
+    restore: restore === null ? null : presentRestore(restore, now),
+  };
+}
+
+export function presentRestore(j: Job, now = Date.now()) {
+  const running = j.state === 'running' && j.started_at !== null;
+  const snap = running ? progressSnapshot({ bytes: j.bytes, startedAt: Date.parse(j.started_at!), now, totalEstimate: j.total_bytes }) : null;
+  return {
+    id: j.id,
+    backup_id: j.backup_id,
+    state: j.state,
+    bytes: j.bytes,
+    total_bytes: j.total_bytes,
+    rate_bytes_per_second: snap?.rate_bytes_per_second ?? 0,
+    eta_seconds: snap?.eta_seconds ?? null,
+    error: j.error,
+    created_at: j.created_at,
+    started_at: j.started_at,
+    completed_at: j.completed_at,
+  };
+}
+
+/** Present branches with their restore jobs, loaded in one query. */
+export async function presentBranches(ctx: AppContext, rows: Branch[], kind: Database['kind']) {
+  const ids = rows.map((b) => b.restore_job_id).filter((x): x is string => x !== null);
+  const jobs = ids.length ? await ctx.db.selectFrom('jobs').selectAll().where('id', 'in', ids).execute() : [];
+  const now = ctx.clock().getTime();
+  return rows.map((b) => presentBranch(b, kind, jobs.find((j) => j.id === b.restore_job_id) ?? null, now));
+}
+
+export function presentVerification(j: Job) {
+  const params = JSON.parse(j.params) as { restore?: boolean };
+  return {
+    id: j.id,
+    backup_id: j.backup_id,
+    kind: params.restore ? ('full' as const) : ('quick' as const),
+    state: j.state,
+    error: j.error,
+    result: j.result === null ? null : JSON.parse(j.result),
+    created_at: j.created_at,
+    started_at: j.started_at,
+    completed_at: j.completed_at,
   };
 }
 
@@ -48,12 +91,18 @@ export function presentArtifact(a: Artifact) {
     error: a.error,
     created_at: a.created_at,
     updated_at: a.updated_at,
+    verified_at: a.verified_at,
+    verification: a.verification as 'passed' | 'failed' | null,
   };
 }
 
 /** Present backups of one branch; loads their artifacts in one query to price them. */
 export async function presentBackups(ctx: AppContext, rows: Backup[], branch: Branch): Promise<BackupJson[]> {
-  const artifacts = await artifactsOf(ctx.db, rows.map((r) => r.id));
+  const ids = rows.map((r) => r.id);
+  const artifacts = await artifactsOf(ctx.db, ids);
+  const restored = ids.length
+    ? await ctx.db.selectFrom('branches').select(['id', 'name', 'created_at', 'updated_at', 'deleted_at', 'restored_from_backup_id']).where('restored_from_backup_id', 'in', ids).orderBy('created_at').execute()
+    : [];
   const storedBytes = new Map<string, number>();
   for (const a of artifacts) {
     if (a.state === 'success') storedBytes.set(a.backup_id, (storedBytes.get(a.backup_id) ?? 0) + a.size);
@@ -76,7 +125,9 @@ export async function presentBackups(ctx: AppContext, rows: Backup[], branch: Br
       pvc_size: b.pvc_size,
       protected: b.protected === 1,
       required: b.required === 1,
-      restored_branches: [],
+      restored_branches: restored
+        .filter((r) => r.restored_from_backup_id === b.id)
+        .map((r) => ({ id: r.id, name: r.name, created_at: r.created_at, updated_at: r.updated_at, deleted_at: r.deleted_at })),
       actor: b.actor_id === null ? null : { id: b.actor_id, display_name: b.actor_name ?? b.actor_id, avatar_url: '' },
       backup_policy: null,
       schema_snapshot: null,

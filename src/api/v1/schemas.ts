@@ -58,6 +58,25 @@ export const Database = Type.Object(
   { additionalProperties: false },
 );
 
+const JobStateSchema = Type.Union([Type.Literal('pending'), Type.Literal('running'), Type.Literal('success'), Type.Literal('failed'), Type.Literal('canceled')]);
+
+export const RestoreState = Type.Object(
+  {
+    id: Type.String({ description: 'the restore job' }),
+    backup_id: Type.String(),
+    state: JobStateSchema,
+    bytes: Type.Integer({ description: 'bytes of the artifact read so far' }),
+    total_bytes: Type.Integer(),
+    rate_bytes_per_second: Type.Number(),
+    eta_seconds: Nullable(Type.Number()),
+    error: Nullable(Type.String()),
+    created_at: Type.String(),
+    started_at: Nullable(Type.String()),
+    completed_at: Nullable(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
 export const Branch = Type.Object(
   {
     id: Type.String(),
@@ -68,6 +87,22 @@ export const Branch = Type.Object(
     server_version: Nullable(Type.String()),
     created_at: Type.String(),
     updated_at: Type.String(),
+    restore: Nullable(RestoreState),
+  },
+  { additionalProperties: false },
+);
+
+export const Verification = Type.Object(
+  {
+    id: Type.String(),
+    backup_id: Type.String(),
+    kind: Type.Union([Type.Literal('quick'), Type.Literal('full')]),
+    state: JobStateSchema,
+    error: Nullable(Type.String()),
+    result: Nullable(Type.Unknown({ description: 'per-artifact checks and, for a full verification, the restore check' })),
+    created_at: Type.String(),
+    started_at: Nullable(Type.String()),
+    completed_at: Nullable(Type.String()),
   },
   { additionalProperties: false },
 );
@@ -183,6 +218,8 @@ export const Artifact = Type.Object(
     error: Nullable(Type.String()),
     created_at: Type.String(),
     updated_at: Type.String(),
+    verified_at: Nullable(Type.String()),
+    verification: Nullable(Type.Union([Type.Literal('passed'), Type.Literal('failed')])),
   },
   { additionalProperties: false },
 );

@@ -205,14 +205,21 @@ export const postgres = {
       if (options.signal?.aborted) throw new EngineError('pg_restore was canceled before it started');
       const client = await pickPgClient(await serverMajorOrNull(conn));
       if (options.signal?.aborted) throw new EngineError('pg_restore was canceled before it started');
-      // `options.jobs` is not used: pg_restore --jobs needs a seekable file, and this
-      // restore reads a stream.
       const run = runTool({
         name: 'pg_restore',
         path: client.pgRestore,
         // The restore lands in a new database, possibly on another server, where the
-        // original roles need not exist: objects belong to the restoring user.
-        args: ['--no-owner', '--no-acl', '--exit-on-error', ...connectionArgs(conn)],
+        // original roles need not exist: objects belong to the restoring user. One
+        // transaction, so that a failure anywhere (a bad checksum found at the very end of
+        // the stream included) commits nothing.
+        args: [
+          '--no-owner',
+          '--no-acl',
+          '--exit-on-error',
+          '--single-transaction',
+          ...(options.clean ? ['--clean', '--if-exists'] : []),
+          ...connectionArgs(conn),
+        ],
         env: toolEnv(conn),
         secrets: [conn.password],
         stdin: 'pipe',

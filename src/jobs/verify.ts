@@ -1,0 +1,138 @@
+/**
+ * Verification: proves a backup can come back. Quick: re-read every artifact and check
+ * its size and sha256 against the catalog and its manifest. Full (`restore: true`):
+ * also restore into a scratch database, read every table, compare row counts with those
+ * recorded at backup time, and drop the scratch database whatever happens.
+ */
+import type { AppContext } from '../context.js';
+import type { Artifact, Backup, Job } from '../catalog/schema.js';
+import { newId, nowIso } from '../catalog/ids.js';
+import { engineFor, parseConnectionUrl } from '../engines/index.js';
+import { HashCounter } from '../pipeline/hash.js';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { openDestinationById } from '../destinations.js';
+import { manifestKey, readableArtifacts } from './artifacts.js';
+import { restoreArtifact, type JobUpdate } from './restore.js';
+
+export interface VerifyParams {
+  restore: boolean;
+}
+
+export interface ArtifactCheck {
+  artifact_id: string;
+  destination: string;
+  ok: boolean;
+  size: number | null;
+  sha256: string | null;
+  error: string | null;
+}
+
+export interface RestoreCheck {
+  ok: boolean;
+  database: string;
+  tables: number;
+  mismatches: Array<{ table: string; expected: number | null; actual: number | null }>;
+  /** Something worth knowing that is not a failure. */
+  note: string | null;
+  error: string | null;
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+async function checkArtifact(ctx: AppContext, backup: Backup, a: Artifact, signal: AbortSignal): Promise<ArtifactCheck> {
+  const check: ArtifactCheck = { artifact_id: a.id, destination: a.destination_name, ok: false, size: null, sha256: null, error: null };
+  try {
+    const { provider } = await openDestinationById(ctx, a.destination_id);
+    const st = await provider.stat(a.path);
+    if (!st) throw new Error('the dump object is missing from storage');
+    check.size = st.size;
+    const counter = new HashCounter();
+    await pipeline(await provider.read(a.path), counter, new Writable({ write: (_c, _e, cb) => cb() }), { signal });
+    check.sha256 = counter.digest();
+    const problems: string[] = [];
+    if (st.size !== a.size) problems.push(`size ${st.size} differs from the ${a.size} bytes recorded`);
+    if (check.sha256 !== a.sha256) problems.push(`sha256 ${check.sha256} differs from the recorded ${a.sha256}`);
+    try {
+      const chunks: Buffer[] = [];
+      for await (const c of await provider.read(manifestKey(a.path))) chunks.push(c as Buffer);
+      const manifest = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      if (manifest.backup_id !== backup.id) problems.push(`the manifest names backup ${manifest.backup_id}`);
+      if (manifest.sha256 !== check.sha256) problems.push(`the manifest's sha256 ${manifest.sha256} differs from the stored bytes`);
+      if (manifest.size !== st.size) problems.push(`the manifest's size ${manifest.size} differs from the stored ${st.size}`);
+    } catch (e) {
+      problems.push(`manifest.json unreadable: ${messageOf(e)}`);
+    }
+    check.ok = problems.length === 0;
+    check.error = problems.length ? problems.join('; ') : null;
+  } catch (e) {
+    if (signal.aborted) throw e;
+    check.error = messageOf(e);
+  }
+  const now = nowIso(ctx.clock());
+  await ctx.db.updateTable('artifacts').set({ verified_at: now, verification: check.ok ? 'passed' : 'failed', updated_at: now }).where('id', '=', a.id).execute();
+  return check;
+}
+
+async function checkRestore(ctx: AppContext, backup: Backup, artifact: Artifact, jobId: string, signal: AbortSignal): Promise<RestoreCheck> {
+  const branch = await ctx.db.selectFrom('branches').selectAll().where('id', '=', backup.branch_id).executeTakeFirstOrThrow();
+  if (branch.connection_url_enc === null) throw new Error('the source branch has no connection URL to restore a scratch copy next to');
+  const engine = engineFor(backup.engine);
+  const source = parseConnectionUrl(ctx.secrets.open(branch.connection_url_enc)).info;
+  // Scratch copies live on the source's server, under a name no user picks.
+  const scratch = { ...source, database: `sbx_verify_${jobId}_${newId(4)}` };
+  const check: RestoreCheck = { ok: false, database: scratch.database, tables: 0, mismatches: [], note: null, error: null };
+  await engine.createDatabase(source, scratch.database);
+  try {
+    await restoreArtifact(ctx, engine, backup, artifact, scratch, { signal });
+    const actual = await engine.tableRowCounts(scratch);
+    check.tables = Object.keys(actual).length;
+    const expected = backup.table_row_counts === null ? null : (JSON.parse(backup.table_row_counts) as Record<string, number>);
+    if (expected === null) {
+      check.note = 'no row counts were recorded at backup time: every table was read, counts not compared';
+    } else {
+      for (const table of new Set([...Object.keys(expected), ...Object.keys(actual)])) {
+        const e = table in expected ? expected[table] : null;
+        const a = table in actual ? actual[table] : null;
+        if (e !== a) check.mismatches.push({ table, expected: e, actual: a });
+      }
+    }
+    check.ok = check.mismatches.length === 0 && check.error === null;
+    if (check.mismatches.length) check.error = `row counts differ in ${check.mismatches.length} table(s): ${check.mismatches.slice(0, 5).map((m) => `${m.table} (${m.expected} recorded, ${m.actual} restored)`).join(', ')}`;
+  } catch (e) {
+    if (signal.aborted) throw e;
+    check.error = `restore failed: ${messageOf(e)}`;
+  } finally {
+    await engine.dropDatabase(source, scratch.database).catch((e) => ctx.log.error({ err: messageOf(e), database: scratch.database }, 'could not drop a verification scratch database'));
+  }
+  return check;
+}
+
+export async function runVerify(ctx: AppContext, job: Job, signal: AbortSignal): Promise<JobUpdate> {
+  const params = JSON.parse(job.params) as VerifyParams;
+  const backup = await ctx.db.selectFrom('backups').selectAll().where('id', '=', job.backup_id).executeTakeFirstOrThrow();
+  const artifacts = await readableArtifacts(ctx, backup.id);
+  const checks: ArtifactCheck[] = [];
+  for (const a of artifacts) checks.push(await checkArtifact(ctx, backup, a, signal));
+  let restore: RestoreCheck | null = null;
+  const good = artifacts.find((a) => checks.find((c) => c.artifact_id === a.id)?.ok);
+  if (params.restore && good) restore = await checkRestore(ctx, backup, good, job.id, signal);
+
+  const problems: string[] = [];
+  if (artifacts.length === 0) problems.push('the backup has no stored artifact');
+  for (const c of checks) if (!c.ok) problems.push(`${c.destination}: ${c.error}`);
+  if (params.restore && !good && artifacts.length) problems.push('no good artifact to restore from');
+  if (restore && !restore.ok) problems.push(restore.error ?? 'the restore check failed');
+  const passed = problems.length === 0;
+  const now = nowIso(ctx.clock());
+  await ctx.db.updateTable('backups').set({ verified_at: now, verification: passed ? 'passed' : 'failed', updated_at: now }).where('id', '=', backup.id).execute();
+  return {
+    state: passed ? 'success' : 'failed',
+    error: passed ? null : problems.join('; '),
+    result: JSON.stringify({ artifacts: checks, restore }),
+    bytes: checks.reduce((n, c) => n + (c.size ?? 0), 0),
+    completed_at: now,
+  };
+}
