@@ -114,8 +114,8 @@ export interface SyntheticTable {
   dumpId: number;
   schema: string;
   name: string;
-  /** The COPY data (rows and, if wanted, the `\.` terminator), as it is sent in chunks. */
-  chunks: Buffer[];
+  /** The COPY data (rows and, if wanted, the `\.` terminator), as it is sent in chunks (read once). */
+  chunks: Iterable<Buffer>;
   /** Overrides the COPY statement (null: an --inserts style entry). */
   copyStmt?: string | null;
   /** relkind for 1.16 (default 0, as pg_dump writes for TABLE DATA). */
