@@ -28,6 +28,12 @@ Client (STRONGBOX_URL, default http://127.0.0.1:8080; STRONGBOX_TOKEN, default <
   backup progress ORG/DB/BRANCH ID        follow a backup until it ends (bytes, rate, ETA)
   backup download ORG/DB/BRANCH ID -o FILE
                                           download the stored artifact and check its sha256
+  backup verify ORG/DB/BRANCH ID [--full] [--wait]
+                                          check every stored copy (--full: restore into a scratch database too)
+  backup protect|unprotect|delete|cancel ORG/DB/BRANCH ID
+  restore ORG/DB/NEW_BRANCH --backup ID [--wait] [--overwrite]
+                                          restore into a new branch (target URL, if any, from
+                                          $STRONGBOX_CONNECTION_URL; default: a new database on the backup's server)
 `;
 
 interface Client {
@@ -143,9 +149,14 @@ export async function runClientCommand(command: string, argv: string[]): Promise
       state: { type: 'string' },
       page: { type: 'string' },
       output: { type: 'string', short: 'o' },
+      full: { type: 'boolean', default: false },
+      backup: { type: 'string' },
+      overwrite: { type: 'boolean', default: false },
     },
   });
   const c = client();
+  // `restore` takes no sub-command: its first argument is the new branch.
+  if (command === 'restore') return restoreCommand(c, [sub, ...positionals], values);
   const key = `${command} ${sub ?? ''}`;
   switch (key) {
     case 'database add': {
@@ -246,7 +257,71 @@ export async function runClientCommand(command: string, argv: string[]): Promise
       process.stdout.write(`wrote ${values.output} (sha256 ${actual}, verified)\n`);
       return;
     }
+    case 'backup verify': {
+      const [org, db, branch] = splitPath(positionals[0], 3, 'ORG/DB/BRANCH');
+      if (!positionals[1]) throw new CliError('give the backup id');
+      const base = `/v1/organizations/${org}/databases/${db}/branches/${branch}/backups/${encodeURIComponent(positionals[1])}`;
+      const v = await c.request('POST', `${base}/verify`, values.full ? { restore: true } : {});
+      process.stdout.write(`verification ${v.id} (${v.kind}) queued\n`);
+      if (!values.wait) return;
+      for (;;) {
+        const list = await c.request('GET', `${base}/verifications`);
+        const cur = list.data.find((x: any) => x.id === v.id);
+        if (cur.state !== 'pending' && cur.state !== 'running') {
+          for (const a of cur.result?.artifacts ?? []) process.stdout.write(`  ${a.destination}: ${a.ok ? 'ok' : `FAILED: ${a.error}`}\n`);
+          if (cur.result?.restore) process.stdout.write(`  restore into ${cur.result.restore.database}: ${cur.result.restore.ok ? `ok, ${cur.result.restore.tables} tables, row counts match` : `FAILED: ${cur.result.restore.error}`}\n`);
+          process.stdout.write(`verification ${cur.state === 'success' ? 'passed' : `failed: ${cur.error}`}\n`);
+          if (cur.state !== 'success') process.exitCode = 1;
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+    case 'backup protect':
+    case 'backup unprotect':
+    case 'backup delete':
+    case 'backup cancel': {
+      const [org, db, branch] = splitPath(positionals[0], 3, 'ORG/DB/BRANCH');
+      if (!positionals[1]) throw new CliError('give the backup id');
+      const url = `/v1/organizations/${org}/databases/${db}/branches/${branch}/backups/${encodeURIComponent(positionals[1])}`;
+      if (sub === 'delete') await c.request('DELETE', url);
+      else if (sub === 'cancel') process.stdout.write(`backup ${positionals[1]}: ${(await c.request('POST', `${url}/cancel`, {})).state}\n`);
+      else await c.request('PATCH', url, { protected: sub === 'protect' });
+      if (sub !== 'cancel') process.stdout.write(`backup ${positionals[1]}: ${sub === 'delete' ? 'deleted' : `${sub}ed`}\n`);
+      return;
+    }
     default:
       throw new CliError(`unknown command "${key.trim()}"\n\n${USAGE}`);
+  }
+}
+
+async function restoreCommand(c: Client, positionals: Array<string | undefined>, values: { backup?: string; wait?: boolean; overwrite?: boolean; production?: boolean }): Promise<void> {
+  const [org, db, branch] = splitPath(positionals[0], 3, 'ORG/DB/NEW_BRANCH');
+  if (!values.backup) throw new CliError('give the backup to restore: --backup ID');
+  const body: Record<string, unknown> = { name: decodeURIComponent(branch), backup_id: values.backup, production: values.production };
+  if (process.env.STRONGBOX_CONNECTION_URL) body.connection_url = process.env.STRONGBOX_CONNECTION_URL;
+  if (values.overwrite) body.overwrite = true;
+  const dbPath = `/v1/organizations/${org}/databases/${db}/branches`;
+  const b = await c.request('POST', dbPath, body);
+  process.stdout.write(`restoring backup ${values.backup} into branch ${b.name} (${b.connection.host}:${b.connection.port}/${b.connection.database})\n`);
+  if (!values.wait) return;
+  const tty = process.stdout.isTTY;
+  let last = '';
+  for (;;) {
+    const cur = await c.request('GET', `${dbPath}/${branch}`);
+    const r = cur.restore;
+    const pct = r.total_bytes > 0 ? ` ${Math.min(100, Math.floor((r.bytes / r.total_bytes) * 100))}%` : '';
+    const line = `${r.state}${pct}  ${formatBytes(r.bytes)} of ${formatBytes(r.total_bytes)}  ${formatBytes(r.rate_bytes_per_second)}/s  ETA ${formatEta(r.eta_seconds)}`;
+    if (line !== last) {
+      process.stdout.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+      last = line;
+    }
+    if (r.state !== 'pending' && r.state !== 'running') {
+      if (tty) process.stdout.write('\n');
+      process.stdout.write(r.state === 'success' ? `restore succeeded\n` : `restore ${r.state}: ${r.error}\n`);
+      if (r.state !== 'success') process.exitCode = 1;
+      return;
+    }
+    await new Promise((res) => setTimeout(res, 1000));
   }
 }

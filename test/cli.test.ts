@@ -32,6 +32,7 @@ describe('strongbox CLI', () => {
   let server: ChildProcess;
   let out = '';
   let env: NodeJS.ProcessEnv;
+  let restored = '';
 
   const cli = (args: string[], extraEnv: Record<string, string> = {}, input?: string) => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', main, ...args], { cwd: root, env: { ...env, ...extraEnv }, input, encoding: 'utf8', timeout: 120_000 });
@@ -64,6 +65,7 @@ describe('strongbox CLI', () => {
       await new Promise((r) => server.once('exit', r));
     }
     await dropDatabase('postgresql', source);
+    if (restored) await dropDatabase('postgresql', restored);
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -102,6 +104,27 @@ describe('strongbox CLI', () => {
 
     r = cli(['backup', 'get', 'default/shop/main', id]);
     assert.equal(JSON.parse(r.stdout).artifacts[0].sha256, sha);
+
+    r = cli(['backup', 'verify', 'default/shop/main', id, '--full', '--wait']);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /local: ok/);
+    assert.match(r.stdout, /row counts match/);
+    assert.match(r.stdout, /verification passed/);
+
+    restored = uniqueName('sbx_cli_rs');
+    r = cli(['restore', `default/shop/${restored}`, '--backup', id, '--wait']);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /restore succeeded/);
+    assert.match(r.stdout, /of [\d.]+ (B|KiB|MiB)/, 'restore progress shows bytes');
+
+    assert.equal(cli(['backup', 'protect', 'default/shop/main', id]).status, 0);
+    r = cli(['backup', 'delete', 'default/shop/main', id]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /409 conflict: this backup is protected/);
+    assert.equal(cli(['backup', 'unprotect', 'default/shop/main', id]).status, 0);
+    r = cli(['backup', 'delete', 'default/shop/main', id]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`backup ${id}: deleted`));
   });
 
   test('client errors are one readable line and a non-zero exit', () => {
