@@ -15,6 +15,7 @@ import { databaseRoutes } from './api/v1/databases.js';
 import { branchRoutes } from './api/v1/branches.js';
 import { backupRoutes } from './api/v1/backups.js';
 import { tokenRoutes } from './api/v1/tokens.js';
+import { policyRoutes } from './api/v1/policies.js';
 import { ErrorBody } from './api/v1/schemas.js';
 
 declare module 'fastify' {
@@ -92,6 +93,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await v1.register(branchRoutes(ctx));
       await v1.register(backupRoutes(ctx));
       await v1.register(tokenRoutes(ctx));
+      await v1.register(policyRoutes(ctx));
     },
     { prefix: '/v1' },
   );

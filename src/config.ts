@@ -24,6 +24,8 @@ export interface Config {
   dumpIdleTimeoutSeconds: number;
   /** How long a claimed job's lease lasts before another worker may take it over. */
   leaseSeconds: number;
+  /** How often the scheduler looks for due policies and expired backups. */
+  schedulerIntervalSeconds: number;
   /** 64 hex chars; when null a key file under the data dir is used. */
   secretKey: string | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -108,6 +110,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxConcurrentJobs: intVar(env, 'STRONGBOX_MAX_CONCURRENT_JOBS', 2, 1, 64),
     dumpIdleTimeoutSeconds: intVar(env, 'STRONGBOX_DUMP_IDLE_TIMEOUT_SECONDS', 600, 1, 86400),
     leaseSeconds: intVar(env, 'STRONGBOX_LEASE_SECONDS', 60, 5, 3600),
+    schedulerIntervalSeconds: intVar(env, 'STRONGBOX_SCHEDULER_INTERVAL_SECONDS', 30, 1, 3600),
     secretKey,
     logLevel,
   };

@@ -9,6 +9,7 @@ import { createContext } from './context.js';
 import { bootstrap } from './bootstrap.js';
 import { buildApp } from './app.js';
 import { JobRunner } from './jobs/runner.js';
+import { Scheduler } from './jobs/scheduler.js';
 import { runClientCommand, CliError, USAGE } from './cli.js';
 import { ALL_ACCESSES, createToken, grantAccesses } from './catalog/tokens.js';
 import { findOrganizationByName } from './catalog/organizations.js';
@@ -26,6 +27,8 @@ async function serve(withHttp: boolean): Promise<void> {
   }
   const runner = new JobRunner(ctx);
   await runner.start();
+  const scheduler = new Scheduler(ctx, config.schedulerIntervalSeconds * 1000);
+  scheduler.start();
   const app = withHttp ? await buildApp(ctx) : null;
   if (app) {
     await app.listen({ host: config.host, port: config.port });
@@ -38,6 +41,7 @@ async function serve(withHttp: boolean): Promise<void> {
     closing = true;
     ctx.log.info({ signal }, 'shutting down');
     await app?.close();
+    await scheduler.stop();
     await runner.stop();
     await ctx.catalog.close();
     process.exit(0);

@@ -19,6 +19,9 @@ export interface CreateBackupInput {
   required?: boolean;
   compression: string;
   now: Date;
+  /** For a scheduled backup: its slot, and `ignored` (with the reason) when the branch was busy. */
+  scheduleSlot?: string;
+  ignoredBecause?: string;
 }
 
 function defaultName(branch: Branch, now: Date): string {
@@ -26,7 +29,13 @@ function defaultName(branch: Branch, now: Date): string {
   return `${branch.name}-${now.toISOString().slice(0, 19).replace(/[T:]/g, '-').replace(/-(\d\d)-(\d\d)$/, '$1$2')}`;
 }
 
-export async function createBackup(db: CatalogDb, input: CreateBackupInput): Promise<Backup> {
+/**
+ * Record a new backup. With a schedule slot, a backup that already exists for the same
+ * (policy, branch, slot) wins and this returns undefined: exactly one backup per slot.
+ */
+export async function createBackup(db: CatalogDb, input: CreateBackupInput & { scheduleSlot: string }): Promise<Backup | undefined>;
+export async function createBackup(db: CatalogDb, input: CreateBackupInput): Promise<Backup>;
+export async function createBackup(db: CatalogDb, input: CreateBackupInput): Promise<Backup | undefined> {
   const now = nowIso(input.now);
   const row: NewBackup = {
     id: newId(),
@@ -34,7 +43,7 @@ export async function createBackup(db: CatalogDb, input: CreateBackupInput): Pro
     database_id: input.database.id,
     branch_id: input.branch.id,
     name: input.name ?? defaultName(input.branch, input.now),
-    state: 'pending',
+    state: input.ignoredBecause ? 'ignored' : 'pending',
     protected: 0,
     required: input.required ? 1 : 0,
     emergency: input.emergency ? 1 : 0,
@@ -46,11 +55,11 @@ export async function createBackup(db: CatalogDb, input: CreateBackupInput): Pro
     created_at: now,
     updated_at: now,
     started_at: null,
-    completed_at: null,
+    completed_at: input.ignoredBecause ? now : null,
     // Until it completes, a backup expires relative to its creation (DESIGN.md).
     expires_at: nowIso(addInterval(input.now, input.retentionValue, input.retentionUnit)),
     deleted_at: null,
-    error: null,
+    error: input.ignoredBecause ?? null,
     engine: input.database.kind,
     server_version: null,
     client_version: null,
@@ -60,9 +69,15 @@ export async function createBackup(db: CatalogDb, input: CreateBackupInput): Pro
     lease_owner: null,
     lease_expires_at: null,
     progress_at: null,
+    schedule_slot: input.scheduleSlot ?? null,
   };
-  await db.insertInto('backups').values(row).execute();
-  return db.selectFrom('backups').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow();
+  const res = await db
+    .insertInto('backups')
+    .values(row)
+    .onConflict((oc) => oc.columns(['backup_policy_id', 'branch_id', 'schedule_slot']).doNothing())
+    .executeTakeFirst();
+  if (Number(res.numInsertedOrUpdatedRows ?? 1) === 0) return undefined;
+  return db.selectFrom('backups').selectAll().where('id', '=', row.id).executeTakeFirst();
 }
 
 export interface BackupFilter {

@@ -11,6 +11,7 @@ import pg from 'pg';
 import type { CatalogSchema } from './schema.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_jobs_restore_verify.js';
+import * as m0003 from './migrations/0003_backup_policies.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
@@ -24,6 +25,7 @@ export interface Catalog {
 const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
   '0002_jobs_restore_verify': m0002,
+  '0003_backup_policies': m0003,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

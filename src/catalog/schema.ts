@@ -134,6 +134,32 @@ export interface BackupsTable {
   /** When the last verification finished, and how it ended ('passed' | 'failed'). */
   verified_at: ColumnType<string | null, string | null | undefined, string | null>;
   verification: ColumnType<string | null, string | null | undefined, string | null>;
+  /** For a scheduled backup: the slot of its policy's schedule it was taken for. */
+  schedule_slot: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export interface BackupPoliciesTable {
+  id: string;
+  organization_id: string;
+  database_id: string;
+  name: string;
+  display_name: string;
+  target: 'production' | 'development';
+  retention_value: number;
+  retention_unit: 'hour' | 'day' | 'week' | 'month' | 'year';
+  frequency_value: number;
+  frequency_unit: 'hour' | 'day' | 'week' | 'month';
+  schedule_time: string;
+  schedule_day: number | null;
+  schedule_week: number | null;
+  /** A required policy can be edited but not deleted (each database gets one per target). */
+  required: Bool;
+  created_at: string;
+  updated_at: string;
+  /** The slot of the last scheduled run (not the time the dump started). */
+  last_ran_at: string | null;
+  next_run_at: string | null;
+  deleted_at: string | null;
 }
 
 export type ArtifactState = 'pending' | 'success' | 'failed' | 'deleted';
@@ -196,6 +222,7 @@ export interface CatalogSchema {
   backups: BackupsTable;
   artifacts: ArtifactsTable;
   jobs: JobsTable;
+  backup_policies: BackupPoliciesTable;
 }
 
 export type Organization = Selectable<OrganizationsTable>;
@@ -208,3 +235,4 @@ export type NewBackup = Insertable<BackupsTable>;
 export type BackupUpdate = Updateable<BackupsTable>;
 export type Artifact = Selectable<ArtifactsTable>;
 export type Job = Selectable<JobsTable>;
+export type BackupPolicy = Selectable<BackupPoliciesTable>;

@@ -27,14 +27,16 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startServer(env: Record<string, string> = {}, opts: { runner?: boolean } = {}): Promise<TestServer> {
+export async function startServer(env: Record<string, string> = {}, opts: { runner?: boolean; clock?: () => Date } = {}): Promise<TestServer> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-test-'));
   const id = 'tk' + crypto.randomBytes(4).toString('hex');
   const secret = crypto.randomBytes(24).toString('base64url');
   const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: '0', STRONGBOX_BOOTSTRAP_TOKEN: `${id}:${secret}`, STRONGBOX_LEASE_SECONDS: '5', ...env });
   const logFile = path.join(dataDir, 'server.log');
   const log = pino({ level: 'debug', redact: LOG_REDACT }, pino.destination({ dest: logFile, sync: true }));
-  const ctx = await createContext(config, { log });
+  // No scheduler runs on its own here: tests that want one drive Scheduler.tick() themselves,
+  // so a default policy's slot can never add a surprise backup to another test.
+  const ctx = await createContext(config, { log, clock: opts.clock });
   await bootstrap(ctx);
   const runner = new JobRunner(ctx, 200);
   if (opts.runner !== false) await runner.start();

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../context.js';
 import { newId, nowIso } from '../../catalog/ids.js';
+import { createDefaultPolicies } from '../../catalog/policies.js';
 import type { Database as DatabaseRow } from '../../catalog/schema.js';
 import { hasAccess, requireAccess } from '../auth.js';
 import { conflict } from '../errors.js';
@@ -31,7 +32,10 @@ export function databaseRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         if (exists) throw conflict(`Database "${req.body.name}" already exists`);
         const now = nowIso(ctx.clock());
         const row: DatabaseRow = { id: newId(), organization_id: org.id, name: req.body.name, kind: req.body.kind, created_at: now, updated_at: now, deleted_at: null };
-        await ctx.db.insertInto('databases').values(row).execute();
+        await ctx.db.transaction().execute(async (trx) => {
+          await trx.insertInto('databases').values(row).execute();
+          await createDefaultPolicies(trx, row, ctx.clock());
+        });
         return reply.status(201).send(presentDatabase(row));
       },
     );

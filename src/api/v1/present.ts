@@ -1,6 +1,6 @@
 /** Catalog rows → native (PlanetScale) JSON. The only place that knows both shapes. */
 import type { AppContext } from '../../context.js';
-import type { Artifact, Backup, Branch, Database, Job, Organization, ServiceToken } from '../../catalog/schema.js';
+import type { Artifact, Backup, BackupPolicy, Branch, Database, Job, Organization, ServiceToken } from '../../catalog/schema.js';
 import { progressSnapshot } from '../../pipeline/progress.js';
 import { artifactsOf } from '../../catalog/backups.js';
 import type { BackupJson } from './schemas.js';
@@ -79,6 +79,27 @@ export function presentToken(t: ServiceToken, secret?: string) {
   };
 }
 
+export function presentPolicy(p: BackupPolicy) {
+  return {
+    id: p.id,
+    display_name: p.display_name,
+    name: p.name,
+    target: p.target,
+    retention_value: p.retention_value,
+    retention_unit: p.retention_unit,
+    frequency_value: p.frequency_value,
+    frequency_unit: p.frequency_unit,
+    schedule_time: p.schedule_time,
+    schedule_day: p.schedule_day,
+    schedule_week: p.schedule_week,
+    created_at: p.created_at,
+    updated_at: p.updated_at,
+    last_ran_at: p.last_ran_at,
+    next_run_at: p.next_run_at,
+    required: p.required === 1,
+  };
+}
+
 export function presentArtifact(a: Artifact) {
   return {
     id: a.id,
@@ -103,6 +124,8 @@ export async function presentBackups(ctx: AppContext, rows: Backup[], branch: Br
   const restored = ids.length
     ? await ctx.db.selectFrom('branches').select(['id', 'name', 'created_at', 'updated_at', 'deleted_at', 'restored_from_backup_id']).where('restored_from_backup_id', 'in', ids).orderBy('created_at').execute()
     : [];
+  const policyIds = [...new Set(rows.map((r) => r.backup_policy_id).filter((x): x is string => x !== null))];
+  const policies = policyIds.length ? await ctx.db.selectFrom('backup_policies').selectAll().where('id', 'in', policyIds).execute() : [];
   const storedBytes = new Map<string, number>();
   for (const a of artifacts) {
     if (a.state === 'success') storedBytes.set(a.backup_id, (storedBytes.get(a.backup_id) ?? 0) + a.size);
@@ -129,7 +152,7 @@ export async function presentBackups(ctx: AppContext, rows: Backup[], branch: Br
         .filter((r) => r.restored_from_backup_id === b.id)
         .map((r) => ({ id: r.id, name: r.name, created_at: r.created_at, updated_at: r.updated_at, deleted_at: r.deleted_at })),
       actor: b.actor_id === null ? null : { id: b.actor_id, display_name: b.actor_name ?? b.actor_id, avatar_url: '' },
-      backup_policy: null,
+      backup_policy: ((p) => (p ? presentPolicy(p) : null))(policies.find((p) => p.id === b.backup_policy_id)),
       schema_snapshot: null,
       database_branch: { id: branch.id, name: branch.name, created_at: branch.created_at, updated_at: branch.updated_at, deleted_at: branch.deleted_at },
     };

@@ -13,12 +13,14 @@
  *   CREATE TABLE `t`          → table t exists (0 rows so far)
  *   CREATE … VIEW `v`         → v is a view, not a table (mysqldump first creates a
  *                               placeholder for each view, then replaces it)
- *   DROP TABLE `t`            → t is gone
+ *   DROP TABLE `t`[, …]       → t is gone (DROP VIEW / DROP TEMPORARY TABLE are not)
  *   INSERT [IGNORE] INTO `t` [(cols)] VALUES (…),(…)  → one row per top-level group
  *   REPLACE INTO …            → the same
  *
  * INSERTs are counted only as statements of their own under the default `;`
  * delimiter; an INSERT inside a trigger or routine body is never at a statement start.
+ * Client commands outside strings are followed too: `\g` ends a statement, `\d` sets
+ * the delimiter, others (mariadb-dump's `\-` sandbox line) are ignored.
  * The stream must carry mysqldump's header ("-- MySQL dump" / "-- MariaDB dump") and
  * its "-- Dump completed" trailer; otherwise (not a dump, a truncated dump, one made
  * with --skip-comments) counts() is null and reason() says why. The bytes always flow
@@ -69,8 +71,7 @@ const enum Stmt {
   DropQualified,
 }
 
-/** Byte classes in code. */
-const C_OTHER = 0;
+/** Byte classes in code (0: punctuation and anything else). */
 const C_WORD = 1;
 const C_SPACE = 2;
 
@@ -171,7 +172,7 @@ export class MysqlDumpRowCounter extends Transform {
   #word = Buffer.alloc(WORD_CAP);
   #wordLen = 0;
   #inWord = false;
-  /** Bytes of a bare word too long to be a keyword but still a name. */
+  /** The current word again, kept up to NAME_CAP bytes: it may be an unquoted name. */
   #bareName = Buffer.alloc(NAME_CAP);
   #bareLen = 0;
 
@@ -812,8 +813,8 @@ export class MysqlDumpRowCounter extends Transform {
         this.#stmt = Stmt.Skip;
         break;
       case Stmt.DropHead:
-        if (keyword === 'TABLE' || keyword === 'TABLES') this.#stmt = Stmt.DropNames;
-        else if (keyword !== 'TEMPORARY') this.#stmt = Stmt.Skip;
+        // DROP TEMPORARY TABLE drops no base table: it falls into Skip like DROP VIEW.
+        this.#stmt = keyword === 'TABLE' || keyword === 'TABLES' ? Stmt.DropNames : Stmt.Skip;
         break;
       case Stmt.DropNames:
         if (keyword !== 'IF' && keyword !== 'EXISTS') {

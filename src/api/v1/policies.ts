@@ -1,0 +1,184 @@
+/** Backup policies of a database (PlanetScale's backup-policies endpoints). */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { AppContext } from '../../context.js';
+import { newId, nowIso } from '../../catalog/ids.js';
+import { computeNextRun } from '../../catalog/policies.js';
+import type { BackupPolicy } from '../../catalog/schema.js';
+import { validateSchedule } from '../../jobs/schedule.js';
+import { requireAccess } from '../auth.js';
+import { conflict, invalidParams, notFound } from '../errors.js';
+import { envelope } from '../paging.js';
+import { resolveDatabase } from '../resolve.js';
+import { presentPolicy } from './present.js';
+import { BackupPolicyRef, DbParams, IdParam, ListEnvelope, NameParam, Nullable, PageQuery, RetentionUnit } from './schemas.js';
+
+const PolicyParams = Type.Object({ organization: NameParam, database: NameParam, id: IdParam });
+const Target = Type.Union([Type.Literal('production'), Type.Literal('development')]);
+const FrequencyUnit = Type.Union([Type.Literal('hour'), Type.Literal('day'), Type.Literal('week'), Type.Literal('month')]);
+const fields = {
+  display_name: Type.String({ minLength: 1, maxLength: 255 }),
+  target: Target,
+  retention_value: Type.Integer({ minimum: 1, maximum: 1000 }),
+  retention_unit: RetentionUnit,
+  frequency_value: Type.Integer({ minimum: 1, maximum: 365 }),
+  frequency_unit: FrequencyUnit,
+  schedule_time: Type.String({ maxLength: 5, description: 'HH:MM, 24-hour UTC' }),
+  schedule_day: Nullable(Type.Integer({ description: '0 = Sunday .. 6 = Saturday; weekly and monthly policies only' })),
+  schedule_week: Nullable(Type.Integer({ description: '0..3: the 7-day window of the month (days 1-7, 8-14, 15-21, 22-28); monthly policies only' })),
+};
+
+const CreateBody = Type.Object(
+  {
+    name: NameParam,
+    display_name: Type.Optional(fields.display_name),
+    target: fields.target,
+    retention_value: fields.retention_value,
+    retention_unit: fields.retention_unit,
+    frequency_value: fields.frequency_value,
+    frequency_unit: fields.frequency_unit,
+    schedule_time: fields.schedule_time,
+    schedule_day: Type.Optional(fields.schedule_day),
+    schedule_week: Type.Optional(fields.schedule_week),
+  },
+  { additionalProperties: false },
+);
+
+const PatchBody = Type.Object(
+  {
+    name: Type.Optional(NameParam),
+    display_name: Type.Optional(fields.display_name),
+    target: Type.Optional(fields.target),
+    retention_value: Type.Optional(fields.retention_value),
+    retention_unit: Type.Optional(fields.retention_unit),
+    frequency_value: Type.Optional(fields.frequency_value),
+    frequency_unit: Type.Optional(fields.frequency_unit),
+    schedule_time: Type.Optional(fields.schedule_time),
+    schedule_day: Type.Optional(fields.schedule_day),
+    schedule_week: Type.Optional(fields.schedule_week),
+  },
+  { additionalProperties: false },
+);
+
+function checkSchedule(p: Pick<BackupPolicy, 'frequency_value' | 'frequency_unit' | 'schedule_time' | 'schedule_day' | 'schedule_week'>): void {
+  const problems = validateSchedule({
+    frequency_value: p.frequency_value,
+    frequency_unit: p.frequency_unit,
+    schedule_time: p.schedule_time,
+    schedule_day: p.schedule_day,
+    schedule_week: p.schedule_week,
+  });
+  if (problems.length) throw invalidParams(problems.join('; '));
+}
+
+export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+  const base = '/organizations/:organization/databases/:database/backup-policies';
+
+  async function findPolicy(databaseId: string, id: string): Promise<BackupPolicy> {
+    const p = await ctx.db.selectFrom('backup_policies').selectAll().where('id', '=', id).where('database_id', '=', databaseId).where('deleted_at', 'is', null).executeTakeFirst();
+    if (!p) throw notFound(`Backup policy "${id}" not found`);
+    return p;
+  }
+
+  async function nameTaken(databaseId: string, name: string, except?: string): Promise<boolean> {
+    let q = ctx.db.selectFrom('backup_policies').select('id').where('database_id', '=', databaseId).where('name', '=', name).where('deleted_at', 'is', null);
+    if (except) q = q.where('id', '!=', except);
+    return (await q.executeTakeFirst()) !== undefined;
+  }
+
+  return async (app) => {
+    app.get(
+      base,
+      { schema: { tags: ['BackupPolicies'], summary: 'List backup policies', params: DbParams, querystring: Type.Object(PageQuery, { additionalProperties: false }), response: { 200: ListEnvelope(BackupPolicyRef) } } },
+      async (req) => {
+        const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
+        requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id });
+        const page = req.query.page ?? 1;
+        const perPage = req.query.per_page ?? 25;
+        const rows = await ctx.db.selectFrom('backup_policies').selectAll().where('database_id', '=', database.id).where('deleted_at', 'is', null).orderBy('created_at').orderBy('name').execute();
+        return envelope(req, rows.slice((page - 1) * perPage, page * perPage).map(presentPolicy), page, perPage, rows.length);
+      },
+    );
+
+    app.post(
+      base,
+      { schema: { tags: ['BackupPolicies'], summary: 'Create a backup policy', params: DbParams, body: CreateBody, response: { 201: BackupPolicyRef } } },
+      async (req, reply) => {
+        const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
+        requireAccess(req.principal, 'write_backups', { organizationId: org.id, databaseId: database.id });
+        const b = req.body;
+        const now = ctx.clock();
+        const row: BackupPolicy = {
+          id: newId(),
+          organization_id: org.id,
+          database_id: database.id,
+          name: b.name,
+          display_name: b.display_name ?? b.name,
+          target: b.target,
+          retention_value: b.retention_value,
+          retention_unit: b.retention_unit as BackupPolicy['retention_unit'],
+          frequency_value: b.frequency_value,
+          frequency_unit: b.frequency_unit,
+          schedule_time: b.schedule_time,
+          schedule_day: b.schedule_day ?? null,
+          schedule_week: b.schedule_week ?? null,
+          required: 0,
+          created_at: nowIso(now),
+          updated_at: nowIso(now),
+          last_ran_at: null,
+          next_run_at: null,
+          deleted_at: null,
+        };
+        checkSchedule(row);
+        if (await nameTaken(database.id, row.name)) throw conflict(`Backup policy "${row.name}" already exists`);
+        row.next_run_at = computeNextRun(row, now);
+        await ctx.db.insertInto('backup_policies').values(row).execute();
+        return reply.status(201).send(presentPolicy(row));
+      },
+    );
+
+    app.get(`${base}/:id`, { schema: { tags: ['BackupPolicies'], summary: 'Get a backup policy', params: PolicyParams, response: { 200: BackupPolicyRef } } }, async (req) => {
+      const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
+      requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id });
+      return presentPolicy(await findPolicy(database.id, req.params.id));
+    });
+
+    app.patch(
+      `${base}/:id`,
+      { schema: { tags: ['BackupPolicies'], summary: 'Update a backup policy (required ones too)', params: PolicyParams, body: PatchBody, response: { 200: BackupPolicyRef } } },
+      async (req) => {
+        const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
+        requireAccess(req.principal, 'write_backups', { organizationId: org.id, databaseId: database.id });
+        const current = await findPolicy(database.id, req.params.id);
+        const b = req.body;
+        const next: BackupPolicy = {
+          ...current,
+          ...(b as Partial<BackupPolicy>),
+          retention_unit: (b.retention_unit ?? current.retention_unit) as BackupPolicy['retention_unit'],
+          updated_at: nowIso(ctx.clock()),
+        };
+        // A unit change leaves day/week fields that may no longer apply: clear them unless given.
+        if (b.frequency_unit !== undefined && b.frequency_unit !== current.frequency_unit) {
+          if (b.schedule_day === undefined && b.frequency_unit !== 'week' && b.frequency_unit !== 'month') next.schedule_day = null;
+          if (b.schedule_week === undefined && b.frequency_unit !== 'month') next.schedule_week = null;
+        }
+        checkSchedule(next);
+        if (b.name !== undefined && (await nameTaken(database.id, b.name, current.id))) throw conflict(`Backup policy "${b.name}" already exists`);
+        next.next_run_at = computeNextRun(next, ctx.clock());
+        const { id, ...changes } = next;
+        await ctx.db.updateTable('backup_policies').set(changes).where('id', '=', id).execute();
+        return presentPolicy(next);
+      },
+    );
+
+    app.delete(`${base}/:id`, { schema: { tags: ['BackupPolicies'], summary: 'Delete a backup policy (not a required one)', params: PolicyParams } }, async (req, reply) => {
+      const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
+      requireAccess(req.principal, 'write_backups', { organizationId: org.id, databaseId: database.id });
+      const p = await findPolicy(database.id, req.params.id);
+      if (p.required === 1) throw conflict('a required backup policy can be edited but not deleted');
+      const now = nowIso(ctx.clock());
+      await ctx.db.updateTable('backup_policies').set({ deleted_at: now, updated_at: now }).where('id', '=', p.id).execute();
+      return reply.status(204).send();
+    });
+  };
+}

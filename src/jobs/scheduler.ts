@@ -1,0 +1,108 @@
+/**
+ * The scheduler: turns backup policies into backups, exactly one per (policy, branch,
+ * slot), and runs the retention sweeper. Safe with several workers on one catalog: a
+ * worker claims a slot by moving the policy's `last_ran_at` forward in the same
+ * transaction that records the slot's backups, and a unique index on (policy, branch,
+ * slot) refuses a second backup for a slot whatever the timing.
+ */
+import type { AppContext } from '../context.js';
+import { nowIso } from '../catalog/ids.js';
+import { createBackup } from '../catalog/backups.js';
+import { scheduleOf } from '../catalog/policies.js';
+import { dueSlot, nextSlotAfter } from './schedule.js';
+import { sweepExpired, type SweepResult } from './retention.js';
+
+export interface ScheduleResult {
+  /** Backups queued, and those recorded `ignored` because their branch was busy. */
+  queued: string[];
+  ignored: string[];
+}
+
+export async function runDuePolicies(ctx: AppContext): Promise<ScheduleResult> {
+  const now = ctx.clock();
+  const result: ScheduleResult = { queued: [], ignored: [] };
+  const policies = await ctx.db.selectFrom('backup_policies').selectAll().where('deleted_at', 'is', null).execute();
+  for (const p of policies) {
+    const schedule = scheduleOf(p);
+    const slot = dueSlot(schedule, new Date(p.last_ran_at ?? p.created_at), now);
+    if (!slot) continue;
+    const slotIso = slot.toISOString();
+    await ctx.db.transaction().execute(async (trx) => {
+      const claimed = await trx
+        .updateTable('backup_policies')
+        .set({ last_ran_at: slotIso, next_run_at: nextSlotAfter(schedule, slot).toISOString(), updated_at: nowIso(now) })
+        .where('id', '=', p.id)
+        .where((eb) => eb.or([eb('last_ran_at', 'is', null), eb('last_ran_at', '<', slotIso)]))
+        .executeTakeFirst();
+      if (Number(claimed.numUpdatedRows) === 0) return; // another worker took this slot
+      const database = await trx.selectFrom('databases').selectAll().where('id', '=', p.database_id).executeTakeFirst();
+      if (!database || database.deleted_at !== null) return;
+      const branches = await trx
+        .selectFrom('branches')
+        .selectAll()
+        .where('database_id', '=', p.database_id)
+        .where('deleted_at', 'is', null)
+        .where('production', '=', p.target === 'production' ? 1 : 0)
+        .where('connection_url_enc', 'is not', null)
+        .execute();
+      for (const branch of branches) {
+        const busy = await trx.selectFrom('backups').select('id').where('branch_id', '=', branch.id).where('state', 'in', ['pending', 'running']).limit(1).executeTakeFirst();
+        const stamp = slotIso.slice(0, 16).replace(/[-:]/g, '').replace('T', '-');
+        const b = await createBackup(trx, {
+          database,
+          branch,
+          name: `${p.name}-${stamp}`,
+          retentionValue: p.retention_value,
+          retentionUnit: p.retention_unit,
+          emergency: false,
+          actor: null,
+          policyId: p.id,
+          required: p.required === 1,
+          compression: 'zstd',
+          now,
+          scheduleSlot: slotIso,
+          ignoredBecause: busy ? `ignored: branch "${branch.name}" already had a backup in progress (${busy.id}) when the ${slotIso} slot came` : undefined,
+        });
+        if (b) (b.state === 'ignored' ? result.ignored : result.queued).push(b.id);
+      }
+    });
+  }
+  if (result.queued.length) ctx.nudge();
+  return result;
+}
+
+export class Scheduler {
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<unknown> | null = null;
+
+  constructor(
+    private readonly ctx: AppContext,
+    readonly intervalMs = 30_000,
+  ) {}
+
+  /** One pass: queue due backups, then sweep expired ones. */
+  async tick(): Promise<ScheduleResult & SweepResult> {
+    const scheduled = await runDuePolicies(this.ctx);
+    const swept = await sweepExpired(this.ctx);
+    return { ...scheduled, ...swept };
+  }
+
+  start(): void {
+    const run = () => {
+      if (this.#running) return;
+      this.#running = this.tick()
+        .catch((e) => this.ctx.log.error({ err: e }, 'scheduler pass failed'))
+        .finally(() => (this.#running = null));
+    };
+    this.#timer = setInterval(run, this.intervalMs);
+    this.#timer.unref();
+    run();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#running;
+  }
+}
+
