@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { AppContext } from './context.js';
 import { ensureDefaultOrganization } from './catalog/organizations.js';
 import { createToken, ensureAdminToken, grantAccesses, ALL_ACCESSES } from './catalog/tokens.js';
+import { ensureOrganizationIdentity } from './encryption.js';
 
 export interface BootstrapResult {
   organizationId: string;
@@ -16,6 +17,9 @@ export interface BootstrapResult {
 
 export async function bootstrap(ctx: AppContext): Promise<BootstrapResult> {
   const org = await ensureDefaultOrganization(ctx.db, ctx.secrets, ctx.config.dataDir);
+  // Backups are encrypted from the very first one: the default organization gets an age
+  // identity under the data dir (the README says how to move it offline).
+  await ensureOrganizationIdentity(ctx, org);
   const bt = ctx.config.bootstrapToken;
   if (bt) {
     await ensureAdminToken(ctx.db, org.id, bt.id, bt.secret, 'bootstrap');

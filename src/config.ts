@@ -2,6 +2,7 @@
  * Configuration, read from the environment once at start and validated: a bad value
  * stops the process with the variable's name (ConfigError), never a crash later.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 
 export interface Config {
@@ -28,6 +29,8 @@ export interface Config {
   schedulerIntervalSeconds: number;
   /** 64 hex chars; when null a key file under the data dir is used. */
   secretKey: string | null;
+  /** An age identity file used to decrypt backups for restores (STRONGBOX_AGE_IDENTITY_FILE). */
+  ageIdentityFile: string | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -93,6 +96,11 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('STRONGBOX_SECRET_KEY', 'must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`');
   }
 
+  const ageIdentityFile = env.STRONGBOX_AGE_IDENTITY_FILE ? path.resolve(env.STRONGBOX_AGE_IDENTITY_FILE) : null;
+  if (ageIdentityFile !== null && !fs.existsSync(ageIdentityFile)) {
+    throw new ConfigError('STRONGBOX_AGE_IDENTITY_FILE', `no such file: ${ageIdentityFile}`);
+  }
+
   const logLevel = (env.STRONGBOX_LOG_LEVEL || 'info') as Config['logLevel'];
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError('STRONGBOX_LOG_LEVEL', 'must be one of fatal, error, warn, info, debug, trace, silent');
@@ -112,6 +120,7 @@ export function loadConfig(env: Env = process.env): Config {
     leaseSeconds: intVar(env, 'STRONGBOX_LEASE_SECONDS', 60, 5, 3600),
     schedulerIntervalSeconds: intVar(env, 'STRONGBOX_SCHEDULER_INTERVAL_SECONDS', 30, 1, 3600),
     secretKey,
+    ageIdentityFile,
     logLevel,
   };
 }

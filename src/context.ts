@@ -24,7 +24,7 @@ export interface AppContext {
 
 /** Redact anything that may hold a secret, whatever the log line. */
 export const LOG_REDACT = {
-  paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'connection_url', '*.connection_url', 'password', '*.password', 'secret', '*.secret', 'token', '*.token'],
+  paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'connection_url', '*.connection_url', 'password', '*.password', 'secret', '*.secret', 'token', '*.token', 'age_identity', '*.age_identity'],
   censor: '[redacted]',
 };
 

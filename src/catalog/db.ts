@@ -12,6 +12,7 @@ import type { CatalogSchema } from './schema.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_jobs_restore_verify.js';
 import * as m0003 from './migrations/0003_backup_policies.js';
+import * as m0004 from './migrations/0004_encryption_destinations.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
@@ -26,6 +27,7 @@ const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
   '0002_jobs_restore_verify': m0002,
   '0003_backup_policies': m0003,
+  '0004_encryption_destinations': m0004,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

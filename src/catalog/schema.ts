@@ -50,6 +50,8 @@ export interface DatabasesTable {
   created_at: string;
   updated_at: string;
   deleted_at: string | null;
+  /** JSON array of destination names chosen for this database; null = the organization's defaults. */
+  storage_destinations: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface BranchesTable {
@@ -136,6 +138,8 @@ export interface BackupsTable {
   verification: ColumnType<string | null, string | null | undefined, string | null>;
   /** For a scheduled backup: the slot of its policy's schedule it was taken for. */
   schedule_slot: ColumnType<string | null, string | null | undefined, string | null>;
+  /** JSON {format: 'age', recipients: [fingerprints]} when the artifacts are encrypted, else null. */
+  encryption: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface BackupPoliciesTable {
@@ -210,6 +214,8 @@ export interface JobsTable {
   lease_expires_at: string | null;
   attempts: ColumnType<number, number | undefined, number>;
   cancel_requested: ColumnType<number, number | undefined, number>;
+  /** A secret the job needs (an age identity given with a restore), sealed; cleared when it ends. */
+  secret_enc: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface CatalogSchema {

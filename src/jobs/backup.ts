@@ -12,6 +12,8 @@ import { engineFor, parseConnectionUrl, EngineError } from '../engines/index.js'
 import { compressor, compressionSuffix, type Compression } from '../pipeline/compress.js';
 import { HashCounter } from '../pipeline/hash.js';
 import { rowCounterFor } from '../pipeline/rowcount/index.js';
+import { ageEncrypt } from '../pipeline/encrypt.js';
+import { organizationRecipients, recipientFingerprint } from '../encryption.js';
 import { fanOut } from '../pipeline/fanout.js';
 import { openDestination } from '../destinations.js';
 import type { ObjectWriter, StorageProvider } from '../storage/provider.js';
@@ -76,7 +78,9 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const dests = await defaultDestinations(ctx.db, org.id);
     if (dests.length === 0) return fail('the organization has no default storage destination');
     const folder = backupFolder(org.name, database.name, branch.name, backup);
-    const key = `${folder}/dump${engine.dumpSuffix}${compressionSuffix(compression)}`;
+    const recipients = organizationRecipients(org);
+    const encryption = recipients.length ? { format: 'age', recipients: recipients.map(recipientFingerprint) } : null;
+    const key = `${folder}/dump${engine.dumpSuffix}${compressionSuffix(compression)}${encryption ? '.age' : ''}`;
     const now = nowIso(ctx.clock());
     for (const dest of dests) {
       const t: Target = { dest, provider: openDestination(ctx, dest), artifactId: newId(), writer: null, error: null };
@@ -137,7 +141,10 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       jobSignal.throwIfAborted();
       const dump = await engine.dump(conn, { signal: jobSignal, serverMajor: server.major });
       clientVersion = dump.clientVersion;
-      const flow = pipeline(dump.stdout, raw, counter.stream, compressor(compression, ctx.config.zstdLevel), stored, { signal: jobSignal });
+      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, counter.stream, compressor(compression, ctx.config.zstdLevel)];
+      // Encrypt last, so the sha256 and every stored copy cover exactly the bytes at rest.
+      if (recipients.length) stages.push(ageEncrypt(recipients));
+      const flow = pipeline([...stages, stored], { signal: jobSignal });
       const fan = fanOut(
         stored,
         live.map((t) => ({ id: t.artifactId, stream: t.writer!.stream })),
@@ -186,7 +193,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       client_version: clientVersion,
       dump_format: database.kind === 'postgresql' ? 'pg_dump custom (-Fc), no internal compression' : 'mariadb-dump SQL',
       compression,
-      encryption: null,
+      encryption,
       file: key.split('/').pop(),
       size,
       raw_size: raw.bytes,
@@ -217,6 +224,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       sha256,
       client_version: clientVersion,
       table_row_counts: rowCounts === null ? null : JSON.stringify(rowCounts),
+      encryption: encryption === null ? null : JSON.stringify(encryption),
       progress_raw_bytes: raw.bytes,
       progress_bytes: size,
       progress_at: completedAt.toISOString(),

@@ -12,6 +12,8 @@ import { engineFor, EngineError, parseConnectionUrl, type ConnectionInfo, type E
 import { decompressor, type Compression } from '../pipeline/compress.js';
 import { HashCounter } from '../pipeline/hash.js';
 import { ChecksumMismatchError } from '../pipeline/verify.js';
+import { ageDecrypt } from '../pipeline/encrypt.js';
+import { identityFilesFor, temporaryIdentityFile } from '../encryption.js';
 import { openVerifiedArtifact, readableArtifacts } from './artifacts.js';
 
 export type JobUpdate = Updateable<JobsTable>;
@@ -40,20 +42,53 @@ export async function restoreArtifact(
   backup: Backup,
   artifact: Artifact,
   conn: ConnectionInfo,
-  opts: { signal: AbortSignal; clean?: boolean; onBytes?: (n: number) => void },
+  opts: { signal: AbortSignal; clean?: boolean; onBytes?: (n: number) => void; identityFiles: string[] },
 ): Promise<void> {
+  const encryption = backup.encryption ? (JSON.parse(backup.encryption) as { format: string; recipients: string[] }) : null;
+  if (encryption && opts.identityFiles.length === 0) throw new DecryptionError(noIdentityMessage(encryption.recipients));
   const { stream } = await openVerifiedArtifact(ctx, artifact);
   const counter = new HashCounter({ onProgress: opts.onBytes, progressIntervalMs: 1000 });
+  const decrypt = encryption ? ageDecrypt(opts.identityFiles) : null;
   const unpack = decompressor(backup.compression as Compression);
-  const flow = pipeline(stream, counter, unpack, { signal: opts.signal }).catch((e) => {
+  const flow = pipeline([stream, counter, ...(decrypt ? [decrypt] : []), unpack], { signal: opts.signal }).catch((e) => {
     unpack.destroy(e);
     throw e;
   });
   const [flowR, restoreR] = await Promise.allSettled([flow, engine.restore(conn, unpack, { signal: opts.signal, clean: opts.clean })]);
-  // A bad checksum explains whatever the restore tool then said about its cut-off input.
+  // A bad checksum explains whatever the restore tool then said about its cut-off input,
+  // and so does an identity that cannot decrypt.
   if (flowR.status === 'rejected' && flowR.reason instanceof ChecksumMismatchError) throw flowR.reason;
+  if (flowR.status === 'rejected' && encryption && /age\b.*(no identity matched|failed)/i.test(messageOf(flowR.reason))) {
+    throw new DecryptionError(`cannot decrypt the backup: ${messageOf(flowR.reason)} (the backup is encrypted to ${encryption.recipients.join(', ')})`);
+  }
   if (restoreR.status === 'rejected') throw restoreR.reason;
   if (flowR.status === 'rejected') throw flowR.reason;
+}
+
+/** The backup is encrypted and no identity that can decrypt it is at hand. */
+export class DecryptionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DecryptionError';
+  }
+}
+
+function noIdentityMessage(fingerprints: string[]): string {
+  return `the backup is encrypted (age, to ${fingerprints.join(', ')}) and no identity is available to decrypt it: set STRONGBOX_AGE_IDENTITY_FILE, or give "age_identity" with the request`;
+}
+
+/**
+ * The identity files a job may use, for the time of `work`: the one given with its
+ * request (sealed in the job, written to a private temporary file), else the server's.
+ */
+export async function withIdentities<T>(ctx: AppContext, job: Job, work: (files: string[]) => Promise<T>): Promise<T> {
+  if (job.secret_enc === null) return work(identityFilesFor(ctx, job.organization_id));
+  const tmp = temporaryIdentityFile(ctx, ctx.secrets.open(job.secret_enc));
+  try {
+    return await work([tmp.file]);
+  } finally {
+    tmp.remove();
+  }
 }
 
 /** Connection info for the maintenance side of `conn`'s server (same host and user). */
@@ -88,11 +123,12 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
       signal.throwIfAborted();
       try {
         await ctx.db.updateTable('jobs').set({ total_bytes: artifact.size, bytes: 0, updated_at: nowIso(ctx.clock()) }).where('id', '=', job.id).execute();
-        await restoreArtifact(ctx, engine, backup, artifact, conn, {
+        await withIdentities(ctx, job, (identityFiles) => restoreArtifact(ctx, engine, backup, artifact, conn, {
           signal,
+          identityFiles,
           clean: params.overwrite,
           onBytes: (n) => void ctx.db.updateTable('jobs').set({ bytes: n, updated_at: nowIso(ctx.clock()) }).where('id', '=', job.id).execute().catch(() => {}),
-        });
+        }));
         return {
           state: 'success',
           error: null,
@@ -102,6 +138,10 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
         };
       } catch (e) {
         if (signal.aborted) throw e;
+        if (e instanceof DecryptionError) {
+          problems.push(e.message);
+          break;
+        }
         const what = e instanceof ChecksumMismatchError ? `artifact in "${artifact.destination_name}" is corrupt: ${e.message}` : `restore from "${artifact.destination_name}" failed: ${messageOf(e)}`;
         problems.push(what);
         // Another copy may be good, but only a clean slate can take a second attempt:

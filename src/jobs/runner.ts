@@ -191,9 +191,11 @@ export class JobRunner {
       log.info({ queue, id }, 'started');
       try {
         const update = await run(controller.signal);
+        // A secret given for a job (an age identity) is kept only while the job runs.
+        const cleared = queue === 'jobs' ? { secret_enc: null } : {};
         await db
           .updateTable(queue)
-          .set({ ...update, updated_at: nowIso(clock()), lease_owner: null, lease_expires_at: null })
+          .set({ ...update, ...cleared, updated_at: nowIso(clock()), lease_owner: null, lease_expires_at: null })
           .where('id', '=', id)
           .where('lease_owner', '=', this.workerId)
           .execute();
@@ -202,7 +204,7 @@ export class JobRunner {
         log.error({ err: e, queue, id }, 'job crashed');
         await db
           .updateTable(queue)
-          .set({ state: 'failed', error: 'internal error (see the server log)', completed_at: nowIso(clock()), updated_at: nowIso(clock()), lease_owner: null, lease_expires_at: null })
+          .set({ state: 'failed', error: 'internal error (see the server log)', completed_at: nowIso(clock()), updated_at: nowIso(clock()), lease_owner: null, lease_expires_at: null, ...(queue === 'jobs' ? { secret_enc: null } : {}) })
           .where('id', '=', id)
           .where('lease_owner', '=', this.workerId)
           .execute()
@@ -264,7 +266,7 @@ export class JobRunner {
   async #takeOver(queue: Queue, id: string, owner: string | null, now: string, error: string): Promise<boolean> {
     const res = await this.#db()
       .updateTable(queue)
-      .set({ state: 'failed', error, completed_at: now, updated_at: now, lease_owner: null, lease_expires_at: null })
+      .set({ state: 'failed', error, completed_at: now, updated_at: now, lease_owner: null, lease_expires_at: null, ...(queue === 'jobs' ? { secret_enc: null } : {}) })
       .where('id', '=', id)
       .where('state', '=', 'running')
       .where('lease_owner', 'is', owner)

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { openDestinationById } from '../destinations.js';
 import { manifestKey, readableArtifacts } from './artifacts.js';
-import { restoreArtifact, type JobUpdate } from './restore.js';
+import { restoreArtifact, withIdentities, type JobUpdate } from './restore.js';
 
 export interface VerifyParams {
   restore: boolean;
@@ -76,7 +76,8 @@ async function checkArtifact(ctx: AppContext, backup: Backup, a: Artifact, signa
   return check;
 }
 
-async function checkRestore(ctx: AppContext, backup: Backup, artifact: Artifact, jobId: string, signal: AbortSignal): Promise<RestoreCheck> {
+async function checkRestore(ctx: AppContext, backup: Backup, artifact: Artifact, job: Job, signal: AbortSignal): Promise<RestoreCheck> {
+  const jobId = job.id;
   const branch = await ctx.db.selectFrom('branches').selectAll().where('id', '=', backup.branch_id).executeTakeFirstOrThrow();
   if (branch.connection_url_enc === null) throw new Error('the source branch has no connection URL to restore a scratch copy next to');
   const engine = engineFor(backup.engine);
@@ -86,7 +87,7 @@ async function checkRestore(ctx: AppContext, backup: Backup, artifact: Artifact,
   const check: RestoreCheck = { ok: false, database: scratch.database, tables: 0, mismatches: [], note: null, error: null };
   await engine.createDatabase(source, scratch.database);
   try {
-    await restoreArtifact(ctx, engine, backup, artifact, scratch, { signal });
+    await withIdentities(ctx, job, (identityFiles) => restoreArtifact(ctx, engine, backup, artifact, scratch, { signal, identityFiles }));
     const actual = await engine.tableRowCounts(scratch);
     check.tables = Object.keys(actual).length;
     const expected = backup.table_row_counts === null ? null : (JSON.parse(backup.table_row_counts) as Record<string, number>);
@@ -118,7 +119,7 @@ export async function runVerify(ctx: AppContext, job: Job, signal: AbortSignal):
   for (const a of artifacts) checks.push(await checkArtifact(ctx, backup, a, signal));
   let restore: RestoreCheck | null = null;
   const good = artifacts.find((a) => checks.find((c) => c.artifact_id === a.id)?.ok);
-  if (params.restore && good) restore = await checkRestore(ctx, backup, good, job.id, signal);
+  if (params.restore && good) restore = await checkRestore(ctx, backup, good, job, signal);
 
   const problems: string[] = [];
   if (artifacts.length === 0) problems.push('the backup has no stored artifact');

@@ -9,6 +9,7 @@ import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
 import { assertMatches, createBackupSchema, listBackupsSchema } from '../helpers/reference.js';
+import { recipientFingerprint } from '../../src/encryption.js';
 import { createMysqlFixture, createPgFixture, dropDatabase, mysqlUrl, objectNames, pgUrl, tableFingerprints, uniqueName } from '../helpers/databases.js';
 
 async function download(server: TestServer, branchPath: string, id: string): Promise<{ bytes: Buffer; sha: string | null }> {
@@ -77,7 +78,12 @@ for (const kind of ['postgresql', 'mysql'] as const) {
       assert.equal(artifact.sha256, actual, 'the catalog sha256 matches the bytes');
       assert.equal(bytes.length, done.size);
 
-      const raw = run('zstd', ['-d', '-q', '-c'], bytes);
+      // Encrypted at rest, and readable with nothing but the stock tools: age, then zstd.
+      assert.equal(bytes.subarray(0, 21).toString(), 'age-encryption.org/v1');
+      const org = await server.ctx.db.selectFrom('organizations').selectAll().where('name', '=', 'default').executeTakeFirstOrThrow();
+      const identity = `${server.dataDir}/age/${org.id}.key`;
+      const compressed = run('age', ['-d', '-i', identity], bytes);
+      const raw = run('zstd', ['-d', '-q', '-c'], compressed);
       if (kind === 'postgresql') {
         assert.equal(raw.subarray(0, 5).toString(), 'PGDMP', 'a pg_dump custom-format archive');
         run('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', 'postgres', '-c', `create database "${target}"`]);
@@ -101,6 +107,10 @@ for (const kind of ['postgresql', 'mysql'] as const) {
       assert.equal(manifest.sha256, actual);
       assert.equal(manifest.size, done.size);
       assert.equal(manifest.engine, kind);
+      assert.equal(manifest.encryption.format, 'age');
+      assert.deepEqual(manifest.encryption.recipients, JSON.parse(org.encryption_recipients!).map((r: string) => recipientFingerprint(r)));
+      assert.ok(!JSON.stringify(manifest).includes('AGE-SECRET-KEY'), 'no key in the manifest');
+      assert.ok(!JSON.stringify(manifest).includes(JSON.parse(org.encryption_recipients!)[0]), 'fingerprints, not the keys themselves');
       assert.ok(manifest.server_version && manifest.client_version);
       // Row counts read off the dump stream equal an exact count(*) of every table.
       const { engineFor, parseConnectionUrl } = await import('../../src/engines/index.js');

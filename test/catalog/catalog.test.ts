@@ -23,7 +23,7 @@ const secrets = secretBox(Buffer.alloc(32, 7));
 async function seed(catalog: Catalog, dataDir: string) {
   const org = await createOrganization(catalog.db, secrets, dataDir, uniqueName('org').replace(/_/g, '-'));
   const now = nowIso();
-  const database = { id: newId(), organization_id: org.id, name: 'app', kind: 'postgresql' as const, created_at: now, updated_at: now, deleted_at: null };
+  const database = { id: newId(), organization_id: org.id, name: 'app', kind: 'postgresql' as const, created_at: now, updated_at: now, deleted_at: null, storage_destinations: null };
   await catalog.db.insertInto('databases').values(database).execute();
   const branch = {
     id: newId(),

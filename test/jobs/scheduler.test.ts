@@ -261,7 +261,7 @@ describe('racing schedulers on a shared PostgreSQL catalog', () => {
       }));
       const db = catalogs[0].db;
       const org = await createOrganization(db, secrets, '/tmp/unused', 'race');
-      const database = { id: newId(), organization_id: org.id, name: 'app', kind: 'postgresql' as const, created_at: now.toISOString(), updated_at: now.toISOString(), deleted_at: null };
+      const database = { id: newId(), organization_id: org.id, name: 'app', kind: 'postgresql' as const, created_at: now.toISOString(), updated_at: now.toISOString(), deleted_at: null, storage_destinations: null };
       await db.insertInto('databases').values(database).execute();
       await createDefaultPolicies(db, database, now);
       for (const name of ['a', 'b', 'c']) {

@@ -6,14 +6,15 @@ import { artifactsOf, createBackup, DEFAULT_RETENTION, listBackups } from '../..
 import type { Branch } from '../../catalog/schema.js';
 import { openVerifiedArtifact, readableArtifacts, deleteBackupArtifacts } from '../../jobs/artifacts.js';
 import { newId, nowIso } from '../../catalog/ids.js';
-import type { Job } from '../../catalog/schema.js';
+import { newJob } from '../../catalog/jobs.js';
 import { parseTimestamp, type IntervalUnit } from '../../time.js';
 import { requireAccess, type Principal, type Scope } from '../auth.js';
 import { badRequest, conflict, invalidParams, unprocessable } from '../errors.js';
 import { envelope } from '../paging.js';
 import { resolveBackup, resolveBranch } from '../resolve.js';
 import { presentArtifact, presentBackups, presentVerification } from './present.js';
-import { Artifact, Backup, BackupParams, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Progress, Verification } from './schemas.js';
+import { AgeIdentity, Artifact, Backup, BackupParams, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Progress, Verification } from './schemas.js';
+import { checkIdentity } from './identity.js';
 import { progressSnapshot } from '../../pipeline/progress.js';
 
 function timestampParam(name: string, value: string): string {
@@ -274,7 +275,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             'Quick (default): re-read every artifact and check size and sha256 against the catalog and the manifest. ' +
             'Full (`{"restore": true}`): also restore into a scratch database on the source server, read every table, compare row counts with those recorded at backup time, and drop the scratch database. Needs read_backups (and the restore access for a full verification).',
           params: BackupParams,
-          body: Type.Object({ restore: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+          body: Type.Object({ restore: Type.Optional(Type.Boolean()), age_identity: Type.Optional(AgeIdentity) }, { additionalProperties: false }),
           response: { 202: Verification },
         },
       },
@@ -286,29 +287,16 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         if (backup.deleted_at !== null) throw conflict('this backup was deleted; there is nothing left to verify');
         if (backup.state === 'pending' || backup.state === 'running') throw conflict(`this backup is ${backup.state}; verify it once it has finished`);
         if ((await readableArtifacts(ctx, backup.id)).length === 0) throw conflict('this backup has no stored artifact to verify');
-        const now = nowIso(ctx.clock());
-        const job: Job = {
-          id: newId(),
-          organization_id: org.id,
+        if (req.body.age_identity !== undefined && !req.body.restore) throw invalidParams('age_identity is only needed for a full verification ({"restore": true})');
+        const job = newJob({
+          organizationId: org.id,
           kind: 'verify',
-          backup_id: backup.id,
-          branch_id: null,
-          state: 'pending',
-          params: JSON.stringify({ restore: req.body.restore === true }),
-          result: null,
-          error: null,
-          bytes: 0,
-          total_bytes: 0,
-          actor_id: req.principal.token.id,
-          created_at: now,
-          updated_at: now,
-          started_at: null,
-          completed_at: null,
-          lease_owner: null,
-          lease_expires_at: null,
-          attempts: 0,
-          cancel_requested: 0,
-        };
+          backupId: backup.id,
+          params: { restore: req.body.restore === true },
+          actorId: req.principal.token.id,
+          now: ctx.clock(),
+          secretEnc: req.body.age_identity === undefined ? null : ctx.secrets.seal(checkIdentity(req.body.age_identity)),
+        });
         await ctx.db.insertInto('jobs').values(job).execute();
         ctx.nudge();
         return reply.status(202).send(presentVerification(job));

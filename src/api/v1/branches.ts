@@ -6,13 +6,15 @@ import { newId, nowIso } from '../../catalog/ids.js';
 import type { Branch as BranchRow, Database as DatabaseRow, Job } from '../../catalog/schema.js';
 import { ConnectionUrlError, engineFor, EngineError, parseConnectionUrl, type ConnectionInfo, type EngineKind } from '../../engines/index.js';
 import { readableArtifacts } from '../../jobs/artifacts.js';
+import { newJob } from '../../catalog/jobs.js';
 import { addInterval } from '../../time.js';
 import { hasAccess, requireAccess } from '../auth.js';
 import { conflict, invalidParams, notFound, unprocessable } from '../errors.js';
 import { envelope } from '../paging.js';
 import { resolveBranch, resolveDatabase } from '../resolve.js';
 import { presentBranch, presentBranches } from './present.js';
-import { Branch, BranchParams, DbParams, IdParam, ListEnvelope, NameParam, PageQuery } from './schemas.js';
+import { AgeIdentity, Branch, BranchParams, DbParams, IdParam, ListEnvelope, NameParam, PageQuery } from './schemas.js';
+import { checkIdentity } from './identity.js';
 
 /** Parse a connection URL from a request: 422 when malformed or of the other engine. */
 function parseUrl(url: string, kind: DatabaseRow['kind']): { kind: EngineKind; info: ConnectionInfo } {
@@ -58,6 +60,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
               connection_url: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'postgresql://user:pass@host:port/db or mysql://user:pass@host:port/db' })),
               backup_id: Type.Optional(IdParam),
               overwrite: Type.Optional(Type.Boolean({ description: 'with backup_id and connection_url: restore over a non-empty database' })),
+              age_identity: Type.Optional(AgeIdentity),
             },
             { additionalProperties: false },
           ),
@@ -71,6 +74,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           requireAccess(req.principal, 'write_branches', { organizationId: org.id, databaseId: database.id });
           if (body.connection_url === undefined) throw invalidParams('connection_url is required (or backup_id, to create the branch from a backup)');
           if (body.overwrite !== undefined) throw invalidParams('overwrite only applies when restoring a backup (backup_id)');
+          if (body.age_identity !== undefined) throw invalidParams('age_identity only applies when restoring a backup (backup_id)');
         }
         const parsed = body.connection_url === undefined ? null : parseUrl(body.connection_url, database.kind);
         const backup = body.backup_id === undefined ? null : await ctx.db.selectFrom('backups').selectAll().where('id', '=', body.backup_id).where('database_id', '=', database.id).executeTakeFirst();
@@ -138,28 +142,16 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         };
         let job: Job | null = null;
         if (backup) {
-          job = {
-            id: newId(),
-            organization_id: org.id,
+          job = newJob({
+            organizationId: org.id,
             kind: 'restore',
-            backup_id: backup.id,
-            branch_id: row.id,
-            state: 'pending',
-            params: JSON.stringify({ create, overwrite: body.overwrite === true }),
-            result: null,
-            error: null,
-            bytes: 0,
-            total_bytes: 0,
-            actor_id: req.principal.token.id,
-            created_at: nowIso(now),
-            updated_at: nowIso(now),
-            started_at: null,
-            completed_at: null,
-            lease_owner: null,
-            lease_expires_at: null,
-            attempts: 0,
-            cancel_requested: 0,
-          };
+            backupId: backup.id,
+            branchId: row.id,
+            params: { create, overwrite: body.overwrite === true },
+            actorId: req.principal.token.id,
+            now,
+            secretEnc: body.age_identity === undefined ? null : ctx.secrets.seal(checkIdentity(body.age_identity)),
+          });
           row.restore_job_id = job.id;
         }
         await ctx.db.transaction().execute(async (trx) => {

@@ -31,7 +31,7 @@ export function databaseRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const exists = await ctx.db.selectFrom('databases').select('id').where('organization_id', '=', org.id).where('name', '=', req.body.name).executeTakeFirst();
         if (exists) throw conflict(`Database "${req.body.name}" already exists`);
         const now = nowIso(ctx.clock());
-        const row: DatabaseRow = { id: newId(), organization_id: org.id, name: req.body.name, kind: req.body.kind, created_at: now, updated_at: now, deleted_at: null };
+        const row: DatabaseRow = { id: newId(), organization_id: org.id, name: req.body.name, kind: req.body.kind, created_at: now, updated_at: now, deleted_at: null, storage_destinations: null };
         await ctx.db.transaction().execute(async (trx) => {
           await trx.insertInto('databases').values(row).execute();
           await createDefaultPolicies(trx, row, ctx.clock());

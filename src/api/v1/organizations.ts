@@ -8,7 +8,9 @@ import { conflict, forbidden } from '../errors.js';
 import { envelope } from '../paging.js';
 import { resolveOrganization } from '../resolve.js';
 import { presentOrganization } from './present.js';
-import { ListEnvelope, NameParam, OrgParams, Organization, PageQuery } from './schemas.js';
+import { AgeRecipient, ListEnvelope, NameParam, OrgParams, Organization, PageQuery } from './schemas.js';
+import { ensureOrganizationIdentity } from '../../encryption.js';
+import { nowIso } from '../../catalog/ids.js';
 
 export function organizationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -25,7 +27,9 @@ export function organizationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       async (req, reply) => {
         if (req.principal.token.superuser !== 1) throw forbidden('Forbidden: only a server-admin token (the bootstrap token) can create organizations');
         if (await findOrganizationByName(ctx.db, req.body.name)) throw conflict(`Organization "${req.body.name}" already exists`);
-        const org = await createOrganization(ctx.db, ctx.secrets, ctx.config.dataDir, req.body.name);
+        const created = await createOrganization(ctx.db, ctx.secrets, ctx.config.dataDir, req.body.name);
+        await ensureOrganizationIdentity(ctx, created);
+        const org = await ctx.db.selectFrom('organizations').selectAll().where('id', '=', created.id).executeTakeFirstOrThrow();
         return reply.status(201).send(presentOrganization(org));
       },
     );
@@ -42,6 +46,27 @@ export function organizationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const rows = await q.selectAll().orderBy('name').limit(perPage).offset((page - 1) * perPage).execute();
         const visible = rows.filter((o) => hasAnyAccess(req.principal, 'read_organization', o.id));
         return envelope(req, visible.map(presentOrganization), page, perPage, Number(total));
+      },
+    );
+
+    app.patch(
+      '/organizations/:organization',
+      {
+        schema: {
+          tags: ['Organizations'],
+          summary: 'Set the age recipients new backups are encrypted to',
+          description: 'Existing artifacts keep the recipients they were encrypted to. An empty list turns encryption off for new backups.',
+          params: OrgParams,
+          body: Type.Object({ encryption_recipients: Type.Array(AgeRecipient, { maxItems: 20, uniqueItems: true }) }, { additionalProperties: false }),
+          response: { 200: Organization },
+        },
+      },
+      async (req) => {
+        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+        requireAccess(req.principal, 'write_organization', { organizationId: org.id });
+        const now = nowIso(ctx.clock());
+        await ctx.db.updateTable('organizations').set({ encryption_recipients: JSON.stringify(req.body.encryption_recipients), updated_at: now }).where('id', '=', org.id).execute();
+        return presentOrganization({ ...org, encryption_recipients: JSON.stringify(req.body.encryption_recipients), updated_at: now });
       },
     );
 

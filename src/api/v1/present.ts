@@ -2,11 +2,12 @@
 import type { AppContext } from '../../context.js';
 import type { Artifact, Backup, BackupPolicy, Branch, Database, Job, Organization, ServiceToken } from '../../catalog/schema.js';
 import { progressSnapshot } from '../../pipeline/progress.js';
+import { organizationRecipients } from '../../encryption.js';
 import { artifactsOf } from '../../catalog/backups.js';
 import type { BackupJson } from './schemas.js';
 
 export function presentOrganization(o: Organization) {
-  return { id: o.id, name: o.name, created_at: o.created_at, updated_at: o.updated_at };
+  return { id: o.id, name: o.name, encryption_recipients: organizationRecipients(o), created_at: o.created_at, updated_at: o.updated_at };
 }
 
 export function presentDatabase(d: Database) {

@@ -41,11 +41,16 @@ export const Organization = Type.Object(
   {
     id: Type.String(),
     name: Type.String(),
+    encryption_recipients: Type.Array(Type.String(), { description: 'age public keys every new artifact is encrypted to (empty: not encrypted)' }),
     created_at: Type.String(),
     updated_at: Type.String(),
   },
   { additionalProperties: false },
 );
+
+export const AgeRecipient = Type.String({ pattern: '^age1[02-9ac-hj-np-z]{58}$', description: 'an age X25519 public key' });
+/** An age identity (private key) given with a request; used for that job only, never stored beyond it. */
+export const AgeIdentity = Type.String({ minLength: 74, maxLength: 4096, description: 'one or more AGE-SECRET-KEY-1... lines; used for this job only and never returned' });
 
 export const Database = Type.Object(
   {

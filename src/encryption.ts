@@ -1,0 +1,91 @@
+/**
+ * Who backups are encrypted to, and where the keys to read them come from.
+ *
+ * Artifacts are encrypted with age to the organization's recipients (public keys), so the
+ * server needs no private key to take backups. To restore, it needs an identity: the
+ * file named by STRONGBOX_AGE_IDENTITY_FILE, the identity it generated for an
+ * organization under `<data dir>/age/` (until you move it offline), or one given with a
+ * restore request.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { AppContext } from './context.js';
+import type { Organization } from './catalog/schema.js';
+import { nowIso } from './catalog/ids.js';
+
+const run = promisify(execFile);
+
+/** An age X25519 recipient: "age1" + 58 bech32 characters. */
+export const RECIPIENT_RE = /^age1[02-9ac-hj-np-z]{58}$/;
+/** An age X25519 identity line. */
+export const IDENTITY_RE = /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/;
+
+/** A short, stable name for a recipient: safe to show and to store in manifests. */
+export function recipientFingerprint(recipient: string): string {
+  return 'sha256:' + crypto.createHash('sha256').update(recipient).digest('hex').slice(0, 16);
+}
+
+export function organizationRecipients(org: Organization): string[] {
+  return org.encryption_recipients ? (JSON.parse(org.encryption_recipients) as string[]) : [];
+}
+
+export function generatedIdentityFile(dataDir: string, org: Pick<Organization, 'id'>): string {
+  return path.join(dataDir, 'age', `${org.id}.key`);
+}
+
+/**
+ * Give an organization its own identity (an `age-keygen` key file, mode 0600, under the
+ * data dir) and make its public key the organization's recipient. Does nothing when the
+ * organization already has recipients.
+ */
+export async function ensureOrganizationIdentity(ctx: AppContext, org: Organization): Promise<void> {
+  if (organizationRecipients(org).length > 0) return;
+  const file = generatedIdentityFile(ctx.config.dataDir, org);
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  if (!fs.existsSync(file)) {
+    const { stdout } = await run('age-keygen', [], { encoding: 'utf8' }).catch((e) => {
+      throw new Error(`cannot generate an age identity (is the age package installed?): ${(e as Error).message.split('\n')[0]}`);
+    });
+    // 'wx': never overwrite an identity; two processes starting at once keep the first.
+    try {
+      fs.writeFileSync(file, stdout, { mode: 0o600, flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  const recipient = /# public key: (age1\S+)/.exec(fs.readFileSync(file, 'utf8'))?.[1];
+  if (!recipient || !RECIPIENT_RE.test(recipient)) throw new Error(`${file} does not look like an age identity file`);
+  await ctx.db
+    .updateTable('organizations')
+    .set({ encryption_recipients: JSON.stringify([recipient]), updated_at: nowIso(ctx.clock()) })
+    .where('id', '=', org.id)
+    .where('encryption_recipients', 'is', null)
+    .execute();
+}
+
+/**
+ * The identity files to try for an organization, in order: STRONGBOX_AGE_IDENTITY_FILE,
+ * then the identity generated for it (if still on this machine).
+ */
+export function identityFilesFor(ctx: AppContext, orgId: string): string[] {
+  const files: string[] = [];
+  if (ctx.config.ageIdentityFile) files.push(ctx.config.ageIdentityFile);
+  const generated = generatedIdentityFile(ctx.config.dataDir, { id: orgId });
+  if (fs.existsSync(generated)) files.push(generated);
+  return files;
+}
+
+/**
+ * Write an identity given with a request to a private temporary file for the one job
+ * that needs it; the returned function removes it.
+ */
+export function temporaryIdentityFile(ctx: AppContext, identity: string): { file: string; remove: () => void } {
+  const dir = path.join(ctx.config.dataDir, 'tmp');
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, `identity-${crypto.randomBytes(8).toString('hex')}.key`);
+  fs.writeFileSync(file, identity.trim() + '\n', { mode: 0o600, flag: 'wx' });
+  return { file, remove: () => fs.rmSync(file, { force: true }) };
+}
