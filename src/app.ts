@@ -16,6 +16,7 @@ import { branchRoutes } from './api/v1/branches.js';
 import { backupRoutes } from './api/v1/backups.js';
 import { tokenRoutes } from './api/v1/tokens.js';
 import { policyRoutes } from './api/v1/policies.js';
+import { destinationRoutes } from './api/v1/destinations.js';
 import { ErrorBody } from './api/v1/schemas.js';
 
 declare module 'fastify' {
@@ -94,6 +95,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await v1.register(backupRoutes(ctx));
       await v1.register(tokenRoutes(ctx));
       await v1.register(policyRoutes(ctx));
+      await v1.register(destinationRoutes(ctx));
     },
     { prefix: '/v1' },
   );

@@ -18,6 +18,8 @@ Server:
   worker                                  run only the job runner (scale-out, shared catalog)
   token create [--name N] [--org O] [--admin]
                                           create a service token offline, print <id>:<secret>
+  catalog rebuild --destination NAME [--org O]
+                                          rebuild the catalog's backups from the manifests in a destination
 
 Client (STRONGBOX_URL, default http://127.0.0.1:8080; STRONGBOX_TOKEN, default <data dir>/bootstrap-token):
   database add ORG/DB --kind postgresql|mysql

@@ -68,13 +68,23 @@ export async function ensureOrganizationIdentity(ctx: AppContext, org: Organizat
 
 /**
  * The identity files to try for an organization, in order: STRONGBOX_AGE_IDENTITY_FILE,
- * then the identity generated for it (if still on this machine).
+ * then the identity generated for it (if still on this machine), then the other
+ * identities this data dir generated.
  */
 export function identityFilesFor(ctx: AppContext, orgId: string): string[] {
   const files: string[] = [];
   if (ctx.config.ageIdentityFile) files.push(ctx.config.ageIdentityFile);
   const generated = generatedIdentityFile(ctx.config.dataDir, { id: orgId });
   if (fs.existsSync(generated)) files.push(generated);
+  // Identities generated earlier for organizations of a lost catalog (rebuilt from storage,
+  // the organization has a new id): age picks whichever matches.
+  const dir = path.dirname(generated);
+  if (fs.existsSync(dir)) {
+    for (const name of fs.readdirSync(dir).sort()) {
+      const file = path.join(dir, name);
+      if (name.endsWith('.key') && file !== generated) files.push(file);
+    }
+  }
   return files;
 }
 

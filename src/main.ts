@@ -13,6 +13,7 @@ import { Scheduler } from './jobs/scheduler.js';
 import { runClientCommand, CliError, USAGE } from './cli.js';
 import { ALL_ACCESSES, createToken, grantAccesses } from './catalog/tokens.js';
 import { findOrganizationByName } from './catalog/organizations.js';
+import { rebuildCatalog } from './jobs/rebuild.js';
 
 async function serve(withHttp: boolean): Promise<void> {
   const config = loadConfig();
@@ -64,6 +65,29 @@ async function tokenCreate(args: string[]): Promise<void> {
   process.stdout.write(`${token.id}:${secret}\n`);
 }
 
+async function catalogRebuild(args: string[]): Promise<void> {
+  const { parseArgs } = await import('node:util');
+  const { values } = parseArgs({ args, options: { destination: { type: 'string' }, org: { type: 'string', default: 'default' } } });
+  if (!values.destination) throw new CliError('usage: strongbox catalog rebuild --destination NAME [--org ORG]');
+  const config = loadConfig();
+  const ctx = await createContext(config, {});
+  try {
+    await bootstrap(ctx);
+    const org = await findOrganizationByName(ctx.db, values.org!);
+    if (!org) throw new CliError(`no organization "${values.org}"`);
+    const dest = await ctx.db.selectFrom('storage_destinations').selectAll().where('organization_id', '=', org.id).where('name', '=', values.destination).executeTakeFirst();
+    if (!dest) throw new CliError(`no storage destination "${values.destination}" in organization "${org.name}": add it again (same configuration) first`);
+    const r = await rebuildCatalog(ctx, org, dest);
+    process.stdout.write(
+      `read ${r.manifests} manifests: added ${r.backups_added} backups, ${r.artifacts_added} artifacts, ${r.databases_added} databases, ${r.branches_added} branches\n` +
+        r.problems.map((p) => `  problem: ${p}\n`).join('') +
+        (r.branches_added ? 'rebuilt branches have no connection URL: set it again (PATCH the branch) before new backups\n' : ''),
+    );
+  } finally {
+    await ctx.catalog.close();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -71,6 +95,9 @@ async function main(argv: string[]): Promise<void> {
       return serve(true);
     case 'worker':
       return serve(false);
+    case 'catalog':
+      if (rest[0] === 'rebuild') return catalogRebuild(rest.slice(1));
+      throw new CliError('usage: strongbox catalog rebuild --destination NAME [--org ORG]');
     case 'token':
       if (rest[0] === 'create') return tokenCreate(rest.slice(1));
       throw new CliError('usage: strongbox token create [--name NAME] [--org ORG] [--admin]');

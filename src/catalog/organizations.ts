@@ -1,7 +1,7 @@
 /** Organizations and their storage destinations. */
 import path from 'node:path';
 import type { CatalogDb } from './db.js';
-import type { Organization, StorageDestination } from './schema.js';
+import type { Database, Organization, StorageDestination } from './schema.js';
 import { newId, nowIso } from './ids.js';
 import type { SecretBox } from '../secrets.js';
 
@@ -51,7 +51,15 @@ export async function ensureDefaultOrganization(db: CatalogDb, secrets: SecretBo
   }
 }
 
-/** The destinations a new backup of this organization is written to. */
-export async function defaultDestinations(db: CatalogDb, organizationId: string): Promise<StorageDestination[]> {
-  return db.selectFrom('storage_destinations').selectAll().where('organization_id', '=', organizationId).where('is_default', '=', 1).orderBy('name').execute();
+/**
+ * The destinations a new backup of `database` is written to: the ones it chose, or else
+ * its organization's default ones.
+ */
+export async function destinationsFor(db: CatalogDb, database: Pick<Database, 'organization_id' | 'storage_destinations'>): Promise<StorageDestination[]> {
+  const q = db.selectFrom('storage_destinations').selectAll().where('organization_id', '=', database.organization_id);
+  if (database.storage_destinations !== null) {
+    const ids = JSON.parse(database.storage_destinations) as string[];
+    return ids.length ? q.where('id', 'in', ids).orderBy('name').execute() : [];
+  }
+  return q.where('is_default', '=', 1).orderBy('name').execute();
 }

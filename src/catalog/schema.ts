@@ -187,7 +187,7 @@ export interface ArtifactsTable {
   verification: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
-export type JobKind = 'restore' | 'verify';
+export type JobKind = 'restore' | 'verify' | 'repair';
 export type JobState = 'pending' | 'running' | 'success' | 'failed' | 'canceled';
 
 export interface JobsTable {

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { AppContext } from '../context.js';
 import type { Backup, BackupUpdate, StorageDestination } from '../catalog/schema.js';
 import { newId, nowIso } from '../catalog/ids.js';
-import { defaultDestinations } from '../catalog/organizations.js';
+import { destinationsFor } from '../catalog/organizations.js';
 import { engineFor, parseConnectionUrl, EngineError } from '../engines/index.js';
 import { compressor, compressionSuffix, type Compression } from '../pipeline/compress.js';
 import { HashCounter } from '../pipeline/hash.js';
@@ -75,8 +75,8 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     // Row counts per table (for verification later) are read off the dump stream itself:
     // no second scan of every table, and exactly the rows the dump's snapshot holds.
     const counter = rowCounterFor(database.kind);
-    const dests = await defaultDestinations(ctx.db, org.id);
-    if (dests.length === 0) return fail('the organization has no default storage destination');
+    const dests = await destinationsFor(ctx.db, database);
+    if (dests.length === 0) return fail(`no storage destination: database "${database.name}" chose none and the organization has no default one`);
     const folder = backupFolder(org.name, database.name, branch.name, backup);
     const recipients = organizationRecipients(org);
     const encryption = recipients.length ? { format: 'age', recipients: recipients.map(recipientFingerprint) } : null;
@@ -204,6 +204,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       started_at: backup.started_at,
       completed_at: completedAt.toISOString(),
       retention: { value: backup.retention_value, unit: backup.retention_unit },
+      expires_at: addInterval(completedAt, backup.retention_value, backup.retention_unit as IntervalUnit).toISOString(),
     };
     for (const t of targets) {
       if (t.writer === null || t.error !== null) continue;

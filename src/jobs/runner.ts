@@ -14,6 +14,7 @@ import { openDestinationById } from '../destinations.js';
 import { JobStopped, runBackup } from './backup.js';
 import { runRestore, undoInterruptedRestore } from './restore.js';
 import { runVerify } from './verify.js';
+import { runRepair } from './repair.js';
 
 type Queue = 'backups' | 'jobs';
 
@@ -114,7 +115,14 @@ export class JobRunner {
   }
 
   #runJob(job: Job, signal: AbortSignal) {
-    return job.kind === 'restore' ? runRestore(this.#ctx, job, signal) : runVerify(this.#ctx, job, signal);
+    switch (job.kind) {
+      case 'restore':
+        return runRestore(this.#ctx, job, signal);
+      case 'verify':
+        return runVerify(this.#ctx, job, signal);
+      case 'repair':
+        return runRepair(this.#ctx, job, signal);
+    }
   }
 
   /** The catalog without table types, for the code both queues share. */

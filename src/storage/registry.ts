@@ -47,6 +47,22 @@ export function openStorage(spec: StorageSpec): StorageProvider {
   }
 }
 
+/** The secret fields of each provider's configuration, replaced by this in API answers and logs. */
+export const REDACTED = '[redacted]';
+
+/**
+ * A destination's configuration with every secret replaced by "[redacted]", for API
+ * responses and logs.
+ */
+export function redactStorageConfig(spec: StorageSpec): Record<string, unknown> {
+  switch (spec.provider) {
+    case 'local':
+      return { ...spec.config };
+    default:
+      return Object.fromEntries(Object.entries(spec.config).map(([k, v]) => [k, /secret|key|token|password|credential/i.test(k) ? REDACTED : v]));
+  }
+}
+
 /**
  * Turn a storage URL into a spec for {@link openStorage}: `file:///abs/path` → local.
  * s3:// and gdrive:// are recognised but not supported yet. Throws StorageError(permanent).

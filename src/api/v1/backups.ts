@@ -6,7 +6,7 @@ import { artifactsOf, createBackup, DEFAULT_RETENTION, listBackups } from '../..
 import type { Branch } from '../../catalog/schema.js';
 import { openVerifiedArtifact, readableArtifacts, deleteBackupArtifacts } from '../../jobs/artifacts.js';
 import { newId, nowIso } from '../../catalog/ids.js';
-import { newJob } from '../../catalog/jobs.js';
+import { insertJob, newJob } from '../../catalog/jobs.js';
 import { parseTimestamp, type IntervalUnit } from '../../time.js';
 import { requireAccess, type Principal, type Scope } from '../auth.js';
 import { badRequest, conflict, invalidParams, unprocessable } from '../errors.js';
@@ -318,6 +318,32 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
         const rows = await ctx.db.selectFrom('jobs').selectAll().where('backup_id', '=', backup.id).where('kind', '=', 'verify').orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
         return { type: 'list' as const, data: rows.map(presentVerification) };
+      },
+    );
+
+    app.post(
+      `${base}/:id/repair`,
+      {
+        schema: {
+          tags: ['Backups'],
+          summary: 'Copy a good artifact to the destinations whose copy failed',
+          description: 'Runs as a job; GET .../artifacts shows the result. A backup that failed only because some destinations did is `success` once every copy is stored.',
+          params: BackupParams,
+          body: Type.Optional(Type.Object({}, { additionalProperties: false })),
+          response: { 202: Type.Object({ id: Type.String(), state: Type.String() }) },
+        },
+      },
+      async (req, reply) => {
+        const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
+        requireAccess(req.principal, 'write_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        if (backup.deleted_at !== null) throw conflict('this backup was deleted');
+        if (backup.state === 'pending' || backup.state === 'running') throw conflict(`this backup is ${backup.state}`);
+        const arts = await artifactsOf(ctx.db, [backup.id]);
+        if (!arts.some((a) => a.state === 'failed')) throw conflict('every artifact of this backup is fine: nothing to repair');
+        if (!arts.some((a) => a.state === 'success')) throw conflict('this backup has no good artifact to repair from');
+        const job = await insertJob(ctx.db, newJob({ organizationId: org.id, kind: 'repair', backupId: backup.id, params: {}, actorId: req.principal.token.id, now: ctx.clock() }));
+        ctx.nudge();
+        return reply.status(202).send({ id: job.id, state: job.state });
       },
     );
   };

@@ -170,6 +170,45 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
     );
 
+    app.patch(
+      '/organizations/:organization/databases/:database/branches/:branch',
+      {
+        schema: {
+          tags: ['Branches'],
+          summary: "Change a branch's connection URL or production flag",
+          description: 'Use it to set the URL again after a password change, or on a branch rebuilt from storage (which has none). The new URL is checked by connecting.',
+          params: BranchParams,
+          body: Type.Object(
+            { connection_url: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })), production: Type.Optional(Type.Boolean()) },
+            { additionalProperties: false },
+          ),
+          response: { 200: Branch },
+        },
+      },
+      async (req) => {
+        const { org, database, branch } = await resolveBranch(ctx.db, req.principal, req.params.organization, req.params.database, req.params.branch);
+        requireAccess(req.principal, 'write_branches', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
+        const now = nowIso(ctx.clock());
+        const changes: Partial<BranchRow> = { updated_at: now };
+        if (req.body.production !== undefined) changes.production = req.body.production ? 1 : 0;
+        if (req.body.connection_url !== undefined) {
+          const parsed = parseUrl(req.body.connection_url, database.kind);
+          const server = await probeOr422(() => engineFor(database.kind).probe(parsed.info));
+          Object.assign(changes, {
+            connection_url_enc: ctx.secrets.seal(req.body.connection_url),
+            conn_host: parsed.info.host,
+            conn_port: parsed.info.port,
+            conn_database: parsed.info.database,
+            conn_user: parsed.info.user,
+            server_version: server.version,
+          });
+        }
+        await ctx.db.updateTable('branches').set(changes).where('id', '=', branch.id).execute();
+        const [json] = await presentBranches(ctx, [{ ...branch, ...changes }], database.kind);
+        return json;
+      },
+    );
+
     app.delete(
       '/organizations/:organization/databases/:database/branches/:branch',
       {

@@ -10,8 +10,15 @@ export function presentOrganization(o: Organization) {
   return { id: o.id, name: o.name, encryption_recipients: organizationRecipients(o), created_at: o.created_at, updated_at: o.updated_at };
 }
 
-export function presentDatabase(d: Database) {
-  return { id: d.id, name: d.name, kind: d.kind, created_at: d.created_at, updated_at: d.updated_at };
+export function presentDatabase(d: Database, destinationNames: Map<string, string> = new Map()) {
+  const chosen = d.storage_destinations === null ? null : (JSON.parse(d.storage_destinations) as string[]).map((id) => destinationNames.get(id) ?? id);
+  return { id: d.id, name: d.name, kind: d.kind, storage_destinations: chosen, created_at: d.created_at, updated_at: d.updated_at };
+}
+
+/** id → name of an organization's destinations, to present databases' choices by name. */
+export async function destinationNames(ctx: AppContext, organizationId: string): Promise<Map<string, string>> {
+  const rows = await ctx.db.selectFrom('storage_destinations').select(['id', 'name']).where('organization_id', '=', organizationId).execute();
+  return new Map(rows.map((r) => [r.id, r.name]));
 }
 
 export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | null = null, now = Date.now()) {

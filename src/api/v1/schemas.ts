@@ -57,6 +57,7 @@ export const Database = Type.Object(
     id: Type.String(),
     name: Type.String(),
     kind: Type.Union([Type.Literal('postgresql'), Type.Literal('mysql')]),
+    storage_destinations: Nullable(Type.Array(Type.String(), { description: 'destination names its backups go to; null: the organization defaults' })),
     created_at: Type.String(),
     updated_at: Type.String(),
   },

@@ -80,7 +80,7 @@ export class DriveApi {
    * returned `done()` must be called once it is consumed (it stops the header timer).
    */
   async #send(what: string, spec: RequestSpec): Promise<Answer>;
-  async #send(what: string, spec: RequestSpec, stream: true): Promise<{ res: Response; controller: AbortController; done: () => void }>;
+  async #send(what: string, spec: RequestSpec, stream: true): Promise<Answer | { res: Response; controller: AbortController; done: () => void }>;
   async #send(what: string, spec: RequestSpec, stream = false): Promise<Answer | { res: Response; controller: AbortController; done: () => void }> {
     const url = this.#url(spec);
     for (let attempt = 1; ; attempt++) {
@@ -89,7 +89,8 @@ export class DriveApi {
       const timer = setTimeout(() => controller.abort(new DOMException('request timed out', 'TimeoutError')), this.#timeoutMs);
       const signal = spec.signal ? AbortSignal.any([controller.signal, spec.signal]) : controller.signal;
       const headers: Record<string, string> = { ...spec.headers, authorization: `Bearer ${token}` };
-      let body: Buffer | string | undefined = spec.body;
+      // A Buffer is a Uint8Array view; the DOM typings only want to see ArrayBuffer-backed ones.
+      let body = spec.body as RequestInit['body'];
       if (spec.json !== undefined) {
         headers['content-type'] = 'application/json; charset=UTF-8';
         body = JSON.stringify(spec.json);

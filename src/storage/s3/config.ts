@@ -202,7 +202,7 @@ export function parseS3Config(raw: unknown): S3Config {
  * parsed S3Config or a raw stored configuration alike.
  */
 export function redactS3Config<T extends object>(config: T): T {
-  const copy: Record<string, unknown> = { ...config };
+  const copy = { ...config } as Record<string, unknown>;
   for (const field of SECRET_FIELDS) {
     if (copy[field] !== undefined && copy[field] !== null) copy[field] = '[redacted]';
   }
