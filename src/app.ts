@@ -17,6 +17,7 @@ import { backupRoutes } from './api/v1/backups.js';
 import { tokenRoutes } from './api/v1/tokens.js';
 import { policyRoutes } from './api/v1/policies.js';
 import { destinationRoutes } from './api/v1/destinations.js';
+import { snapshotRoutes } from './api/v1/snapshots.js';
 import { ErrorBody } from './api/v1/schemas.js';
 
 declare module 'fastify' {
@@ -96,6 +97,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await v1.register(tokenRoutes(ctx));
       await v1.register(policyRoutes(ctx));
       await v1.register(destinationRoutes(ctx));
+      await v1.register(snapshotRoutes(ctx));
     },
     { prefix: '/v1' },
   );

@@ -13,6 +13,11 @@ export interface Page<T> {
   total_pages: number;
 }
 
+/** "http://host:port" as the client reached us, for absolute URLs in responses. */
+export function originOf(request: FastifyRequest): string {
+  return `${request.protocol}://${request.host}`;
+}
+
 function pageUrl(request: FastifyRequest, page: number): string {
   const url = new URL(request.url, `${request.protocol}://${request.host}`);
   url.searchParams.set('page', String(page));

@@ -13,6 +13,7 @@ import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_jobs_restore_verify.js';
 import * as m0003 from './migrations/0003_backup_policies.js';
 import * as m0004 from './migrations/0004_encryption_destinations.js';
+import * as m0005 from './migrations/0005_schema_snapshots.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
@@ -28,6 +29,7 @@ const migrations: Record<string, Migration> = {
   '0002_jobs_restore_verify': m0002,
   '0003_backup_policies': m0003,
   '0004_encryption_destinations': m0004,
+  '0005_schema_snapshots': m0005,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

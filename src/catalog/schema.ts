@@ -140,6 +140,21 @@ export interface BackupsTable {
   schedule_slot: ColumnType<string | null, string | null | undefined, string | null>;
   /** JSON {format: 'age', recipients: [fingerprints]} when the artifacts are encrypted, else null. */
   encryption: ColumnType<string | null, string | null | undefined, string | null>;
+  schema_snapshot_id: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export interface SchemaSnapshotsTable {
+  id: string;
+  organization_id: string;
+  database_id: string;
+  branch_id: string;
+  name: string;
+  /** Normalized DDL (engines/schema.ts). */
+  ddl: string;
+  sha256: string;
+  created_at: string;
+  updated_at: string;
+  linted_at: string | null;
 }
 
 export interface BackupPoliciesTable {
@@ -229,6 +244,7 @@ export interface CatalogSchema {
   artifacts: ArtifactsTable;
   jobs: JobsTable;
   backup_policies: BackupPoliciesTable;
+  schema_snapshots: SchemaSnapshotsTable;
 }
 
 export type Organization = Selectable<OrganizationsTable>;
@@ -242,3 +258,4 @@ export type BackupUpdate = Updateable<BackupsTable>;
 export type Artifact = Selectable<ArtifactsTable>;
 export type Job = Selectable<JobsTable>;
 export type BackupPolicy = Selectable<BackupPoliciesTable>;
+export type SchemaSnapshot = Selectable<SchemaSnapshotsTable>;

@@ -88,6 +88,11 @@ export interface Engine {
   databaseExists(conn: ConnectionInfo, name: string): Promise<boolean>;
   /** Whether the database of `conn` has any user tables, views or routines. */
   databaseIsEmpty(conn: ConnectionInfo): Promise<boolean>;
+  /**
+   * The database's schema as DDL (no data), normalized so that two dumps of an unchanged
+   * schema are byte-identical (no timestamps, versions, random tokens or counters).
+   */
+  schemaDump(conn: ConnectionInfo, options?: DumpOptions): Promise<string>;
 }
 
 /** An error from a source database or a dump/restore tool. Its message is safe to show users. */

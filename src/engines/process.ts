@@ -312,3 +312,30 @@ export async function feedTool(run: ToolRun, input: Readable, name: string, secr
     });
   }
 }
+
+/**
+ * Run a tool to completion and return its stdout as text, refusing more than `limit`
+ * bytes (a schema dump is small; anything larger is a mistake, not something to buffer).
+ */
+export async function toolOutput(run: ToolRun, name: string, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let tooLarge = false;
+  run.child.stdout!.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > limit) {
+      if (!tooLarge) run.kill();
+      tooLarge = true;
+      return;
+    }
+    chunks.push(c);
+  });
+  try {
+    await run.done;
+  } catch (e) {
+    if (tooLarge) throw new EngineError(`${name} output is larger than ${limit} bytes`);
+    throw e;
+  }
+  if (tooLarge) throw new EngineError(`${name} output is larger than ${limit} bytes`);
+  return Buffer.concat(chunks).toString('utf8');
+}

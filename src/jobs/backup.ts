@@ -8,6 +8,7 @@ import type { AppContext } from '../context.js';
 import type { Backup, BackupUpdate, StorageDestination } from '../catalog/schema.js';
 import { newId, nowIso } from '../catalog/ids.js';
 import { destinationsFor } from '../catalog/organizations.js';
+import { recordSnapshot } from '../catalog/snapshots.js';
 import { engineFor, parseConnectionUrl, EngineError } from '../engines/index.js';
 import { compressor, compressionSuffix, type Compression } from '../pipeline/compress.js';
 import { HashCounter } from '../pipeline/hash.js';
@@ -174,6 +175,16 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     if (fanR.status === 'rejected') throw fanR.reason;
     if (flowR.status === 'rejected') throw flowR.reason;
 
+    // The schema (DDL only) as a snapshot beside the backup; a failure here costs the
+    // snapshot, not the backup.
+    let snapshotId: string | null = null;
+    try {
+      const ddl = await engine.schemaDump(conn, { serverMajor: server.major, signal });
+      snapshotId = (await recordSnapshot(ctx.db, branch, ddl, ctx.clock())).id;
+    } catch (e) {
+      if (signal.aborted) throw e;
+      ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
+    }
     const rowCounts = counter.counts();
     if (rowCounts === null) ctx.log.warn({ backup: backup.id, reason: counter.reason() }, 'no row counts from the dump stream; full verification will not compare them');
     const sha256 = stored.digest();
@@ -226,6 +237,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       client_version: clientVersion,
       table_row_counts: rowCounts === null ? null : JSON.stringify(rowCounts),
       encryption: encryption === null ? null : JSON.stringify(encryption),
+      schema_snapshot_id: snapshotId,
       progress_raw_bytes: raw.bytes,
       progress_bytes: size,
       progress_at: completedAt.toISOString(),

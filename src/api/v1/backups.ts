@@ -10,7 +10,7 @@ import { insertJob, newJob } from '../../catalog/jobs.js';
 import { parseTimestamp, type IntervalUnit } from '../../time.js';
 import { requireAccess, type Principal, type Scope } from '../auth.js';
 import { badRequest, conflict, invalidParams, unprocessable } from '../errors.js';
-import { envelope } from '../paging.js';
+import { envelope, originOf } from '../paging.js';
 import { resolveBackup, resolveBranch } from '../resolve.js';
 import { presentArtifact, presentBackups, presentVerification } from './present.js';
 import { AgeIdentity, Artifact, Backup, BackupParams, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Progress, Verification } from './schemas.js';
@@ -57,7 +57,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           now: ctx.clock(),
         });
         ctx.nudge();
-        const [json] = await presentBackups(ctx, [backup], branch);
+        const [json] = await presentBackups(ctx, [backup], branch, originOf(req));
         return reply.status(201).send(json);
       },
     );
@@ -89,7 +89,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           page,
           perPage,
         );
-        return envelope(req, await presentBackups(ctx, rows, branch), page, perPage, total);
+        return envelope(req, await presentBackups(ctx, rows, branch, originOf(req)), page, perPage, total);
       },
     );
 
@@ -99,7 +99,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       async (req) => {
         const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
         requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
-        const [json] = await presentBackups(ctx, [backup], branch);
+        const [json] = await presentBackups(ctx, [backup], branch, originOf(req));
         return json;
       },
     );
@@ -194,7 +194,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         if (backup.deleted_at !== null) throw conflict('this backup was deleted');
         const now = nowIso(ctx.clock());
         await ctx.db.updateTable('backups').set({ protected: req.body.protected ? 1 : 0, updated_at: now }).where('id', '=', backup.id).execute();
-        const [json] = await presentBackups(ctx, [{ ...backup, protected: req.body.protected ? 1 : 0, updated_at: now }], branch);
+        const [json] = await presentBackups(ctx, [{ ...backup, protected: req.body.protected ? 1 : 0, updated_at: now }], branch, originOf(req));
         return json;
       },
     );
@@ -260,7 +260,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           }
         }
         const fresh = await ctx.db.selectFrom('backups').selectAll().where('id', '=', backup.id).executeTakeFirstOrThrow();
-        const [json] = await presentBackups(ctx, [fresh], branch);
+        const [json] = await presentBackups(ctx, [fresh], branch, originOf(req));
         return json;
       },
     );

@@ -126,7 +126,11 @@ export function presentArtifact(a: Artifact) {
 }
 
 /** Present backups of one branch; loads their artifacts in one query to price them. */
-export async function presentBackups(ctx: AppContext, rows: Backup[], branch: Branch): Promise<BackupJson[]> {
+/**
+ * Present backups of one branch. `origin` ("http://host:port" of the request) makes the
+ * schema snapshot URL absolute, as PlanetScale's is.
+ */
+export async function presentBackups(ctx: AppContext, rows: Backup[], branch: Branch, origin = ''): Promise<BackupJson[]> {
   const ids = rows.map((r) => r.id);
   const artifacts = await artifactsOf(ctx.db, ids);
   const restored = ids.length
@@ -134,6 +138,12 @@ export async function presentBackups(ctx: AppContext, rows: Backup[], branch: Br
     : [];
   const policyIds = [...new Set(rows.map((r) => r.backup_policy_id).filter((x): x is string => x !== null))];
   const policies = policyIds.length ? await ctx.db.selectFrom('backup_policies').selectAll().where('id', 'in', policyIds).execute() : [];
+  const snapshotIds = [...new Set(rows.map((r) => r.schema_snapshot_id).filter((x): x is string => x !== null))];
+  const snapshots = snapshotIds.length
+    ? await ctx.db.selectFrom('schema_snapshots').select(['id', 'name', 'created_at', 'updated_at', 'linted_at', 'database_id']).where('id', 'in', snapshotIds).execute()
+    : [];
+  const db = snapshots.length ? await ctx.db.selectFrom('databases').select('name').where('id', '=', branch.database_id).executeTakeFirst() : undefined;
+  const org = snapshots.length ? await ctx.db.selectFrom('organizations').select('name').where('id', '=', branch.organization_id).executeTakeFirst() : undefined;
   const storedBytes = new Map<string, number>();
   for (const a of artifacts) {
     if (a.state === 'success') storedBytes.set(a.backup_id, (storedBytes.get(a.backup_id) ?? 0) + a.size);
@@ -161,7 +171,17 @@ export async function presentBackups(ctx: AppContext, rows: Backup[], branch: Br
         .map((r) => ({ id: r.id, name: r.name, created_at: r.created_at, updated_at: r.updated_at, deleted_at: r.deleted_at })),
       actor: b.actor_id === null ? null : { id: b.actor_id, display_name: b.actor_name ?? b.actor_id, avatar_url: '' },
       backup_policy: ((p) => (p ? presentPolicy(p) : null))(policies.find((p) => p.id === b.backup_policy_id)),
-      schema_snapshot: null,
+      schema_snapshot: ((sn) =>
+        sn
+          ? {
+              id: sn.id,
+              name: sn.name,
+              created_at: sn.created_at,
+              updated_at: sn.updated_at,
+              linted_at: sn.linted_at,
+              url: `${origin}/v1/organizations/${org?.name}/databases/${db?.name}/schema-snapshots/${sn.id}`,
+            }
+          : null)(snapshots.find((x) => x.id === b.schema_snapshot_id)),
       database_branch: { id: branch.id, name: branch.name, created_at: branch.created_at, updated_at: branch.updated_at, deleted_at: branch.deleted_at },
     };
   });

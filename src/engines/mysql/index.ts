@@ -14,7 +14,8 @@ import {
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, findInPath, runTool, toolEnvironment, toolVersionLine } from '../process.js';
+import { feedTool, findInPath, runTool, toolEnvironment, toolOutput, toolVersionLine } from '../process.js';
+import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 
 const CONNECT_TIMEOUT_SECONDS = 5;
 
@@ -190,6 +191,21 @@ export const mysql = {
       signal: options.signal,
     });
     return { stdout: run.child.stdout!, done: run.done, kill: run.kill, clientVersion: tools.dump.versionLine };
+  },
+
+  async schemaDump(conn: ConnectionInfo, options: DumpOptions = {}): Promise<string> {
+    requireSafeDatabaseName(conn.database);
+    const tools = await mysqlTools();
+    const run = runTool({
+      name: tools.dump.name,
+      path: tools.dump.path,
+      args: [...connectionArgs(conn), '--no-data', '--single-transaction', '--routines', '--triggers', '--events', '--skip-dump-date', '--default-character-set=utf8mb4', conn.database],
+      env: toolEnv(conn),
+      secrets: [conn.password],
+      stdin: 'ignore',
+      signal: options.signal,
+    });
+    return normalizeDdl('mysql', await toolOutput(run, `${tools.dump.name} --no-data`, SCHEMA_LIMIT));
   },
 
   async restore(conn: ConnectionInfo, input: Readable, options: RestoreOptions = {}): Promise<void> {

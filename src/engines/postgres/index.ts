@@ -14,7 +14,8 @@ import {
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, runTool, toolEnvironment } from '../process.js';
+import { feedTool, runTool, toolEnvironment, toolOutput } from '../process.js';
+import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
 
 const CONNECT_TIMEOUT_SECONDS = 5;
@@ -197,6 +198,21 @@ export const postgres = {
       signal: options.signal,
     });
     return { stdout: run.child.stdout!, done: run.done, kill: run.kill, clientVersion: client.versionLine };
+  },
+
+  async schemaDump(conn: ConnectionInfo, options: DumpOptions = {}): Promise<string> {
+    requireSafeDatabaseName(conn.database);
+    const client = await pickPgClient(options.serverMajor ?? (await serverMajorOrNull(conn)));
+    const run = runTool({
+      name: 'pg_dump',
+      path: client.pgDump,
+      args: ['--schema-only', '--no-owner', '--no-acl', '--format=plain', ...connectionArgs(conn)],
+      env: toolEnv(conn),
+      secrets: [conn.password],
+      stdin: 'ignore',
+      signal: options.signal,
+    });
+    return normalizeDdl('postgresql', await toolOutput(run, 'pg_dump --schema-only', SCHEMA_LIMIT));
   },
 
   async restore(conn: ConnectionInfo, input: Readable, options: RestoreOptions = {}): Promise<void> {

@@ -1,0 +1,62 @@
+/** Schema snapshots: every backup records the DDL it saw; unchanged schemas share a snapshot; diffs show changes. */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
+import { createMysqlFixture, createPgFixture, dropDatabase, uniqueName, urlFor, withMysqlConnection, withPgClient } from '../helpers/databases.js';
+import { assertMatches, listBackupsSchema } from '../helpers/reference.js';
+
+for (const kind of ['postgresql', 'mysql'] as const) {
+  describe(`${kind}: schema snapshots`, () => {
+    let server: TestServer;
+    const source = uniqueName('sbx_snap');
+    let branchPath: string;
+
+    before(async () => {
+      server = await startServer();
+      if (kind === 'postgresql') await createPgFixture(source);
+      else await createMysqlFixture(source);
+      branchPath = await registerBranch(server, 'default', 'app', kind, 'main', urlFor(kind, source));
+    });
+    after(async () => {
+      await server?.close();
+      await dropDatabase(kind, source);
+    });
+
+    const backup = async () => waitForBackup(server, branchPath, (await api(server, 'POST', `${branchPath}/backups`, {})).body.id);
+    const text = async (url: string) => {
+      const r = await fetch(url.startsWith('http') ? url : server.url + url, { headers: { authorization: server.token } });
+      assert.equal(r.status, 200);
+      assert.match(r.headers.get('content-type') ?? '', /text\/plain/);
+      return r.text();
+    };
+
+    test('a backup carries a snapshot whose url returns the DDL; unchanged schemas share it; a change shows in the diff', async () => {
+      const b1 = await backup();
+      assert.equal(b1.state, 'success');
+      assert.ok(b1.schema_snapshot, 'the snapshot is set');
+      assert.match(b1.schema_snapshot.url, /^http:\/\/127\.0\.0\.1:\d+\/v1\/organizations\/default\/databases\/app\/schema-snapshots\/\w+$/);
+      const ddl = await text(b1.schema_snapshot.url);
+      assert.match(ddl, kind === 'postgresql' ? /CREATE TABLE public\.items/ : /CREATE TABLE `items`/);
+      assert.doesNotMatch(ddl, /INSERT INTO|COPY .* FROM stdin/, 'DDL only, no data');
+      assert.doesNotMatch(ddl, kind === 'postgresql' ? /\\restrict|Dumped from/ : /Dump completed|AUTO_INCREMENT=\d/, 'normalized');
+
+      const b2 = await backup();
+      assert.equal(b2.schema_snapshot.id, b1.schema_snapshot.id, 'the same schema, the same snapshot');
+      const same = await text(`/v1/organizations/default/databases/app/schema-snapshots/${b1.schema_snapshot.id}/diff/${b2.schema_snapshot.id}`);
+      assert.equal(same, '');
+
+      if (kind === 'postgresql') await withPgClient(urlFor(kind, source), (c) => c.query('alter table items add column strongbox_note text'));
+      else await withMysqlConnection(urlFor(kind, source), (c) => c.query('alter table items add column strongbox_note text'));
+      const b3 = await backup();
+      assert.notEqual(b3.schema_snapshot.id, b1.schema_snapshot.id);
+      const diff = await text(`/v1/organizations/default/databases/app/schema-snapshots/${b1.schema_snapshot.id}/diff/${b3.schema_snapshot.id}`);
+      assert.match(diff, /^--- /m);
+      assert.match(diff, /^\+.*strongbox_note/m);
+      assert.doesNotMatch(diff, /^-.*strongbox_note/m);
+
+      const list = await api(server, 'GET', `${branchPath}/backups`);
+      assertMatches(listBackupsSchema(), list.body);
+      assert.equal((await api(server, 'GET', '/v1/organizations/default/databases/app/schema-snapshots/nope')).status, 404);
+    });
+  });
+}
