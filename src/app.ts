@@ -8,8 +8,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import secureJson from 'secure-json-parse';
 import type { AppContext } from './context.js';
-import { authenticate, type Principal } from './api/auth.js';
-import { dialectOf, notFound, sendError } from './api/errors.js';
+import { authenticate, credentialsFrom, type Principal } from './api/auth.js';
+import { RateLimiter } from './api/ratelimit.js';
+import { recordAudit } from './api/audit.js';
+import { auditRoutes } from './api/v1/audit.js';
+import { ApiError, dialectOf, notFound, sendError } from './api/errors.js';
 import { organizationRoutes } from './api/v1/organizations.js';
 import { databaseRoutes } from './api/v1/databases.js';
 import { branchRoutes } from './api/v1/branches.js';
@@ -19,6 +22,8 @@ import { policyRoutes } from './api/v1/policies.js';
 import { destinationRoutes } from './api/v1/destinations.js';
 import { snapshotRoutes } from './api/v1/snapshots.js';
 import { ErrorBody } from './api/v1/schemas.js';
+import { yandexRoutes } from './api/compat/yandex/index.js';
+import { backupmanRoutes } from './api/compat/backupman/index.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -80,9 +85,22 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => sendError(req, reply, notFound(`no route ${req.method} ${req.url.split('?')[0]}`)));
 
   app.decorateRequest('principal', null as unknown as Principal);
-  app.addHook('onRequest', async (req) => {
+  const limiter = new RateLimiter(ctx.config.rateLimitPerMinute);
+  app.addHook('onRequest', async (req, reply) => {
     if (req.routeOptions.config?.public) return;
-    req.principal = await authenticate(ctx.db, req, dialectOf(req));
+    const dialect = dialectOf(req);
+    // Counted before the (deliberately slow) secret check, so that guessing is limited too.
+    const wait = limiter.take(credentialsFrom(req, dialect)?.id ?? `ip:${req.ip}`);
+    if (wait > 0) {
+      reply.header('retry-after', String(wait));
+      throw new ApiError(429, 'rate_limited', `rate limit of ${ctx.config.rateLimitPerMinute} requests a minute exceeded; retry in ${wait} s`);
+    }
+    req.principal = await authenticate(ctx.db, req, dialect);
+  });
+  // Every write is audited (who, what, when, from where, result), refused ones included.
+  app.addHook('onResponse', async (req, reply) => {
+    if (['GET', 'HEAD', 'OPTIONS'].includes(req.method) || req.routeOptions.config?.public) return;
+    await recordAudit(ctx, req, reply.statusCode).catch((e) => req.log.error({ err: e }, 'could not write the audit log'));
   });
 
   app.get('/health', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok', version: VERSION }));
@@ -98,8 +116,13 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await v1.register(policyRoutes(ctx));
       await v1.register(destinationRoutes(ctx));
       await v1.register(snapshotRoutes(ctx));
+      await v1.register(auditRoutes(ctx));
     },
     { prefix: '/v1' },
   );
+  // Compatible views of the same data (DESIGN.md): Yandex Cloud managed databases, backupman.
+  await app.register(yandexRoutes(ctx), { prefix: '/managed-postgresql/v1' });
+  await app.register(yandexRoutes(ctx), { prefix: '/managed-mysql/v1' });
+  await app.register(backupmanRoutes(ctx), { prefix: '/api' });
   return app;
 }

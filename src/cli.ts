@@ -18,6 +18,7 @@ Server:
   worker                                  run only the job runner (scale-out, shared catalog)
   token create [--name N] [--org O] [--admin]
                                           create a service token offline, print <id>:<secret>
+  secrets rotate-key                      re-encrypt every stored secret under a new key (server stopped)
   catalog rebuild --destination NAME [--org O]
                                           rebuild the catalog's backups from the manifests in a destination
 

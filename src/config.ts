@@ -27,6 +27,8 @@ export interface Config {
   leaseSeconds: number;
   /** How often the scheduler looks for due policies and expired backups. */
   schedulerIntervalSeconds: number;
+  /** Requests a minute per token (0: no limit). */
+  rateLimitPerMinute: number;
   /** 64 hex chars; when null a key file under the data dir is used. */
   secretKey: string | null;
   /** An age identity file used to decrypt backups for restores (STRONGBOX_AGE_IDENTITY_FILE). */
@@ -119,6 +121,7 @@ export function loadConfig(env: Env = process.env): Config {
     dumpIdleTimeoutSeconds: intVar(env, 'STRONGBOX_DUMP_IDLE_TIMEOUT_SECONDS', 600, 1, 86400),
     leaseSeconds: intVar(env, 'STRONGBOX_LEASE_SECONDS', 60, 5, 3600),
     schedulerIntervalSeconds: intVar(env, 'STRONGBOX_SCHEDULER_INTERVAL_SECONDS', 30, 1, 3600),
+    rateLimitPerMinute: intVar(env, 'STRONGBOX_RATE_LIMIT_PER_MINUTE', 600, 0, 1_000_000),
     secretKey,
     ageIdentityFile,
     logLevel,

@@ -14,6 +14,7 @@ import { runClientCommand, CliError, USAGE } from './cli.js';
 import { ALL_ACCESSES, createToken, grantAccesses } from './catalog/tokens.js';
 import { findOrganizationByName } from './catalog/organizations.js';
 import { rebuildCatalog } from './jobs/rebuild.js';
+import { rotateSecretKey } from './rotate.js';
 
 async function serve(withHttp: boolean): Promise<void> {
   const config = loadConfig();
@@ -88,6 +89,18 @@ async function catalogRebuild(args: string[]): Promise<void> {
   }
 }
 
+async function secretsRotate(): Promise<void> {
+  const config = loadConfig();
+  const newKey = process.env.STRONGBOX_NEW_SECRET_KEY || null;
+  const ctx = await createContext(config, {});
+  try {
+    const { secrets } = await rotateSecretKey(ctx, newKey);
+    process.stdout.write(`re-encrypted ${secrets} secrets under the new key${config.secretKey ? '; now set STRONGBOX_SECRET_KEY to the new key' : ` (${config.dataDir}/secret.key)`}\n`);
+  } finally {
+    await ctx.catalog.close();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -98,6 +111,9 @@ async function main(argv: string[]): Promise<void> {
     case 'catalog':
       if (rest[0] === 'rebuild') return catalogRebuild(rest.slice(1));
       throw new CliError('usage: strongbox catalog rebuild --destination NAME [--org ORG]');
+    case 'secrets':
+      if (rest[0] === 'rotate-key') return secretsRotate();
+      throw new CliError('usage: strongbox secrets rotate-key   (stop the server first)');
     case 'token':
       if (rest[0] === 'create') return tokenCreate(rest.slice(1));
       throw new CliError('usage: strongbox token create [--name NAME] [--org ORG] [--admin]');

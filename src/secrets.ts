@@ -12,12 +12,26 @@ export interface SecretBox {
   open(sealed: string): string;
 }
 
-/** Load the key (from config or the key file, creating it once) and return a box that uses it. */
+function readKeyFile(file: string): Buffer {
+  const text = fs.readFileSync(file, 'utf8').trim();
+  if (!/^[0-9a-fA-F]{64}$/.test(text)) throw new Error(`${file} is not a 64-hex-character key`);
+  return Buffer.from(text, 'hex');
+}
+
+export function keyFile(dataDir: string): string {
+  return path.join(dataDir, 'secret.key');
+}
+
+/**
+ * Load the key (from config or the key file, creating it once) and return a box that uses
+ * it. A `secret.key.new` left by a key rotation that stopped half-way is also accepted for
+ * opening, so no secret is ever unreadable; running the rotation again finishes it.
+ */
 export function loadSecretBox(dataDir: string, hexKey: string | null): SecretBox {
   let key: Buffer;
+  const file = keyFile(dataDir);
   if (hexKey) key = Buffer.from(hexKey, 'hex');
   else {
-    const file = path.join(dataDir, 'secret.key');
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     try {
       // 'wx' fails if the file exists, so two processes starting at once cannot both create it.
@@ -25,11 +39,21 @@ export function loadSecretBox(dataDir: string, hexKey: string | null): SecretBox
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    const text = fs.readFileSync(file, 'utf8').trim();
-    if (!/^[0-9a-fA-F]{64}$/.test(text)) throw new Error(`${file} is not a 64-hex-character key`);
-    key = Buffer.from(text, 'hex');
+    key = readKeyFile(file);
   }
-  return secretBox(key);
+  const box = secretBox(key);
+  if (!fs.existsSync(`${file}.new`)) return box;
+  const pending = secretBox(readKeyFile(`${file}.new`));
+  return {
+    seal: box.seal,
+    open(sealed) {
+      try {
+        return box.open(sealed);
+      } catch {
+        return pending.open(sealed);
+      }
+    },
+  };
 }
 
 export function secretBox(key: Buffer): SecretBox {

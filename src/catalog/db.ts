@@ -14,6 +14,7 @@ import * as m0002 from './migrations/0002_jobs_restore_verify.js';
 import * as m0003 from './migrations/0003_backup_policies.js';
 import * as m0004 from './migrations/0004_encryption_destinations.js';
 import * as m0005 from './migrations/0005_schema_snapshots.js';
+import * as m0006 from './migrations/0006_audit_log.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
@@ -30,6 +31,7 @@ const migrations: Record<string, Migration> = {
   '0003_backup_policies': m0003,
   '0004_encryption_destinations': m0004,
   '0005_schema_snapshots': m0005,
+  '0006_audit_log': m0006,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

@@ -245,6 +245,23 @@ export interface CatalogSchema {
   jobs: JobsTable;
   backup_policies: BackupPoliciesTable;
   schema_snapshots: SchemaSnapshotsTable;
+  audit_log: AuditLogTable;
+}
+
+export interface AuditLogTable {
+  id: string;
+  /** The organization the request was about (or the token's, for organization-less routes). */
+  organization_id: string | null;
+  token_id: string | null;
+  token_name: string | null;
+  method: string;
+  /** The route pattern, e.g. /v1/organizations/:organization/databases. */
+  route: string;
+  /** The path as requested, without its query string. */
+  path: string;
+  status: number;
+  remote_address: string | null;
+  created_at: string;
 }
 
 export type Organization = Selectable<OrganizationsTable>;
@@ -259,3 +276,4 @@ export type Artifact = Selectable<ArtifactsTable>;
 export type Job = Selectable<JobsTable>;
 export type BackupPolicy = Selectable<BackupPoliciesTable>;
 export type SchemaSnapshot = Selectable<SchemaSnapshotsTable>;
+export type AuditEntry = Selectable<AuditLogTable>;

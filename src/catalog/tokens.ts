@@ -55,7 +55,7 @@ export interface TokenAccess {
 
 export async function createToken(
   db: CatalogDb,
-  opts: { organizationId: string; name: string; id?: string; secret?: string; superuser?: boolean },
+  opts: { organizationId: string; name: string; id?: string; secret?: string; superuser?: boolean; expiresAt?: string | null },
 ): Promise<{ token: ServiceToken; secret: string }> {
   const secret = opts.secret ?? newSecret();
   const now = nowIso();
@@ -68,7 +68,7 @@ export async function createToken(
     created_at: now,
     updated_at: now,
     last_used_at: null,
-    expires_at: null,
+    expires_at: opts.expiresAt ?? null,
     deleted_at: null,
   };
   await db.insertInto('service_tokens').values(token).execute();

@@ -8,7 +8,8 @@ import type { AppContext } from '../../context.js';
 import { nowIso } from '../../catalog/ids.js';
 import { ALL_ACCESSES, createToken, grantAccesses, tokenAccesses } from '../../catalog/tokens.js';
 import type { ResourceType } from '../../catalog/schema.js';
-import { forgetVerifiedToken, requireAccess } from '../auth.js';
+import { forgetVerifiedToken, requireAccess, type Principal } from '../auth.js';
+import { parseTimestamp } from '../../time.js';
 import { invalidParams, notFound } from '../errors.js';
 import { envelope } from '../paging.js';
 import { resolveBranch, resolveDatabase, resolveOrganization } from '../resolve.js';
@@ -27,6 +28,16 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     return t;
   }
 
+  /** The resource a grant names: the organization, a database, or a branch of a database. */
+  async function grantTarget(orgName: string, p: Principal, body: { database?: string; branch?: string }, orgId: string): Promise<{ resourceType: ResourceType; resourceId: string }> {
+    if (body.branch !== undefined && body.database === undefined) throw invalidParams('a branch is named inside a database: give "database" too');
+    if (body.database !== undefined && body.branch !== undefined) {
+      return { resourceType: 'branch', resourceId: (await resolveBranch(ctx.db, p, orgName, body.database, body.branch)).branch.id };
+    }
+    if (body.database !== undefined) return { resourceType: 'database', resourceId: (await resolveDatabase(ctx.db, p, orgName, body.database)).database.id };
+    return { resourceType: 'organization', resourceId: orgId };
+  }
+
   return async (app) => {
     app.post(
       base,
@@ -35,14 +46,27 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           tags: ['Service tokens'],
           summary: 'Create a service token (its secret is shown only in this response)',
           params: OrgParams,
-          body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }, { additionalProperties: false }),
+          body: Type.Object(
+            {
+              name: Type.String({ minLength: 1, maxLength: 100 }),
+              expires_at: Type.Optional(Type.String({ maxLength: 64, description: 'ISO 8601; the token stops working then (401)' })),
+            },
+            { additionalProperties: false },
+          ),
           response: { 201: ServiceToken },
         },
       },
       async (req, reply) => {
         const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
         requireAccess(req.principal, 'write_organization', { organizationId: org.id });
-        const { token, secret } = await createToken(ctx.db, { organizationId: org.id, name: req.body.name });
+        let expiresAt: string | null = null;
+        if (req.body.expires_at !== undefined) {
+          const d = parseTimestamp(req.body.expires_at);
+          if (!d) throw invalidParams(`expires_at must be an ISO 8601 timestamp, got "${req.body.expires_at.slice(0, 64)}"`);
+          if (d.getTime() <= ctx.clock().getTime()) throw invalidParams('expires_at must be in the future');
+          expiresAt = d.toISOString();
+        }
+        const { token, secret } = await createToken(ctx.db, { organizationId: org.id, name: req.body.name, expiresAt });
         return reply.status(201).send(presentToken(token, secret));
       },
     );
@@ -86,6 +110,37 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
     );
 
+    app.delete(
+      `${base}/:id/accesses`,
+      {
+        schema: {
+          tags: ['Service tokens'],
+          summary: 'Take accesses away (on the organization, one database, or one branch)',
+          params: TokenParams,
+          body: Type.Object(
+            { database: Type.Optional(NameParam), branch: Type.Optional(NameParam), accesses: Type.Array(AccessName, { minItems: 1, maxItems: ALL_ACCESSES.length, uniqueItems: true }) },
+            { additionalProperties: false },
+          ),
+          response: { 200: Type.Object({ type: Type.Literal('list'), data: Type.Array(TokenAccessSchema) }) },
+        },
+      },
+      async (req) => {
+        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+        requireAccess(req.principal, 'write_organization', { organizationId: org.id });
+        const t = await findToken(org.id, req.params.id);
+        const { resourceType, resourceId } = await grantTarget(org.name, req.principal, req.body, org.id);
+        await ctx.db
+          .deleteFrom('service_token_accesses')
+          .where('token_id', '=', t.id)
+          .where('resource_type', '=', resourceType)
+          .where('resource_id', '=', resourceId)
+          .where('access', 'in', req.body.accesses)
+          .execute();
+        forgetVerifiedToken(t.id);
+        return { type: 'list' as const, data: await tokenAccesses(ctx.db, t.id) };
+      },
+    );
+
     app.post(
       `${base}/:id/accesses`,
       {
@@ -104,16 +159,7 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
         requireAccess(req.principal, 'write_organization', { organizationId: org.id });
         const t = await findToken(org.id, req.params.id);
-        let resourceType: ResourceType = 'organization';
-        let resourceId = org.id;
-        if (req.body.branch !== undefined && req.body.database === undefined) throw invalidParams('a branch is named inside a database: give "database" too');
-        if (req.body.database !== undefined && req.body.branch !== undefined) {
-          resourceType = 'branch';
-          resourceId = (await resolveBranch(ctx.db, req.principal, org.name, req.body.database, req.body.branch)).branch.id;
-        } else if (req.body.database !== undefined) {
-          resourceType = 'database';
-          resourceId = (await resolveDatabase(ctx.db, req.principal, org.name, req.body.database)).database.id;
-        }
+        const { resourceType, resourceId } = await grantTarget(org.name, req.principal, req.body, org.id);
         await grantAccesses(ctx.db, t.id, req.body.accesses, resourceType, resourceId);
         return { type: 'list' as const, data: await tokenAccesses(ctx.db, t.id) };
       },
