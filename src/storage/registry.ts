@@ -6,6 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { localProvider } from './local/index.js';
+import { googleDriveProvider, redactDriveConfig, type DriveConfig } from './gdrive/index.js';
+import { parseS3Config, redactS3Config, s3Provider } from './s3/index.js';
 import { StorageError, type ProviderName, type StorageProvider } from './provider.js';
 
 /** A destination's provider and its configuration (as stored in the catalog). */
@@ -16,10 +18,6 @@ export interface StorageSpec {
 
 function configError(provider: ProviderName, field: string, why: string): StorageError {
   return new StorageError(`invalid ${provider} storage configuration: ${field} ${why}`, true);
-}
-
-function notSupportedYet(provider: string): StorageError {
-  return new StorageError(`storage provider "${provider}" is not supported yet`, true);
 }
 
 /**
@@ -38,8 +36,9 @@ export function openStorage(spec: StorageSpec): StorageProvider {
       return localProvider(dir);
     }
     case 's3':
+      return s3Provider(parseS3Config(config));
     case 'google_drive':
-      throw notSupportedYet(provider);
+      return googleDriveProvider(config as unknown as DriveConfig);
     default: {
       const unknown: never = provider;
       throw new StorageError(`unknown storage provider "${String(unknown)}"`, true);
@@ -58,14 +57,19 @@ export function redactStorageConfig(spec: StorageSpec): Record<string, unknown> 
   switch (spec.provider) {
     case 'local':
       return { ...spec.config };
+    case 'google_drive':
+      return redactDriveConfig(spec.config) as Record<string, unknown>;
+    case 's3':
+      return redactS3Config(spec.config) as Record<string, unknown>;
     default:
       return Object.fromEntries(Object.entries(spec.config).map(([k, v]) => [k, /secret|key|token|password|credential/i.test(k) ? REDACTED : v]));
   }
 }
 
 /**
- * Turn a storage URL into a spec for {@link openStorage}: `file:///abs/path` → local.
- * s3:// and gdrive:// are recognised but not supported yet. Throws StorageError(permanent).
+ * Turn a storage URL into a spec for {@link openStorage}: `file:///abs/path` → local,
+ * `s3://bucket/prefix` → s3, `gdrive://<folder id>` → google_drive (their credentials go in
+ * the configuration, never the URL). Throws StorageError(permanent).
  */
 export function parseStorageUrl(url: string): StorageSpec {
   let parsed: URL;
@@ -88,10 +92,15 @@ export function parseStorageUrl(url: string): StorageSpec {
       if (dir.length > 1 && dir.endsWith('/')) dir = dir.replace(/\/+$/, '');
       return { provider: 'local', config: { path: dir } };
     }
-    case 's3:':
-      throw notSupportedYet('s3');
+    case 's3:': {
+      // s3://bucket/prefix: credentials and the rest come with the JSON configuration.
+      if (parsed.username || parsed.password) throw new StorageError('invalid storage URL: put credentials in the configuration, not the URL', true);
+      const prefix = decodeURIComponent(parsed.pathname.replace(/^\/+|\/+$/g, ''));
+      return { provider: 's3', config: { bucket: parsed.hostname, ...(prefix ? { prefix } : {}) } };
+    }
     case 'gdrive:':
-      throw notSupportedYet('google_drive');
+      if (parsed.username || parsed.password) throw new StorageError('invalid storage URL: put credentials in the configuration, not the URL', true);
+      return { provider: 'google_drive', config: { folder_id: parsed.hostname } };
     default:
       throw new StorageError(`unsupported storage URL scheme "${parsed.protocol}" (expected file://, s3:// or gdrive://)`, true);
   }

@@ -12,7 +12,7 @@
  *   (string literals escape `\` and `'` with a backslash; anything else is a 400), `fields`
  *   honoured (`nextPageToken` only when asked for), small pages so that paging is exercised.
  * - `POST /drive/v3/files` (create, folders), `GET /drive/v3/files/:id` (metadata, or content
- *   with alt=media), `PATCH /drive/v3/files/:id` (name, appProperties; null removes one),
+ *   with alt=media), `PATCH /drive/v3/files/:id` (name, trashed, appProperties; null removes one),
  *   `DELETE /drive/v3/files/:id` (a folder takes its contents with it).
  * - Resumable uploads: `POST /upload/drive/v3/files?uploadType=resumable` answers with a
  *   session URI; `PUT`s to it carry `Content-Range: bytes a-b/total|*` (every chunk but the
@@ -106,6 +106,10 @@ export interface FakeDrive {
   addFile(parentPath: string, name: string, content: Buffer | null, opts?: { mimeType?: string; appProperties?: Record<string, string> }): FakeFile;
   /** Every access token issued so far (for leak checks). */
   accessTokens(): string[];
+  /** Delete the file or folder at `path` (a folder with all it holds), as a person might. */
+  remove(path: string): void;
+  /** The next alt=media download sends half of the file, then nothing more. */
+  stallNextDownload(): void;
   /** Make every issued access token invalid: the next API call gets 401. */
   expireTokens(): void;
   /** Lifetime of tokens issued from now on. */
@@ -255,6 +259,14 @@ interface Session {
   cancelled: boolean;
 }
 
+let keyPair: { privateKey: KeyObject; publicKey: KeyObject } | null = null;
+
+/** The service account's key pair, made once per test process (RSA key generation is slow). */
+function testKeyPair(): { privateKey: KeyObject; publicKey: KeyObject } {
+  keyPair ??= generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return keyPair;
+}
+
 /** Start a fake Drive on 127.0.0.1 and a random port. Close it with close(). */
 export async function startFakeDrive(options: FakeDriveOptions = {}): Promise<FakeDrive> {
   const maxPage = options.pageSize ?? 3;
@@ -276,10 +288,11 @@ export async function startFakeDrive(options: FakeDriveOptions = {}): Promise<Fa
     queries: [],
   };
   let away: 'hang' | 'reset' | null = null;
+  let stallDownload = false;
   let chunkFailures: Array<{ status: number; keep: 'none' | 'half' }> = [];
   const injected: Array<{ method?: string; path?: string; error: InjectedError }> = [];
 
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const { privateKey, publicKey } = testKeyPair();
   const oauthCredentials: OAuthCredentials = {
     type: 'oauth',
     client_id: `client-${randomBytes(4).toString('hex')}.apps.example`,
@@ -651,6 +664,10 @@ export async function startFakeDrive(options: FakeDriveOptions = {}): Promise<Fa
           if (url.searchParams.get('alt') === 'media') {
             if (f.content === null) throw new HttpError(403, 'fileNotDownloadable', 'Only files with binary content can be downloaded.');
             res.writeHead(200, { 'content-type': f.mimeType, 'content-length': f.content.length });
+            if (stallDownload) {
+              stallDownload = false;
+              return void res.write(f.content.subarray(0, f.content.length >> 1));
+            }
             return void res.end(f.content);
           }
           return sendJson(res, 200, describeFile(f, fileFields(url)));
@@ -659,7 +676,13 @@ export async function startFakeDrive(options: FakeDriveOptions = {}): Promise<Fa
           const meta = jsonBody(await readBody(req));
           const f = getFile(id);
           for (const field of Object.keys(meta)) {
-            if (field !== 'name' && field !== 'appProperties') throw new HttpError(400, 'fieldNotWritable', `The fake cannot update ${field}.`);
+            if (field !== 'name' && field !== 'appProperties' && field !== 'trashed') {
+              throw new HttpError(400, 'fieldNotWritable', `The fake cannot update ${field}.`);
+            }
+          }
+          if (meta.trashed !== undefined) {
+            if (typeof meta.trashed !== 'boolean') throw new HttpError(400, 'invalid', 'trashed must be a boolean');
+            f.trashed = meta.trashed;
           }
           if (meta.name !== undefined) {
             if (typeof meta.name !== 'string' || meta.name === '') throw new HttpError(400, 'invalid', 'name must be a non-empty string');
@@ -736,6 +759,14 @@ export async function startFakeDrive(options: FakeDriveOptions = {}): Promise<Fa
         appProperties: { ...opts.appProperties },
         content,
       });
+    },
+    remove(path) {
+      const [file] = [...files.values()].filter((f) => f.id !== root.id && (pathOf(f) === path || pathOf(f) === `${path}/`));
+      if (file === undefined) throw new Error(`fake drive: nothing at ${path}`);
+      removeTree(file.id);
+    },
+    stallNextDownload() {
+      stallDownload = true;
     },
     accessTokens() {
       return [...issued];

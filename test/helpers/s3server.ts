@@ -69,7 +69,10 @@ export interface S3TestServer {
   fail(op: string, n: number, status?: number, code?: string): void;
   /** Drop every open connection and every new one at once (the client sees a reset) until restore(). */
   goAway(): void;
-  /** Accept connections and requests but never answer them (the client sees a timeout) until restore(). */
+  /**
+   * Accept connections and requests but never answer them, and stop passing on the bodies
+   * of answers under way (the client sees a timeout), until restore().
+   */
   stall(): void;
   /** Undo goAway() and stall(); stalled connections are dropped. */
   restore(): void;
@@ -108,7 +111,6 @@ interface Upload {
   key: string;
   uploadId: string;
   initiated: Date;
-  seq: number;
   parts: Map<number, { file: string; size: number; etag: string }>;
 }
 
@@ -323,7 +325,7 @@ class S3Backend {
       case 'GET':
       case 'HEAD':
         if (uploadId !== undefined) throw new S3Fault(501, 'NotImplemented', 'ListParts is not implemented');
-        return this.#getObject(req, res, bucket, key, method === 'HEAD');
+        return this.#getObject(res, bucket, key, method === 'HEAD');
       default:
         throw new S3Fault(405, 'MethodNotAllowed', 'The specified method is not allowed against this resource.');
     }
@@ -399,7 +401,7 @@ class S3Backend {
     if (old) void fs.rm(old.file, { force: true });
   }
 
-  async #getObject(req: http.IncomingMessage, res: http.ServerResponse, bucket: Map<string, StoredObject>, key: string, head: boolean): Promise<void> {
+  async #getObject(res: http.ServerResponse, bucket: Map<string, StoredObject>, key: string, head: boolean): Promise<void> {
     const object = bucket.get(key);
     if (!object) throw new S3Fault(404, head ? 'NotFound' : 'NoSuchKey', 'The specified key does not exist.');
     const headers = {
@@ -419,7 +421,6 @@ class S3Backend {
     });
     res.writeHead(200, headers);
     await pipeline(handle.createReadStream(), res).catch(() => res.destroy());
-    void req;
   }
 
   #deleteObject(res: http.ServerResponse, bucket: Map<string, StoredObject>, key: string): void {
@@ -466,8 +467,10 @@ class S3Backend {
   }
 
   #createUpload(res: http.ServerResponse, bucket: string, key: string): void {
-    const uploadId = randomBytes(24).toString('base64url');
-    this.uploads.set(uploadId, { bucket, key, uploadId, initiated: new Date(), seq: this.#seq++, parts: new Map() });
+    // Upload ids sort in the order the uploads began, so that a listing can go on after an
+    // upload-id-marker even when that upload is gone meanwhile.
+    const uploadId = `${String(this.#seq++).padStart(10, '0')}${randomBytes(18).toString('base64url')}`;
+    this.uploads.set(uploadId, { bucket, key, uploadId, initiated: new Date(), parts: new Map() });
     this.#xml(res, { InitiateMultipartUploadResult: { Bucket: bucket, Key: key, UploadId: uploadId } });
   }
 
@@ -521,15 +524,14 @@ class S3Backend {
       return part;
     });
     const file = this.#newFile('objects');
-    const out = createWriteStream(file);
+    const out = await fs.open(file, 'w');
     try {
       for (const part of parts) {
-        const handle = await fs.open(part.file, 'r');
-        await pipeline(handle.createReadStream(), out, { end: false });
+        for await (const chunk of (await fs.open(part.file, 'r')).createReadStream()) await out.write(chunk as Buffer);
       }
-      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      await out.close();
     } catch (err) {
-      out.destroy();
+      await out.close().catch(() => {});
       await fs.rm(file, { force: true });
       throw err;
     }
@@ -563,13 +565,12 @@ class S3Backend {
     const max = Math.min(Number(query.get('max-uploads') ?? 1000), this.pageSize);
     const all = [...this.uploads.values()]
       .filter((u) => u.bucket === bucket && u.key.startsWith(prefix))
-      .sort((a, b) => byteOrder(a.key, b.key) || a.seq - b.seq);
+      .sort((a, b) => byteOrder(a.key, b.key) || byteOrder(a.uploadId, b.uploadId));
     let start = 0;
     if (keyMarker !== '') {
-      const markerSeq = uploadIdMarker !== '' ? this.uploads.get(uploadIdMarker)?.seq : undefined;
       start = all.findIndex((u) => {
         const c = byteOrder(u.key, keyMarker);
-        return c > 0 || (c === 0 && markerSeq !== undefined && u.seq > markerSeq);
+        return c > 0 || (c === 0 && uploadIdMarker !== '' && byteOrder(u.uploadId, uploadIdMarker) > 0);
       });
       if (start < 0) start = all.length;
     }
@@ -613,6 +614,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
   const faults = new Map<string, { n: number; status: number; code: string }>();
   let mode: ProxyMode = 'pass';
   const sockets = new Set<Socket>();
+  const answers = new Set<{ answer: http.IncomingMessage; res: http.ServerResponse }>();
   const proxy = http.createServer((req, res) => {
     if (mode === 'gone') return req.socket.destroy();
     if (mode === 'stall') return; // held until restore() or close() drops the socket
@@ -641,6 +643,9 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
         answer.once('error', () => res.destroy());
+        const entry = { answer, res };
+        answers.add(entry);
+        res.once('close', () => answers.delete(entry));
       },
     );
     forward.once('error', () => res.destroy());
@@ -693,6 +698,10 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
     },
     stall() {
       mode = 'stall';
+      for (const { answer, res } of answers) {
+        answer.unpipe(res);
+        answer.pause();
+      }
     },
     restore() {
       if (mode === 'stall') dropAll();

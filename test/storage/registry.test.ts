@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { StorageError } from '../../src/storage/provider.js';
-import { openStorage, parseStorageUrl } from '../../src/storage/registry.js';
+import { openStorage, parseStorageUrl, redactStorageConfig } from '../../src/storage/registry.js';
 
 const permanent = (e: unknown): boolean => e instanceof StorageError && e.permanent;
 
@@ -23,11 +23,16 @@ describe('storage registry', () => {
     assert.throws(() => parseStorageUrl('not a url'), permanent);
   });
 
-  test('s3 and google_drive are not supported yet', () => {
-    assert.throws(() => parseStorageUrl('s3://bucket/prefix'), /not supported yet/);
-    assert.throws(() => parseStorageUrl('gdrive://folder-id'), /not supported yet/);
-    assert.throws(() => openStorage({ provider: 's3', config: {} }), permanent);
-    assert.throws(() => openStorage({ provider: 'google_drive', config: {} }), /"google_drive" is not supported yet/);
+  test('s3 and google_drive URLs and configurations', () => {
+    assert.deepEqual(parseStorageUrl('s3://bucket/some/prefix/'), { provider: 's3', config: { bucket: 'bucket', prefix: 'some/prefix' } });
+    assert.deepEqual(parseStorageUrl('gdrive://folder-id'), { provider: 'google_drive', config: { folder_id: 'folder-id' } });
+    assert.throws(() => parseStorageUrl('s3://key:secret@bucket/x'), (e: unknown) => e instanceof StorageError && e.permanent && !e.message.includes('secret'));
+    assert.throws(() => openStorage({ provider: 's3', config: {} }), /bucket/);
+    assert.throws(() => openStorage({ provider: 'google_drive', config: {} }), /folder_id/);
+    const s3 = openStorage({ provider: 's3', config: { bucket: 'b', region: 'eu-west-1', access_key_id: 'AKIAEXAMPLE', secret_access_key: 'topsecretvalue' } });
+    assert.equal(s3.provider, 's3');
+    assert.ok(!JSON.stringify(s3.describe()).includes('topsecretvalue'));
+    assert.equal(redactStorageConfig({ provider: 's3', config: { bucket: 'b', secret_access_key: 'topsecretvalue' } }).secret_access_key, '[redacted]');
   });
 
   test('local configuration is validated with the field name', () => {

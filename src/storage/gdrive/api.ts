@@ -86,7 +86,7 @@ export class DriveApi {
     for (let attempt = 1; ; attempt++) {
       const token = await this.tokens.get();
       const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(new DOMException('request timed out', 'TimeoutError')), this.#timeoutMs);
+      const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${this.#timeoutMs} ms`, 'TimeoutError')), this.#timeoutMs);
       const signal = spec.signal ? AbortSignal.any([controller.signal, spec.signal]) : controller.signal;
       const headers: Record<string, string> = { ...spec.headers, authorization: `Bearer ${token}` };
       // A Buffer is a Uint8Array view; the DOM typings only want to see ArrayBuffer-backed ones.
@@ -125,7 +125,7 @@ export class DriveApi {
   }
 
   /** The error for a parent folder Drive says does not exist. */
-  #folderMissing(parentId: string, what: string, answer: Answer): StorageError {
+  #folderMissing(parentId: string, what: string): StorageError {
     if (parentId === this.#rootId) {
       return new StorageError(
         this.scrubber.scrub(
@@ -136,14 +136,14 @@ export class DriveApi {
     }
     // A folder under the root vanished (deleted by hand?): forget cached ids; a retry looks again.
     this.onFolderGone();
-    return this.#fail(`${what} (a folder was deleted meanwhile)`, { ...answer, status: 503 });
+    return new StorageError(`google drive: cannot ${what}: a folder on the way was deleted meanwhile (HTTP 404)`, false);
   }
 
   #json(what: string, answer: Answer): unknown {
     try {
       return JSON.parse(answer.text);
     } catch {
-      return new StorageError(`google drive: cannot ${what}: the answer is not JSON`, false);
+      throw new StorageError(`google drive: cannot ${what}: the answer is not JSON`, false);
     }
   }
 
@@ -163,10 +163,9 @@ export class DriveApi {
       };
       if (pageToken !== undefined) query.pageToken = pageToken;
       const answer = await this.#send(what, { method: 'GET', url: '/drive/v3/files', query });
-      if (answer.status === 404) throw this.#folderMissing(parentId, what, answer);
+      if (answer.status === 404) throw this.#folderMissing(parentId, what);
       if (answer.status !== 200) throw this.#fail(what, answer);
       const body = this.#json(what, answer);
-      if (body instanceof StorageError) throw body;
       const page = body as { files?: unknown; nextPageToken?: unknown };
       if (!Array.isArray(page.files)) throw new StorageError(`google drive: cannot ${what}: the listing has no files`, false);
       for (const f of page.files) {
@@ -178,6 +177,7 @@ export class DriveApi {
     return out;
   }
 
+  /** Make folder `name` in `parentId` (whether one of that name exists is the caller's business). */
   async createFolder(parentId: string, name: string, what: string): Promise<DriveFile> {
     const answer = await this.#send(what, {
       method: 'POST',
@@ -185,7 +185,7 @@ export class DriveApi {
       query: { fields: FILE_FIELDS, ...ALL_DRIVES },
       json: { name, mimeType: FOLDER_MIME, parents: [parentId] },
     });
-    if (answer.status === 404) throw this.#folderMissing(parentId, what, answer);
+    if (answer.status === 404) throw this.#folderMissing(parentId, what);
     if (answer.status !== 200) throw this.#fail(what, answer);
     const body = this.#json(what, answer);
     if (!isDriveFile(body)) throw new StorageError(`google drive: cannot ${what}: the answer has no file id`, false);
@@ -203,10 +203,18 @@ export class DriveApi {
     if (answer.status !== 200) throw this.#fail(what, answer, { notFound: true });
   }
 
-  /** Delete for good (not to the trash). A file already gone is not an error. */
-  async delete(id: string, what: string, signal?: AbortSignal): Promise<void> {
-    const answer = await this.#send(what, { method: 'DELETE', url: `/drive/v3/files/${encodeURIComponent(id)}`, query: ALL_DRIVES, signal });
+  /**
+   * Delete for good, or move to the trash where only that is allowed (a content manager of a
+   * shared drive; Drive empties its trash after 30 days). A file already gone is not an error.
+   */
+  async delete(id: string, what: string): Promise<void> {
+    const url = `/drive/v3/files/${encodeURIComponent(id)}`;
+    const answer = await this.#send(what, { method: 'DELETE', url, query: ALL_DRIVES });
     if (answer.status === 404 || answer.status === 204 || answer.status === 200) return;
+    if (answer.status === 403) {
+      const trashed = await this.#send(what, { method: 'PATCH', url, query: { fields: 'id', ...ALL_DRIVES }, json: { trashed: true } });
+      if (trashed.status === 200 || trashed.status === 404) return;
+    }
     throw this.#fail(what, answer);
   }
 
@@ -237,7 +245,7 @@ export class DriveApi {
     return new Readable({
       highWaterMark: 256 * 1024,
       read() {
-        idle = setTimeout(() => controller.abort(new DOMException('download stalled', 'TimeoutError')), timeoutMs);
+        idle = setTimeout(() => controller.abort(new DOMException(`no data for ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
         reader.read().then(
           ({ done: end, value }) => {
             clearTimeout(idle);
@@ -279,7 +287,7 @@ export class DriveApi {
       headers: { 'x-upload-content-type': 'application/octet-stream' },
       json: { name, parents: [parentId], mimeType: 'application/octet-stream', appProperties },
     });
-    if (answer.status === 404) throw this.#folderMissing(parentId, what, answer);
+    if (answer.status === 404) throw this.#folderMissing(parentId, what);
     if (answer.status !== 200 && answer.status !== 201) throw this.#fail(what, answer);
     const location = answer.headers.get('location');
     if (location === null) throw new StorageError(`google drive: cannot ${what}: no upload session was returned`, false);
@@ -306,6 +314,7 @@ export class DriveApi {
     await this.#send(what, { method: 'DELETE', url: session }).catch(() => {});
   }
 
+  /** The StorageError for an unsuccessful answer (for callers reading statuses themselves). */
   apiError(what: string, answer: Answer, opts: { notFound?: boolean } = {}): StorageError {
     return this.#fail(what, answer, opts);
   }

@@ -156,20 +156,24 @@ export function parseDriveConfig(raw: unknown): ResolvedDriveConfig {
 }
 
 const REDACTED = '[redacted]';
+/** Fields shown as they are; every other one is replaced, so an unexpected field never leaks. */
+const PLAIN_FIELDS = new Set(['folder_id', 'api_base', 'token_uri', 'chunk_size_mb', 'request_timeout_ms']);
+const PLAIN_CREDENTIAL_FIELDS = new Set(['type', 'client_id', 'client_email', 'token_uri', 'project_id']);
 
-/** The configuration with client_secret, refresh_token and private_key replaced by "[redacted]". */
-export function redactDriveConfig(config: DriveConfig): Record<string, unknown> {
-  const { credentials, ...rest } = config;
-  const creds: Record<string, unknown> =
-    credentials.type === 'oauth'
-      ? { type: 'oauth', client_id: credentials.client_id, client_secret: REDACTED, refresh_token: REDACTED }
-      : {
-          type: 'service_account',
-          client_email: credentials.client_email,
-          private_key: REDACTED,
-          ...(credentials.token_uri === undefined ? {} : { token_uri: credentials.token_uri }),
-        };
-  return { ...rest, credentials: creds };
+function redactFields(obj: Record<string, unknown>, plain: Set<string>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, plain.has(k) ? v : REDACTED]));
+}
+
+/**
+ * The configuration for logs and the API: client_secret, refresh_token, private_key, and any
+ * field not known to be harmless, become "[redacted]". Takes a parsed configuration or the
+ * raw stored one.
+ */
+export function redactDriveConfig(config: DriveConfig | Record<string, unknown>): Record<string, unknown> {
+  const { credentials, ...rest } = config as Record<string, unknown>;
+  const out = redactFields(rest, PLAIN_FIELDS);
+  if (credentials !== undefined) out.credentials = isRecord(credentials) ? redactFields(credentials, PLAIN_CREDENTIAL_FIELDS) : REDACTED;
+  return out;
 }
 
 /** Every secret string in `config`, for scrubbing text that came back from a server. */

@@ -39,9 +39,14 @@ export class Scrubber {
     if (err instanceof StorageError) return err;
     const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } } | null;
     let why: string;
-    if (e?.name === 'TimeoutError') why = `no answer within ${timeoutMs} ms`;
+    // Our own timers say what ran out ("no data for …"); AbortSignal.timeout's does not.
+    if (e?.name === 'TimeoutError') why = e.message?.startsWith('no ') ? e.message : `no answer within ${timeoutMs} ms`;
     else if (e?.name === 'AbortError') why = 'the request was cancelled';
-    else why = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+    else {
+      // fetch says only "fetch failed"; the cause names the real trouble.
+      const cause = e?.cause;
+      why = [cause?.code, cause?.message].filter((s) => typeof s === 'string' && s !== '').join(' ') || (e?.message ?? String(err));
+    }
     // Never transient-but-named AbortError: retry wrappers take that name for "stop".
     return new StorageError(this.scrub(`google drive: cannot ${what}: ${why}`), false, false, { cause: err });
   }

@@ -6,7 +6,8 @@
  * in a single PutObject at commit.
  */
 import { createHash } from 'node:crypto';
-import { Writable, type Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { Readable, Writable } from 'node:stream';
 
 import {
   AbortMultipartUploadCommand,
@@ -36,6 +37,57 @@ const MAX_PARTS = 10_000;
 
 function md5Base64(data: Buffer): string {
   return createHash('md5').update(data).digest('base64');
+}
+
+/**
+ * An object's body that fails when the service sends nothing for `idleMs` while its reader
+ * is waiting for bytes. The SDK's socket idle timeout is turned off for the body: it would
+ * also fire while a slow reader (pg_restore busy building an index) is simply not asking
+ * for more, and kill a healthy restore.
+ */
+function watchedBody(body: IncomingMessage, idleMs: number, failure: (err: unknown) => StorageError): Readable {
+  let timer: NodeJS.Timeout | null = null;
+  let ended = false;
+  const disarm = () => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+  };
+  const arm = () => {
+    disarm();
+    timer = setTimeout(() => out.destroy(failure(Object.assign(new Error(`no data for ${idleMs} ms`), { name: 'TimeoutError' }))), idleMs);
+  };
+  const out = new Readable({
+    highWaterMark: 256 * 1024,
+    read() {
+      arm();
+      body.resume();
+    },
+    destroy(error, callback) {
+      disarm();
+      if (!ended) body.destroy();
+      callback(error);
+    },
+  });
+  body.socket?.setTimeout(0);
+  body.on('data', (chunk: Buffer) => {
+    if (out.push(chunk)) {
+      arm();
+    } else {
+      disarm();
+      body.pause();
+    }
+  });
+  body.once('end', () => {
+    ended = true;
+    disarm();
+    out.push(null);
+  });
+  body.once('error', (err) => out.destroy(failure(err)));
+  body.once('close', () => {
+    if (!ended) out.destroy(failure(Object.assign(new Error('the connection closed before the end of the object'), { code: 'ECONNRESET' })));
+  });
+  body.pause();
+  return out;
 }
 
 /** Everything a writer needs from its provider. */
@@ -366,7 +418,7 @@ export function s3Provider(config: S3Config): StorageProvider {
         const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key }));
         if (!out.Body) throw new Error('the service returned no body');
         // In Node the SDK's body is the http.IncomingMessage itself.
-        return out.Body as Readable;
+        return watchedBody(out.Body as IncomingMessage, cfg.request_timeout_ms, (err) => fail('read', key, err));
       } catch (err) {
         throw fail('read', key, err);
       }
@@ -397,26 +449,30 @@ export function s3Provider(config: S3Config): StorageProvider {
 
     async removePartials(key: string): Promise<void> {
       const Key = objectKey(key);
-      let keyMarker: string | undefined;
-      let uploadIdMarker: string | undefined;
       try {
+        // Listed in full before aborting any, so that no store's paging can skip one
+        // because the listing changed under it.
+        const uploadIds: string[] = [];
+        let keyMarker: string | undefined;
+        let uploadIdMarker: string | undefined;
         for (;;) {
           const page = await client.send(
             new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: Key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
           );
           for (const upload of page.Uploads ?? []) {
             // The prefix also matches longer keys ("dump" and "dump.bak"): only this key's.
-            if (upload.Key !== Key || !upload.UploadId) continue;
-            try {
-              await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId: upload.UploadId }));
-            } catch (err) {
-              if ((err as { name?: unknown }).name !== 'NoSuchUpload') throw err;
-            }
+            if (upload.Key === Key && upload.UploadId) uploadIds.push(upload.UploadId);
           }
-          if (!page.IsTruncated) return;
+          if (!page.IsTruncated || (page.NextKeyMarker === undefined && page.NextUploadIdMarker === undefined)) break;
           keyMarker = page.NextKeyMarker;
           uploadIdMarker = page.NextUploadIdMarker;
-          if (keyMarker === undefined && uploadIdMarker === undefined) return;
+        }
+        for (const UploadId of uploadIds) {
+          try {
+            await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
+          } catch (err) {
+            if ((err as { name?: unknown }).name !== 'NoSuchUpload') throw err;
+          }
         }
       } catch (err) {
         throw fail('remove the unfinished uploads of', key, err);
