@@ -26,6 +26,10 @@ import { yandexRoutes } from './api/compat/yandex/index.js';
 import { backupmanRoutes } from './api/compat/backupman/index.js';
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered (method, URL pattern, hidden from the OpenAPI document or not). */
+    routeList: Array<{ method: string; url: string; hidden: boolean }>;
+  }
   interface FastifyRequest {
     principal: Principal;
   }
@@ -80,6 +84,14 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     },
   });
   app.addSchema(ErrorBody);
+  // Every route, as registered: the contract test checks the OpenAPI document covers them all.
+  const routes: Array<{ method: string; url: string; hidden: boolean }> = [];
+  app.decorate('routeList', routes);
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) {
+      if (method !== 'HEAD') routes.push({ method, url: r.url, hidden: (r.schema as { hide?: boolean } | undefined)?.hide === true });
+    }
+  });
 
   app.setErrorHandler((err, req, reply) => sendError(req, reply, err));
   app.setNotFoundHandler((req, reply) => sendError(req, reply, notFound(`no route ${req.method} ${req.url.split('?')[0]}`)));
