@@ -86,6 +86,16 @@ export async function grantAccesses(db: CatalogDb, tokenId: string, accesses: re
   }
 }
 
+export async function revokeAccesses(db: CatalogDb, tokenId: string, accesses: readonly string[], resourceType: ResourceType, resourceId: string): Promise<void> {
+  await db
+    .deleteFrom('service_token_accesses')
+    .where('token_id', '=', tokenId)
+    .where('resource_type', '=', resourceType)
+    .where('resource_id', '=', resourceId)
+    .where('access', 'in', accesses)
+    .execute();
+}
+
 export async function tokenAccesses(db: CatalogDb, tokenId: string): Promise<TokenAccess[]> {
   return db.selectFrom('service_token_accesses').select(['access', 'resource_type', 'resource_id']).where('token_id', '=', tokenId).execute();
 }

@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../context.js';
 import { nowIso } from '../../catalog/ids.js';
-import { ALL_ACCESSES, createToken, grantAccesses, tokenAccesses } from '../../catalog/tokens.js';
+import { ALL_ACCESSES, createToken, grantAccesses, revokeAccesses, tokenAccesses } from '../../catalog/tokens.js';
 import type { ResourceType } from '../../catalog/schema.js';
 import { forgetVerifiedToken, requireAccess, type Principal } from '../auth.js';
 import { parseTimestamp } from '../../time.js';
@@ -18,6 +18,12 @@ import { IdParam, ListEnvelope, NameParam, OrgParams, PageQuery, ServiceToken, T
 
 const TokenParams = Type.Object({ organization: NameParam, id: IdParam });
 const AccessName = Type.Union(ALL_ACCESSES.map((a) => Type.Literal(a)));
+/** Accesses to grant or take back, on the organization, a database, or a branch of one. */
+const GrantBody = Type.Object(
+  { database: Type.Optional(NameParam), branch: Type.Optional(NameParam), accesses: Type.Array(AccessName, { minItems: 1, maxItems: ALL_ACCESSES.length, uniqueItems: true }) },
+  { additionalProperties: false },
+);
+const AccessList = Type.Object({ type: Type.Literal('list'), data: Type.Array(TokenAccessSchema) });
 
 export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   const base = '/organizations/:organization/service-tokens';
@@ -101,7 +107,7 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
 
     app.get(
       `${base}/:id/accesses`,
-      { schema: { tags: ['Service tokens'], summary: "List a token's accesses", params: TokenParams, response: { 200: Type.Object({ type: Type.Literal('list'), data: Type.Array(TokenAccessSchema) }) } } },
+      { schema: { tags: ['Service tokens'], summary: "List a token's accesses", params: TokenParams, response: { 200: AccessList } } },
       async (req) => {
         const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
         requireAccess(req.principal, 'read_organization', { organizationId: org.id });
@@ -117,11 +123,8 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           tags: ['Service tokens'],
           summary: 'Take accesses away (on the organization, one database, or one branch)',
           params: TokenParams,
-          body: Type.Object(
-            { database: Type.Optional(NameParam), branch: Type.Optional(NameParam), accesses: Type.Array(AccessName, { minItems: 1, maxItems: ALL_ACCESSES.length, uniqueItems: true }) },
-            { additionalProperties: false },
-          ),
-          response: { 200: Type.Object({ type: Type.Literal('list'), data: Type.Array(TokenAccessSchema) }) },
+          body: GrantBody,
+          response: { 200: AccessList },
         },
       },
       async (req) => {
@@ -129,13 +132,7 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         requireAccess(req.principal, 'write_organization', { organizationId: org.id });
         const t = await findToken(org.id, req.params.id);
         const { resourceType, resourceId } = await grantTarget(org.name, req.principal, req.body, org.id);
-        await ctx.db
-          .deleteFrom('service_token_accesses')
-          .where('token_id', '=', t.id)
-          .where('resource_type', '=', resourceType)
-          .where('resource_id', '=', resourceId)
-          .where('access', 'in', req.body.accesses)
-          .execute();
+        await revokeAccesses(ctx.db, t.id, req.body.accesses, resourceType, resourceId);
         forgetVerifiedToken(t.id);
         return { type: 'list' as const, data: await tokenAccesses(ctx.db, t.id) };
       },
@@ -148,11 +145,8 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           tags: ['Service tokens'],
           summary: 'Grant accesses on the organization, one database, or one branch',
           params: TokenParams,
-          body: Type.Object(
-            { database: Type.Optional(NameParam), branch: Type.Optional(NameParam), accesses: Type.Array(AccessName, { minItems: 1, maxItems: ALL_ACCESSES.length, uniqueItems: true }) },
-            { additionalProperties: false },
-          ),
-          response: { 200: Type.Object({ type: Type.Literal('list'), data: Type.Array(TokenAccessSchema) }) },
+          body: GrantBody,
+          response: { 200: AccessList },
         },
       },
       async (req) => {
