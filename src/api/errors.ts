@@ -23,6 +23,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: ErrorCode,
     message: string,
+    /** The gRPC code the Yandex dialect answers with, when the status alone does not say it (409: 6 ALREADY_EXISTS or 9 FAILED_PRECONDITION). */
+    readonly grpcCode?: number,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -43,10 +45,10 @@ export type Dialect = 'planetscale' | 'yandex' | 'backupman';
 const GRPC_CODE: Record<number, number> = { 400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 3, 415: 3, 422: 3, 429: 8, 500: 13 };
 
 /** The response body for an error in a dialect. */
-export function errorBody(dialect: Dialect, status: number, code: ErrorCode, message: string): unknown {
+export function errorBody(dialect: Dialect, status: number, code: ErrorCode, message: string, grpcCode?: number): unknown {
   switch (dialect) {
     case 'yandex':
-      return { code: GRPC_CODE[status] ?? (status >= 500 ? 13 : 3), message, details: [] };
+      return { code: grpcCode ?? GRPC_CODE[status] ?? (status >= 500 ? 13 : 3), message, details: [] };
     case 'backupman':
       return { error: status === 401 ? 'Unauthorized' : message };
     default:
@@ -77,8 +79,8 @@ function describeValidation(err: FastifyError): string {
 }
 
 /** Map anything thrown by a route (or by Fastify itself) to status + code + safe message. */
-export function classifyError(err: unknown): { status: number; code: ErrorCode; message: string; internal: boolean } {
-  if (err instanceof ApiError) return { status: err.status, code: err.code, message: err.message, internal: false };
+export function classifyError(err: unknown): { status: number; code: ErrorCode; message: string; internal: boolean; grpcCode?: number } {
+  if (err instanceof ApiError) return { status: err.status, code: err.code, message: err.message, internal: false, grpcCode: err.grpcCode };
   // A stored artifact that fails its checksum while being served: the client can do
   // nothing about it, but it must know the copy is bad rather than see a bare 500.
   if (err instanceof ChecksumMismatchError) return { status: 409, code: 'conflict', message: `the stored artifact is corrupt (${err.message}); verify the backup and restore from another copy`, internal: false };
@@ -104,5 +106,8 @@ export function classifyError(err: unknown): { status: number; code: ErrorCode; 
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const c = classifyError(err);
   if (c.internal) request.log.error({ err }, 'unhandled error');
-  return reply.status(c.status).type('application/json').send(errorBody(dialectOf(request), c.status, c.code, c.message));
+  const dialect = dialectOf(request);
+  // gRPC has no "unprocessable": Yandex answers every invalid argument, body ones included, 400 INVALID_ARGUMENT.
+  const status = dialect === 'yandex' && c.status === 422 ? 400 : c.status;
+  return reply.status(status).type('application/json').send(errorBody(dialect, status, c.code, c.message, c.grpcCode));
 }
