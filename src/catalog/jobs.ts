@@ -44,3 +44,10 @@ export async function insertJob(db: CatalogDb, job: Job): Promise<Job> {
   await db.insertInto('jobs').values(job).execute();
   return job;
 }
+
+/** Whether a restore into this branch is still pending or running (its database is not whole yet). */
+export async function restoreInProgress(db: CatalogDb, branch: { restore_job_id: string | null }): Promise<boolean> {
+  if (branch.restore_job_id === null) return false;
+  const job = await db.selectFrom('jobs').select('state').where('id', '=', branch.restore_job_id).executeTakeFirst();
+  return job !== undefined && (job.state === 'pending' || job.state === 'running');
+}

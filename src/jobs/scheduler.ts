@@ -8,6 +8,7 @@
 import type { AppContext } from '../context.js';
 import { nowIso } from '../catalog/ids.js';
 import { createBackup } from '../catalog/backups.js';
+import { restoreInProgress } from '../catalog/jobs.js';
 import { scheduleOf } from '../catalog/policies.js';
 import { dueSlot, nextSlotAfter } from './schedule.js';
 import { sweepExpired, type SweepResult } from './retention.js';
@@ -47,6 +48,7 @@ export async function runDuePolicies(ctx: AppContext): Promise<ScheduleResult> {
         .execute();
       for (const branch of branches) {
         const busy = await trx.selectFrom('backups').select('id').where('branch_id', '=', branch.id).where('state', 'in', ['pending', 'running']).limit(1).executeTakeFirst();
+        const restoring = await restoreInProgress(trx, branch);
         const stamp = slotIso.slice(0, 16).replace(/[-:]/g, '').replace('T', '-');
         const b = await createBackup(trx, {
           database,
@@ -61,7 +63,11 @@ export async function runDuePolicies(ctx: AppContext): Promise<ScheduleResult> {
           compression: 'zstd',
           now,
           scheduleSlot: slotIso,
-          ignoredBecause: busy ? `ignored: branch "${branch.name}" already had a backup in progress (${busy.id}) when the ${slotIso} slot came` : undefined,
+          ignoredBecause: busy
+            ? `ignored: branch "${branch.name}" already had a backup in progress (${busy.id}) when the ${slotIso} slot came`
+            : restoring
+              ? `ignored: branch "${branch.name}" was still being restored when the ${slotIso} slot came`
+              : undefined,
         });
         if (b) (b.state === 'ignored' ? result.ignored : result.queued).push(b.id);
       }

@@ -6,7 +6,7 @@ import { artifactsOf, createBackup, DEFAULT_RETENTION, listBackups } from '../..
 import type { Branch } from '../../catalog/schema.js';
 import { openVerifiedArtifact, readableArtifacts, deleteBackupArtifacts } from '../../jobs/artifacts.js';
 import { newId, nowIso } from '../../catalog/ids.js';
-import { insertJob, newJob } from '../../catalog/jobs.js';
+import { insertJob, newJob, restoreInProgress } from '../../catalog/jobs.js';
 import { parseTimestamp, type IntervalUnit } from '../../time.js';
 import { requireAccess, type Principal, type Scope } from '../auth.js';
 import { badRequest, conflict, invalidParams, unprocessable } from '../errors.js';
@@ -45,6 +45,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           throw unprocessable('emergency backups are only supported for PostgreSQL databases');
         }
         if (branch.connection_url_enc === null) throw conflict(`Branch "${branch.name}" has no connection URL set; set it before taking backups`);
+        if (await restoreInProgress(ctx.db, branch)) throw conflict(`a restore into branch "${branch.name}" is still running; back it up once it has finished`);
         const backup = await createBackup(ctx.db, {
           database,
           branch,
