@@ -31,7 +31,9 @@ export async function startServer(env: Record<string, string> = {}, opts: { runn
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-test-'));
   const id = 'tk' + crypto.randomBytes(4).toString('hex');
   const secret = crypto.randomBytes(24).toString('base64url');
-  const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: '0', STRONGBOX_BOOTSTRAP_TOKEN: `${id}:${secret}`, STRONGBOX_LEASE_SECONDS: '5', ...env });
+  // Tests poll fast (10 requests a second): the default rate limit is for people, not for
+  // polling loops; the rate-limit test sets its own.
+  const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: '0', STRONGBOX_BOOTSTRAP_TOKEN: `${id}:${secret}`, STRONGBOX_LEASE_SECONDS: '5', STRONGBOX_RATE_LIMIT_PER_MINUTE: '100000', ...env });
   const logFile = path.join(dataDir, 'server.log');
   const log = pino({ level: 'debug', redact: LOG_REDACT }, pino.destination({ dest: logFile, sync: true }));
   // No scheduler runs on its own here: tests that want one drive Scheduler.tick() themselves,
