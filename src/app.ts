@@ -11,6 +11,7 @@ import type { AppContext } from './context.js';
 import { authenticate, credentialsFrom, type Principal } from './api/auth.js';
 import { RateLimiter } from './api/ratelimit.js';
 import { recordAudit } from './api/audit.js';
+import { pathOf } from './api/paging.js';
 import { auditRoutes } from './api/v1/audit.js';
 import { ApiError, dialectOf, notFound, sendError } from './api/errors.js';
 import { organizationRoutes } from './api/v1/organizations.js';
@@ -47,8 +48,22 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     loggerInstance: ctx.log as unknown as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
     requestTimeout: 120_000,
-    // Our errors carry their own messages; Fastify must not answer with its defaults.
     return503OnClosing: true,
+    // Errors Fastify raises before any route runs (a malformed percent-escape in the path)
+    // go through the same error handler, in the caller's dialect.
+    frameworkErrors: (error, req, reply) => {
+      sendError(req, reply, Object.assign(error, { statusCode: 400 }));
+    },
+    // Requests so broken that HTTP itself refuses them (oversized headers, bad framing):
+    // no dialect can be told yet, so the native error shape.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify({ code: 'bad_request', message: status === 431 ? 'request headers or URL too large' : 'malformed HTTP request' });
+      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    },
+    // Long ids and names are refused by the route schemas with a clear 400, not by the router.
+    routerOptions: { maxParamLength: 2048 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are validated strictly: "5" is not a number and unknown fields are errors, not
@@ -94,7 +109,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((err, req, reply) => sendError(req, reply, err));
-  app.setNotFoundHandler((req, reply) => sendError(req, reply, notFound(`no route ${req.method} ${req.url.split('?')[0]}`)));
+  app.setNotFoundHandler((req, reply) => sendError(req, reply, notFound(`no route ${req.method} ${pathOf(req).slice(0, 200)}`)));
 
   app.decorateRequest('principal', null as unknown as Principal);
   const limiter = new RateLimiter(ctx.config.rateLimitPerMinute);

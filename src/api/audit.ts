@@ -2,6 +2,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { AppContext } from '../context.js';
 import { newId, nowIso } from '../catalog/ids.js';
+import { pathOf } from './paging.js';
 
 export async function recordAudit(ctx: AppContext, req: FastifyRequest, status: number): Promise<void> {
   const principal = req.principal as FastifyRequest['principal'] | null;
@@ -22,7 +23,7 @@ export async function recordAudit(ctx: AppContext, req: FastifyRequest, status: 
       token_name: principal?.token.name ?? null,
       method: req.method,
       route: req.routeOptions.url ?? 'unknown',
-      path: req.url.split('?')[0].slice(0, 1000),
+      path: pathOf(req).slice(0, 1000),
       status,
       remote_address: req.ip ?? null,
       created_at: nowIso(ctx.clock()),

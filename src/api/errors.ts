@@ -4,6 +4,7 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ChecksumMismatchError } from '../pipeline/verify.js';
+import { StorageError } from '../storage/provider.js';
 
 export type ErrorCode =
   | 'bad_request'
@@ -57,10 +58,17 @@ export function errorBody(dialect: Dialect, status: number, code: ErrorCode, mes
 }
 
 export function dialectOf(request: FastifyRequest): Dialect {
-  const url = request.url;
+  // The path, also for absolute-form targets ("GET http://host/api/backups").
+  const url = request.url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '');
   if (url.startsWith('/managed-postgresql/') || url.startsWith('/managed-mysql/')) return 'yandex';
   if (url.startsWith('/api/')) return 'backupman';
   return 'planetscale';
+}
+
+/** A UNIQUE constraint refused an insert (SQLite or PostgreSQL): two requests raced for one name. */
+function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | null;
+  return !!e && (e.code === 'SQLITE_CONSTRAINT_UNIQUE' || e.code === '23505' || /UNIQUE constraint failed/.test(e.message ?? ''));
 }
 
 /** Describe an AJV validation error in one readable sentence. */
@@ -84,6 +92,12 @@ export function classifyError(err: unknown): { status: number; code: ErrorCode; 
   // A stored artifact that fails its checksum while being served: the client can do
   // nothing about it, but it must know the copy is bad rather than see a bare 500.
   if (err instanceof ChecksumMismatchError) return { status: 409, code: 'conflict', message: `the stored artifact is corrupt (${err.message}); verify the backup and restore from another copy`, internal: false };
+  if (isUniqueViolation(err)) {
+    return { status: 409, code: 'conflict', message: 'that name is already taken (it was created at the same moment by another request)', internal: false, grpcCode: 6 };
+  }
+  if (err instanceof StorageError && err.notFound) {
+    return { status: 409, code: 'conflict', message: 'the stored copy is missing from its destination; verify the backup, restore from another copy, or repair it', internal: false, grpcCode: 9 };
+  }
   const fe = err as FastifyError;
   if (fe && fe.validation) {
     // Body problems are semantic (422, as PlanetScale answers); query/path problems are a bad request.
@@ -96,7 +110,7 @@ export function classifyError(err: unknown): { status: number; code: ErrorCode; 
   if (sc === 429) return { status: 429, code: 'rate_limited', message: 'too many requests', internal: false };
   if (sc >= 400 && sc < 500) {
     // Fastify's own client errors (malformed JSON, empty JSON body, bad URL encoding): their messages are safe.
-    const message = fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || /JSON/.test(fe.message ?? '') ? `malformed JSON body: ${fe.message}` : fe.message;
+    const message = /JSON/.test(fe.message ?? '') && !fe.message.startsWith('malformed JSON body') ? `malformed JSON body: ${fe.message}` : fe.message;
     const code: ErrorCode = sc === 404 ? 'not_found' : sc === 401 ? 'unauthorized' : sc === 403 ? 'forbidden' : 'bad_request';
     return { status: sc, code, message, internal: false };
   }

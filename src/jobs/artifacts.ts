@@ -37,6 +37,22 @@ export async function openVerifiedArtifact(ctx: AppContext, artifact: Artifact):
 }
 
 /**
+ * Open the first of `artifacts` whose stored object can be opened (a copy that vanished
+ * from its destination is skipped); throws the last error when none can.
+ */
+export async function openFirstReadable(ctx: AppContext, artifacts: Artifact[]): Promise<{ artifact: Artifact; stream: Readable }> {
+  let last: unknown = new Error('no artifact');
+  for (const artifact of artifacts) {
+    try {
+      return { artifact, ...(await openVerifiedArtifact(ctx, artifact)) };
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last;
+}
+
+/**
  * Remove a backup's artifacts (dump and manifest) from every destination and mark the
  * backup deleted. Idempotent: artifacts already gone are skipped, and a destination that
  * fails keeps its artifact listed with the error so a later call (or the sweeper) retries.

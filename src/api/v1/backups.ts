@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../context.js';
 import { artifactsOf, createBackup, DEFAULT_RETENTION, listBackups } from '../../catalog/backups.js';
 import type { Branch } from '../../catalog/schema.js';
-import { openVerifiedArtifact, readableArtifacts, deleteBackupArtifacts } from '../../jobs/artifacts.js';
+import { openFirstReadable, readableArtifacts, deleteBackupArtifacts } from '../../jobs/artifacts.js';
 import { newId, nowIso } from '../../catalog/ids.js';
 import { insertJob, newJob, restoreInProgress } from '../../catalog/jobs.js';
 import { parseTimestamp, type IntervalUnit } from '../../time.js';
@@ -163,10 +163,11 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
         requireRestoreAccess(req.principal, branch, { organizationId: org.id, databaseId: database.id, branchId: branch.id });
         if (backup.deleted_at !== null) throw conflict('this backup was deleted; its artifacts are gone');
-        const [artifact] = await readableArtifacts(ctx, backup.id);
-        if (!artifact || backup.state === 'pending' || backup.state === 'running') throw conflict(`backup is ${backup.state}: it has no stored artifact to download`);
-        // Checked as it streams: a corrupt artifact is cut off before its end, never sent whole.
-        const { stream } = await openVerifiedArtifact(ctx, artifact);
+        const artifacts = await readableArtifacts(ctx, backup.id);
+        if (artifacts.length === 0 || backup.state === 'pending' || backup.state === 'running') throw conflict(`backup is ${backup.state}: it has no stored artifact to download`);
+        // The first copy that can be opened; checked as it streams, so a corrupt one is cut
+        // off before its end, never sent whole.
+        const { artifact, stream } = await openFirstReadable(ctx, artifacts);
         const fileName = artifact.path.split('/').pop() ?? 'backup';
         return reply
           .header('content-type', 'application/octet-stream')

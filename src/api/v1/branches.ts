@@ -229,7 +229,9 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const live = await ctx.db.selectFrom('backups').select('id').where('branch_id', '=', branch.id).where('deleted_at', 'is', null).limit(1).executeTakeFirst();
         if (live) throw conflict('this branch still has backups; delete them first (protected ones must be unprotected)');
         const now = nowIso(ctx.clock());
-        await ctx.db.updateTable('branches').set({ deleted_at: now, updated_at: now }).where('id', '=', branch.id).execute();
+        // The record stays (restored_branches of old backups point at it) under a name no
+        // user can pick ("~" is outside the name alphabet), so the name is free again.
+        await ctx.db.updateTable('branches').set({ deleted_at: now, updated_at: now, name: `${branch.name}~deleted~${branch.id}` }).where('id', '=', branch.id).execute();
         return reply.status(204).send();
       },
     );

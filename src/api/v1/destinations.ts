@@ -86,6 +86,19 @@ export function destinationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     return d;
   }
 
+  /** Artifacts in a destination that a backup still counts on. */
+  async function liveArtifacts(destinationId: string): Promise<number> {
+    const { n } = await ctx.db
+      .selectFrom('artifacts as a')
+      .innerJoin('backups as b', 'b.id', 'a.backup_id')
+      .select(({ fn }) => fn.countAll<number>().as('n'))
+      .where('a.destination_id', '=', destinationId)
+      .where('a.state', 'in', ['success', 'pending'])
+      .where('b.deleted_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    return Number(n);
+  }
+
   return async (app) => {
     app.get(
       base,
@@ -159,6 +172,12 @@ export function destinationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           const old = configOf(ctx, d);
           // "[redacted]" sent back means "keep what you have".
           const config = Object.fromEntries(Object.entries(req.body.config).map(([k, v]) => [k, v === REDACTED ? old[k] : v]));
+          // New credentials are fine; pointing elsewhere would strand the artifacts there.
+          const moved = JSON.stringify(redactStorageConfig({ provider: d.provider, config })) !== JSON.stringify(redactStorageConfig({ provider: d.provider, config: old }));
+          if (moved) {
+            const n = await liveArtifacts(d.id);
+            if (n > 0) throw conflict(`destination "${d.name}" holds ${n} live artifact(s): only its credentials can change; add a new destination to write elsewhere`);
+          }
           await probe(d.provider, config);
           changes.config_enc = ctx.secrets.seal(JSON.stringify(config));
         }
@@ -175,15 +194,8 @@ export function destinationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
         requireAccess(req.principal, 'write_organization', { organizationId: org.id });
         const d = await find(org.id, req.params.name);
-        const live = await ctx.db
-          .selectFrom('artifacts as a')
-          .innerJoin('backups as b', 'b.id', 'a.backup_id')
-          .select(({ fn }) => fn.countAll<number>().as('n'))
-          .where('a.destination_id', '=', d.id)
-          .where('a.state', 'in', ['success', 'pending'])
-          .where('b.deleted_at', 'is', null)
-          .executeTakeFirstOrThrow();
-        if (Number(live.n) > 0) throw conflict(`destination "${d.name}" still holds ${live.n} live artifact(s); delete those backups first`);
+        const live = await liveArtifacts(d.id);
+        if (live > 0) throw conflict(`destination "${d.name}" still holds ${live} live artifact(s); delete those backups first`);
         const users = await ctx.db.selectFrom('databases').select(['name', 'storage_destinations']).where('organization_id', '=', org.id).where('deleted_at', 'is', null).execute();
         const using = users.filter((u) => u.storage_destinations && (JSON.parse(u.storage_destinations) as string[]).includes(d.id));
         if (using.length) throw conflict(`database(s) ${using.map((u) => `"${u.name}"`).join(', ')} write to this destination; choose other destinations for them first`);
