@@ -77,3 +77,22 @@ export class StorageError extends Error {
     this.name = 'StorageError';
   }
 }
+
+/**
+ * Write `data` whole through `writer` and commit it; on any failure the writer is
+ * aborted (nothing stays visible) and the error rethrown. The `put` of providers whose
+ * small objects go through the same path as streamed ones.
+ */
+export async function writeWhole(writer: ObjectWriter, data: Buffer): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      writer.stream.once('error', reject);
+      writer.stream.once('finish', resolve);
+      writer.stream.end(data);
+    });
+    await writer.commit();
+  } catch (err) {
+    await writer.abort().catch(() => {});
+    throw err;
+  }
+}

@@ -8,7 +8,7 @@
  * newest committed one (see upload.ts).
  */
 import { keySegments, checkPrefix } from '../keys.js';
-import { StorageError, type ObjectInfo, type ObjectWriter, type StorageProvider } from '../provider.js';
+import { StorageError, writeWhole, type ObjectInfo, type ObjectWriter, type StorageProvider } from '../provider.js';
 import { DriveApi, FOLDER_MIME, type DriveFile } from './api.js';
 import { chunkBytes, parseDriveConfig, type DriveConfig } from './config.js';
 import { DriveObjectWriter, PARTIAL_NAME, PARTIAL_PROPERTY, isObject, newestObject, partialName } from './upload.js';
@@ -153,16 +153,9 @@ export function googleDriveProvider(config: DriveConfig): StorageProvider {
     create,
 
     async put(key: string, data: Buffer): Promise<void> {
-      const writer = await create(key);
       try {
-        await new Promise<void>((resolve, reject) => {
-          writer.stream.once('error', reject);
-          writer.stream.once('finish', resolve);
-          writer.stream.end(data);
-        });
-        await writer.commit();
+        await writeWhole(await create(key), data);
       } catch (err) {
-        await writer.abort().catch(() => {});
         throw err instanceof StorageError ? err : new StorageError(`google drive: cannot put "${key}": ${String(err)}`, false, false, { cause: err });
       }
     },

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 
 import { keySegments, checkPrefix } from '../keys.js';
-import { StorageError, type ObjectInfo, type ObjectWriter, type StorageProvider } from '../provider.js';
+import { StorageError, writeWhole, type ObjectInfo, type ObjectWriter, type StorageProvider } from '../provider.js';
 
 /** Backups are sensitive: only the owner may read them, or even list them. */
 const FILE_MODE = 0o600;
@@ -216,14 +216,8 @@ export function localProvider(root: string): StorageProvider {
     async put(key: string, data: Buffer): Promise<void> {
       const writer = await create(key);
       try {
-        await new Promise<void>((resolve, reject) => {
-          writer.stream.once('error', reject);
-          writer.stream.once('finish', resolve);
-          writer.stream.end(data);
-        });
-        await writer.commit();
+        await writeWhole(writer, data);
       } catch (err) {
-        await writer.abort();
         throw fsError('write', key, err);
       }
     },
