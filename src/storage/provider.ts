@@ -7,7 +7,7 @@
  * Retry, rate limiting and logging wrap this interface; providers do not retry themselves.
  * Errors a retry cannot fix are thrown as StorageError with `permanent = true`.
  */
-import type { Readable, Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 
 export type ProviderName = 'local' | 's3' | 'google_drive';
 
@@ -95,4 +95,30 @@ export async function writeWhole(writer: ObjectWriter, data: Buffer): Promise<vo
     await writer.abort().catch(() => {});
     throw err;
   }
+}
+
+/**
+ * The writable side of a remote writer (S3 parts, Drive chunks): each chunk and the end are
+ * handed to async hooks, whose completion is the backpressure. Destroying the stream before
+ * it finished discards the upload; after a clean finish it waits for commit() or abort().
+ */
+export function uploadStream(hooks: { accept(chunk: Buffer): Promise<void>; finish(): Promise<void>; discard(): Promise<void> }): Writable {
+  return new Writable({
+    highWaterMark: 256 * 1024,
+    write(chunk: Buffer, _encoding, callback) {
+      hooks.accept(chunk).then(() => callback(), callback);
+    },
+    final(callback) {
+      hooks.finish().then(() => callback(), callback);
+    },
+    destroy(error, callback) {
+      // autoDestroy runs this after a clean 'finish' too: only an unfinished stream (an
+      // error, or destroyed by its user) throws its upload away.
+      if (this.writableFinished) return callback(error);
+      hooks.discard().then(
+        () => callback(error),
+        () => callback(error),
+      );
+    },
+  });
 }

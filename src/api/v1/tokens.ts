@@ -116,47 +116,26 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
     );
 
-    app.delete(
-      `${base}/:id/accesses`,
-      {
-        schema: {
-          tags: ['Service tokens'],
-          summary: 'Take accesses away (on the organization, one database, or one branch)',
-          params: TokenParams,
-          body: GrantBody,
-          response: { 200: AccessList },
+    // Granting and taking back are the same request on the same resources, but for the change.
+    const changes = [
+      { method: 'POST' as const, summary: 'Grant accesses on the organization, one database, or one branch', apply: grantAccesses },
+      { method: 'DELETE' as const, summary: 'Take accesses away (on the organization, one database, or one branch)', apply: revokeAccesses },
+    ];
+    for (const change of changes) {
+      app.route({
+        method: change.method,
+        url: `${base}/:id/accesses`,
+        schema: { tags: ['Service tokens'], summary: change.summary, params: TokenParams, body: GrantBody, response: { 200: AccessList } },
+        handler: async (req) => {
+          const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+          requireAccess(req.principal, 'write_organization', { organizationId: org.id });
+          const t = await findToken(org.id, req.params.id);
+          const { resourceType, resourceId } = await grantTarget(org.name, req.principal, req.body, org.id);
+          // No cache to clear: accesses are read afresh on every request.
+          await change.apply(ctx.db, t.id, req.body.accesses, resourceType, resourceId);
+          return { type: 'list' as const, data: await tokenAccesses(ctx.db, t.id) };
         },
-      },
-      async (req) => {
-        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
-        requireAccess(req.principal, 'write_organization', { organizationId: org.id });
-        const t = await findToken(org.id, req.params.id);
-        const { resourceType, resourceId } = await grantTarget(org.name, req.principal, req.body, org.id);
-        await revokeAccesses(ctx.db, t.id, req.body.accesses, resourceType, resourceId);
-        forgetVerifiedToken(t.id);
-        return { type: 'list' as const, data: await tokenAccesses(ctx.db, t.id) };
-      },
-    );
-
-    app.post(
-      `${base}/:id/accesses`,
-      {
-        schema: {
-          tags: ['Service tokens'],
-          summary: 'Grant accesses on the organization, one database, or one branch',
-          params: TokenParams,
-          body: GrantBody,
-          response: { 200: AccessList },
-        },
-      },
-      async (req) => {
-        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
-        requireAccess(req.principal, 'write_organization', { organizationId: org.id });
-        const t = await findToken(org.id, req.params.id);
-        const { resourceType, resourceId } = await grantTarget(org.name, req.principal, req.body, org.id);
-        await grantAccesses(ctx.db, t.id, req.body.accesses, resourceType, resourceId);
-        return { type: 'list' as const, data: await tokenAccesses(ctx.db, t.id) };
-      },
-    );
+      });
+    }
   };
 }

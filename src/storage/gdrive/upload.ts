@@ -8,10 +8,10 @@
  * the write within a bounded time.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { StorageError, type ObjectWriter } from '../provider.js';
+import { StorageError, uploadStream, type ObjectWriter } from '../provider.js';
 import { FOLDER_MIME, type DriveApi, type DriveFile } from './api.js';
 
 /** `.<name>.partial-<16 hex>`: hidden, and never confused with a committed object. */
@@ -109,25 +109,7 @@ export class DriveObjectWriter implements ObjectWriter {
   constructor(target: UploadTarget) {
     this.#t = target;
     this.#what = `upload "${target.key}"`;
-    const writer = this;
-    this.stream = new Writable({
-      highWaterMark: 256 * 1024,
-      write(chunk: Buffer, _encoding, callback) {
-        writer.#accept(chunk).then(() => callback(), callback);
-      },
-      final(callback) {
-        writer.#finish().then(() => callback(), callback);
-      },
-      destroy(error, callback) {
-        // autoDestroy runs this after a clean 'finish' too: the partial file then waits for
-        // commit() or abort(). Only an unfinished stream throws its upload away.
-        if (this.writableFinished) return callback(error);
-        writer.#discard().then(
-          () => callback(error),
-          () => callback(error),
-        );
-      },
-    });
+    this.stream = uploadStream({ accept: (c) => this.#accept(c), finish: () => this.#finish(), discard: () => this.#discard() });
   }
 
   /** A method, not a field read, so that TypeScript does not narrow it across awaits. */

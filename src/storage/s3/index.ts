@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { Readable, Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 
 import {
   AbortMultipartUploadCommand,
@@ -25,7 +25,7 @@ import {
 } from '@aws-sdk/client-s3';
 
 import { checkPrefix, keySegments } from '../keys.js';
-import { StorageError, type ObjectInfo, type ObjectWriter, type StorageProvider } from '../provider.js';
+import { StorageError, uploadStream, type ObjectInfo, type ObjectWriter, type StorageProvider } from '../provider.js';
 import { parseS3Config, redactS3Config, secretsOf, type S3Config } from './config.js';
 import { s3Error, type ErrorContext } from './errors.js';
 
@@ -140,26 +140,7 @@ class S3ObjectWriter implements ObjectWriter {
     this.#b = b;
     this.#key = key;
     this.#objectKey = objectKey;
-    const writer = this;
-    this.stream = new Writable({
-      highWaterMark: 256 * 1024,
-      write(chunk: Buffer, _encoding, callback) {
-        writer.#accept(chunk).then(() => callback(), callback);
-      },
-      final(callback) {
-        writer.#finish().then(() => callback(), callback);
-      },
-      destroy(error, callback) {
-        // autoDestroy runs this after a clean 'finish' too: the upload then waits for
-        // commit(). Only an unfinished stream (an error, or destroyed by its user) throws
-        // its upload away.
-        if (this.writableFinished) return callback(error);
-        writer.#discard().then(
-          () => callback(error),
-          () => callback(error),
-        );
-      },
-    });
+    this.stream = uploadStream({ accept: (c) => this.#accept(c), finish: () => this.#finish(), discard: () => this.#discard() });
   }
 
   #error(op: string, err: unknown): StorageError {
