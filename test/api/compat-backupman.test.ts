@@ -9,22 +9,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
 import { createPgFixture, dropDatabase, pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
 import { assertBackupmanList, backupmanReference } from '../helpers/compat-reference.js';
 
 const REF = backupmanReference();
 const sha256 = (b: Buffer | Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** The shared poll, at this file's 50 ms pace. */
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000) => until(what, fn, ms, 50);
 
 describe('backupman compatible view', () => {
   let server: TestServer;

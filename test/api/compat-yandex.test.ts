@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
 import { createDatabase, createMysqlFixture, createPgFixture, dropDatabase, mysqlUrl, pgUrl, tableFingerprints, uniqueName, urlFor } from '../helpers/databases.js';
 import { assertYandexList, RFC3339, yandexReference } from '../helpers/compat-reference.js';
 import { Scheduler } from '../../src/jobs/scheduler.js';
@@ -53,14 +53,11 @@ describe('Yandex Cloud compatible view', () => {
   }
 
   async function waitOperation(prefix: string, id: string, tokenValue: string = full): Promise<any> {
-    const deadline = Date.now() + 90_000;
-    for (;;) {
+    return until(`operation ${id}`, async () => {
       const r = await ya('GET', `${prefix}/operations/${id}`, undefined, tokenValue);
       assert.equal(r.status, 200, JSON.stringify(r.body));
-      if (r.body.done) return r.body;
-      if (Date.now() > deadline) throw new Error(`operation ${id} not done`);
-      await new Promise((res) => setTimeout(res, 100));
-    }
+      return r.body.done ? r.body : undefined;
+    }, 90_000);
   }
 
   /** Cluster.Backup, then wait for its operation. */

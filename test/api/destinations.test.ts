@@ -8,18 +8,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
 import { createPgFixture, dropDatabase, pgUrl, tableFingerprints, uniqueName } from '../helpers/databases.js';
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('storage destinations', () => {
   let server: TestServer;
@@ -82,10 +72,7 @@ describe('storage destinations', () => {
     const name = uniqueName('sbx_dest_r');
     toDrop.push(name);
     await api(server, 'POST', `${dbPath}/branches`, { name, backup_id: b.id });
-    const branch = await waitFor('restore', async () => {
-      const r = await api(server, 'GET', `${dbPath}/branches/${name}`);
-      return ['pending', 'running'].includes(r.body.restore.state) ? undefined : r.body;
-    });
+    const branch = await waitForRestore(server, dbPath, name);
     assert.equal(branch.restore.state, 'success', branch.restore.error);
     assert.deepEqual(await tableFingerprints('postgresql', pgUrl(name)), await tableFingerprints('postgresql', pgUrl(source)));
     const job = await server.ctx.db.selectFrom('jobs').select('result').where('id', '=', branch.restore.id).executeTakeFirstOrThrow();
@@ -112,7 +99,7 @@ describe('storage destinations', () => {
     fs.rmSync(dir);
     const r = await api(server, 'POST', `${branchPath}/backups/${b.id}/repair`);
     assert.equal(r.status, 202, JSON.stringify(r.body));
-    await waitFor('repair', async () => {
+    await until('repair', async () => {
       const j = await server.ctx.db.selectFrom('jobs').select('state').where('id', '=', r.body.id).executeTakeFirstOrThrow();
       return ['pending', 'running'].includes(j.state) ? undefined : j;
     });
@@ -168,16 +155,8 @@ describe('catalog rebuild', () => {
       assert.match(nb.body.message, /no connection URL/);
       assert.equal((await api(second, 'PATCH', branchPath, { connection_url: pgUrl(source) })).status, 200);
       await api(second, 'POST', '/v1/organizations/default/databases/shop/branches', { name: restored, backup_id: ids[1] });
-      const deadline = Date.now() + 60_000;
-      let state = 'pending';
-      let b: any;
-      while (['pending', 'running'].includes(state)) {
-        if (Date.now() > deadline) throw new Error('restore did not finish');
-        await new Promise((res) => setTimeout(res, 100));
-        b = (await api(second, 'GET', `/v1/organizations/default/databases/shop/branches/${restored}`)).body;
-        state = b.restore.state;
-      }
-      assert.equal(state, 'success', b.restore.error);
+      const b = await waitForRestore(second, '/v1/organizations/default/databases/shop', restored);
+      assert.equal(b.restore.state, 'success', b.restore.error);
       assert.deepEqual(await tableFingerprints('postgresql', pgUrl(restored)), await tableFingerprints('postgresql', pgUrl(source)));
     } finally {
       await second?.close();

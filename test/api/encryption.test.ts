@@ -6,22 +6,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
 import { createPgFixture, dropDatabase, pgUrl, tableFingerprints, uniqueName } from '../helpers/databases.js';
 
 function keygen(): { identity: string; recipient: string } {
   const out = execFileSync('age-keygen', [], { encoding: 'utf8' });
   return { identity: out.split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-1'))!, recipient: /# public key: (\S+)/.exec(out)![1] };
-}
-
-async function waitForRestore(server: TestServer, dbPath: string, branch: string): Promise<any> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const r = await api(server, 'GET', `${dbPath}/branches/${branch}`);
-    if (!['pending', 'running'].includes(r.body.restore?.state)) return r.body;
-    if (Date.now() > deadline) throw new Error('restore did not finish');
-    await new Promise((res) => setTimeout(res, 100));
-  }
 }
 
 describe('encryption', () => {
@@ -111,16 +101,11 @@ describe('encryption', () => {
     // A full verification restores, so it needs the key too.
     const v = await api(server, 'POST', `${branchPath}/backups/${b.id}/verify`, { restore: true, age_identity: mine.identity });
     assert.equal(v.status, 202);
-    const deadline = Date.now() + 60_000;
-    let state = 'pending';
-    let ver: any;
-    while (['pending', 'running'].includes(state)) {
-      if (Date.now() > deadline) throw new Error('verify did not finish');
-      await new Promise((r) => setTimeout(r, 100));
-      ver = (await api(server, 'GET', `${branchPath}/backups/${b.id}/verifications`)).body.data[0];
-      state = ver.state;
-    }
-    assert.equal(state, 'success', ver.error);
+    const ver = await until('the verification', async () => {
+      const x = (await api(server, 'GET', `${branchPath}/backups/${b.id}/verifications`)).body.data[0];
+      return ['pending', 'running'].includes(x.state) ? undefined : x;
+    });
+    assert.equal(ver.state, 'success', ver.error);
     // Turning encryption off is explicit.
     assert.deepEqual((await api(server, 'PATCH', '/v1/organizations/default', { encryption_recipients: [] })).body.encryption_recipients, []);
     const plainBackup = await waitForBackup(server, branchPath, (await api(server, 'POST', `${branchPath}/backups`, {})).body.id);

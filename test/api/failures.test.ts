@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
 import { dropDatabase, pgUrl, uniqueName } from '../helpers/databases.js';
 
 function filesUnder(dir: string): string[] {
@@ -16,13 +16,8 @@ function filesUnder(dir: string): string[] {
   return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath ?? (e as any).path, e.name));
 }
 
-async function waitUntil(what: string, fn: () => Promise<boolean>, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Poll a yes/no condition every 50 ms. */
+const waitUntil = (what: string, fn: () => Promise<boolean>, ms = 20_000) => until(what, async () => ((await fn()) ? true : undefined), ms, 50);
 
 describe('failed dumps leave nothing that looks good', () => {
   let server: TestServer;

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
 import {
   createDatabase,
   createMysqlFixture,
@@ -27,27 +27,12 @@ async function databaseExists(kind: 'postgresql' | 'mysql', name: string): Promi
   return withMysqlConnection(mysqlUrl('mysql'), async (c) => ((await c.query('select 1 from information_schema.schemata where schema_name = ?', [name])) as any)[0].length === 1);
 }
 
-async function waitForRestore(server: TestServer, dbPath: string, branch: string, timeoutMs = 60_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await api(server, 'GET', `${dbPath}/branches/${branch}`);
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    const state = r.body.restore?.state;
-    if (state !== 'pending' && state !== 'running') return r.body;
-    if (Date.now() > deadline) throw new Error(`restore of ${branch} still ${state}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
-}
-
 async function waitForVerification(server: TestServer, backupPath: string, id: string): Promise<any> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
+  return until(`verification ${id}`, async () => {
     const r = await api(server, 'GET', `${backupPath}/verifications`);
     const v = r.body.data.find((x: any) => x.id === id);
-    if (v && v.state !== 'pending' && v.state !== 'running') return v;
-    if (Date.now() > deadline) throw new Error(`verification ${id} still ${v?.state}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
+    return v && v.state !== 'pending' && v.state !== 'running' ? v : undefined;
+  });
 }
 
 /** Flip one byte in the middle of a stored artifact. */

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3server.js';
 import { createPgFixture, dropDatabase, pgUrl, tableFingerprints, uniqueName } from '../helpers/databases.js';
 
@@ -28,23 +28,10 @@ function s3Config(s3: S3TestServer, prefix: string) {
   };
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function restoreInto(server: TestServer, backupId: string, name: string): Promise<any> {
   const r = await api(server, 'POST', '/v1/organizations/default/databases/shop/branches', { name, backup_id: backupId });
   assert.equal(r.status, 201, JSON.stringify(r.body));
-  return until('restore', async () => {
-    const b = await api(server, 'GET', `/v1/organizations/default/databases/shop/branches/${name}`);
-    return ['pending', 'running'].includes(b.body.restore.state) ? undefined : b.body;
-  });
+  return waitForRestore(server, '/v1/organizations/default/databases/shop', name);
 }
 
 describe('local + S3', () => {

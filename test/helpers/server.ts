@@ -89,16 +89,35 @@ export async function api<T = any>(server: { url: string; token: string }, metho
   return { status: res.status, body: parsed as T, headers: res.headers };
 }
 
+/** Poll `fn` until it returns something other than undefined; throw after `ms`. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((res) => setTimeout(res, everyMs));
+  }
+}
+
+const settled = (state: string | undefined) => state !== 'pending' && state !== 'running';
+
 /** Poll a backup until it leaves pending/running (or the deadline passes). */
 export async function waitForBackup(server: TestServer, branchPath: string, id: string, timeoutMs = 60_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  return until(`backup ${id}`, async () => {
     const r = await api(server, 'GET', `${branchPath}/backups/${id}`);
     if (r.status !== 200) throw new Error(`GET backup ${id}: ${r.status} ${JSON.stringify(r.body)}`);
-    if (r.body.state !== 'pending' && r.body.state !== 'running') return r.body;
-    if (Date.now() > deadline) throw new Error(`backup ${id} still ${r.body.state} after ${timeoutMs} ms`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
+    return settled(r.body.state) ? r.body : undefined;
+  }, timeoutMs);
+}
+
+/** Poll a branch until its restore leaves pending/running; returns the branch. */
+export async function waitForRestore(server: TestServer, dbPath: string, branch: string, timeoutMs = 60_000): Promise<any> {
+  return until(`the restore of ${branch}`, async () => {
+    const r = await api(server, 'GET', `${dbPath}/branches/${branch}`);
+    if (r.status !== 200) throw new Error(`GET branch ${branch}: ${r.status} ${JSON.stringify(r.body)}`);
+    return settled(r.body.restore?.state) ? r.body : undefined;
+  }, timeoutMs);
 }
 
 /** Register a database and a branch through the API; returns the branch's API path. */
