@@ -272,12 +272,13 @@ export class JobRunner {
 
   /** Fail an abandoned item, only if nobody else took it over in the meantime. */
   async #takeOver(queue: Queue, id: string, owner: string | null, now: string, error: string): Promise<boolean> {
+    // `lease_owner IS $1` is SQLite only; PostgreSQL needs `=` for a value and IS NULL for null.
     const res = await this.#db()
       .updateTable(queue)
       .set({ state: 'failed', error, completed_at: now, updated_at: now, lease_owner: null, lease_expires_at: null, ...(queue === 'jobs' ? { secret_enc: null } : {}) })
       .where('id', '=', id)
       .where('state', '=', 'running')
-      .where('lease_owner', 'is', owner)
+      .where('lease_owner', owner === null ? 'is' : '=', owner)
       .executeTakeFirst();
     return Number(res.numUpdatedRows) > 0;
   }

@@ -1,6 +1,7 @@
 /**
- * A real Strongbox server for tests: its own temp data dir and SQLite catalog (or the
- * catalog URL given), a bootstrap admin token, the job runner, listening on a free port.
+ * A real Strongbox server for tests: its own temp data dir and catalog (the matrix's kind,
+ * see helpers/catalog.ts, or the STRONGBOX_CATALOG_URL given), a bootstrap admin token,
+ * the job runner, listening on a free port.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,6 +14,7 @@ import { createContext, LOG_REDACT, type AppContext } from '../../src/context.js
 import { bootstrap } from '../../src/bootstrap.js';
 import { buildApp } from '../../src/app.js';
 import { JobRunner } from '../../src/jobs/runner.js';
+import { catalogKind, newTestCatalog, type TestCatalog } from './catalog.js';
 
 export interface TestServer {
   url: string;
@@ -31,9 +33,12 @@ export async function startServer(env: Record<string, string> = {}, opts: { runn
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-test-'));
   const id = 'tk' + crypto.randomBytes(4).toString('hex');
   const secret = crypto.randomBytes(24).toString('base64url');
+  // On the matrix's PostgreSQL leg, a fresh catalog database (unless the test brings its
+  // own); on the SQLite leg the server's default file under its data dir.
+  const catalog: TestCatalog | null = env.STRONGBOX_CATALOG_URL || catalogKind() === 'sqlite' ? null : await newTestCatalog('postgres');
   // Tests poll fast (10 requests a second): the default rate limit is for people, not for
   // polling loops; the rate-limit test sets its own.
-  const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: '0', STRONGBOX_BOOTSTRAP_TOKEN: `${id}:${secret}`, STRONGBOX_LEASE_SECONDS: '5', STRONGBOX_RATE_LIMIT_PER_MINUTE: '100000', ...env });
+  const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: '0', STRONGBOX_BOOTSTRAP_TOKEN: `${id}:${secret}`, STRONGBOX_LEASE_SECONDS: '5', STRONGBOX_RATE_LIMIT_PER_MINUTE: '100000', ...(catalog ? { STRONGBOX_CATALOG_URL: catalog.url } : {}), ...env });
   const logFile = path.join(dataDir, 'server.log');
   const log = pino({ level: 'debug', redact: LOG_REDACT }, pino.destination({ dest: logFile, sync: true }));
   // No scheduler runs on its own here: tests that want one drive Scheduler.tick() themselves,
@@ -58,6 +63,7 @@ export async function startServer(env: Record<string, string> = {}, opts: { runn
       await app.close();
       await runner.stop();
       await ctx.catalog.close();
+      await catalog?.drop();
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
