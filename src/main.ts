@@ -37,16 +37,33 @@ async function serve(withHttp: boolean): Promise<void> {
     ctx.log.info(`Strongbox listening on http://${config.host}:${config.port} (catalog: ${ctx.catalog.dialect}, data: ${config.dataDir})`);
   } else ctx.log.info(`Strongbox worker ${runner.workerId} started (catalog: ${ctx.catalog.dialect})`);
 
+  // The runner's and the scheduler's timers are unref'd (a test can drop them), and a worker
+  // has no HTTP server: without a handle of its own, a worker's event loop ran empty and it
+  // exited 0 right after "started". It lives until a signal asks it to stop.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   let closing = false;
+  process.on('beforeExit', () => {
+    // Only reachable if the handle above is lost: never report success for a stop nobody asked for.
+    if (closing) return;
+    ctx.log.fatal('the process ran out of work to wait for without being asked to stop');
+    process.exit(1);
+  });
   const shutdown = async (signal: string) => {
     if (closing) return;
     closing = true;
     ctx.log.info({ signal }, 'shutting down');
-    await app?.close();
-    await scheduler.stop();
-    await runner.stop();
-    await ctx.catalog.close();
-    process.exit(0);
+    let code = 0;
+    try {
+      await app?.close();
+      await scheduler.stop();
+      await runner.stop();
+      await ctx.catalog.close();
+    } catch (e) {
+      ctx.log.error({ err: e }, 'shutdown failed');
+      code = 1;
+    }
+    clearInterval(keepAlive);
+    process.exit(code);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
