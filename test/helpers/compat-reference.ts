@@ -1,5 +1,5 @@
 /**
- * The compatible views' contracts in ../shared/reference/ (Yandex Cloud and backupman
+ * The compatible views' contracts in reference/ (Yandex Cloud and backupman
  * markdown), parsed at test time, never copied by hand: the JSON example block and the
  * field tables, turned into checks of real responses.
  */

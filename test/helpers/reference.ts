@@ -1,6 +1,8 @@
 /**
- * The API contracts in ../shared/reference/, parsed at test time (never copied by hand),
- * turned into validators for real responses.
+ * The API contracts, parsed at test time, turned into validators for real responses.
+ * The documents live in the repository's reference/ folder (copies of the team's shared
+ * contracts, so a clone anywhere passes); test/reference.test.ts checks that the copies
+ * still equal ../shared/reference/ wherever that folder exists.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,7 +11,9 @@ import YAML from 'yaml';
 import { Ajv, type ValidateFunction } from 'ajv';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export const REFERENCE_DIR = path.resolve(here, '../../../shared/reference');
+export const REFERENCE_DIR = path.resolve(here, '../../reference');
+/** The team's shared copy, when this checkout sits beside it. */
+export const SHARED_REFERENCE_DIR = path.resolve(here, '../../../shared/reference');
 
 /** The OpenAPI document embedded in a reference markdown file (the ```yaml fence). */
 export function referenceOpenApi(file: string): any {

@@ -1,7 +1,7 @@
 /**
  * TypeBox schemas of the native (PlanetScale v1) dialect: the single source for request
  * validation, response serialization, TypeScript types and the OpenAPI document.
- * Backup shapes follow ../shared/reference/planetscale-*-backups.md field for field.
+ * Backup shapes follow reference/planetscale-*-backups.md field for field.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { NAME_PATTERN } from '../../names.js';

@@ -1,6 +1,6 @@
 /**
  * TypeBox schemas of the backupman view, field for field as
- * ../shared/reference/backupman-list-backups.md (Go-style capitalized names, nullability
+ * reference/backupman-list-backups.md (Go-style capitalized names, nullability
  * as its tables say).
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';

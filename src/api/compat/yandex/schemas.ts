@@ -1,7 +1,7 @@
 /**
  * TypeBox schemas of the Yandex Cloud managed-database view (Managed Service for
  * PostgreSQL / MySQL, REST): request validation, response serialization and the OpenAPI
- * document. Shapes follow ../shared/reference/yandex-mdb-*-list-backups.md and the
+ * document. Shapes follow reference/yandex-mdb-*-list-backups.md and the
  * Backup / Operation messages described in API-NOTES.md.
  */
 import { Type, type Static } from '@sinclair/typebox';

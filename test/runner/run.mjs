@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * The test command (`npm test` runs it after the type check). Runs every test file on the
+ * SQLite catalog, then every file that touches the catalog again on a PostgreSQL catalog
+ * (one matrix: STRONGBOX_TEST_CATALOG, see test/helpers/catalog.ts), and fails when:
+ *   - any test failed, or a test file exited non-zero or kept running after its last test;
+ *   - a file started more tests than the reporter received (results lost on the way);
+ *   - a file reported no results at all.
+ * Ends with one line "N passed, N failed, N skipped" (a file-level problem counts as failed).
+ *
+ *   node test/runner/run.mjs [--leg sqlite|postgres] [files...]
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+process.chdir(root);
+
+const args = process.argv.slice(2);
+let onlyLeg = null;
+const legIndex = args.indexOf('--leg');
+if (legIndex >= 0) {
+  onlyLeg = args[legIndex + 1];
+  args.splice(legIndex, 2);
+}
+
+function findTests(dir) {
+  const out = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...findTests(p));
+    else if (e.name.endsWith('.test.ts')) out.push(p);
+  }
+  return out.sort();
+}
+
+const files = args.length ? args.map((f) => path.relative(root, path.resolve(f))) : findTests('test');
+// A file touches the catalog when it starts a server or opens a catalog or a context itself.
+const touchesCatalog = (f) => /\b(startServer|newTestCatalog|openCatalog|createContext|startCluster)\s*\(/.test(fs.readFileSync(f, 'utf8'));
+const legs = [
+  { name: 'sqlite', files },
+  { name: 'postgres', files: files.filter(touchesCatalog) },
+].filter((l) => (onlyLeg === null || l.name === onlyLeg) && l.files.length > 0);
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-test-run-'));
+
+function runLeg(leg) {
+  const counts = path.join(work, `${leg.name}.counts`);
+  const ledger = path.join(work, `${leg.name}.ledger`);
+  const nodeArgs = [
+    '--import', 'tsx',
+    '--import', './test/runner/register.mjs',
+    '--test', '--test-concurrency=1', '--test-timeout=600000',
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
+    '--test-reporter=./test/runner/count-reporter.mjs', `--test-reporter-destination=${counts}`,
+    ...leg.files,
+  ];
+  process.stdout.write(`\n=== ${leg.name} catalog: ${leg.files.length} test files ===\n`);
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, STRONGBOX_TEST_CATALOG: leg.name, STRONGBOX_TEST_LEDGER: ledger } });
+    child.on('exit', (code, signal) => resolve({ leg, code: code ?? 1, signal, counts, ledger }));
+  });
+}
+
+function readLines(file) {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  } catch {
+    return [];
+  }
+}
+
+const totals = { pass: 0, fail: 0, skip: 0 };
+const problems = [];
+for (const leg of legs) {
+  const r = await runLeg(leg);
+  const reported = new Map(readLines(r.counts).map((c) => [path.resolve(c.file), c]));
+  const started = new Map(readLines(r.ledger).map((c) => [path.resolve(c.file), c]));
+  for (const f of leg.files) {
+    const abs = path.resolve(f);
+    const rep = reported.get(abs);
+    const st = started.get(abs);
+    if (!rep) problems.push(`${leg.name}: ${f} reported no results`);
+    if (!st) problems.push(`${leg.name}: ${f} did not finish (no exit record)`);
+    else if (st.code !== 0) problems.push(`${leg.name}: ${f} exited with code ${st.code}`);
+    if (rep && st) {
+      const got = rep.pass + rep.fail + rep.skip + rep.todo;
+      if (st.started > got) problems.push(`${leg.name}: ${f} started ${st.started} tests but reported ${got}: results were lost`);
+    }
+  }
+  for (const c of reported.values()) {
+    totals.pass += c.pass;
+    totals.fail += c.fail;
+    totals.skip += c.skip;
+  }
+  if (r.code !== 0) problems.push(`${leg.name}: the test runner exited with ${r.signal ?? `code ${r.code}`}`);
+}
+fs.rmSync(work, { recursive: true, force: true });
+
+if (problems.length) process.stdout.write(`\nthe run failed:\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
+// A file-level problem (lost results, a non-zero exit, a hang) counts as a failure too.
+process.stdout.write(`\n${totals.pass} passed, ${totals.fail + problems.length} failed, ${totals.skip} skipped\n`);
+process.exit(problems.length || totals.fail ? 1 : 0);
