@@ -6,7 +6,6 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
-import secureJson from 'secure-json-parse';
 import type { AppContext } from './context.js';
 import { authenticate, credentialsFrom, type Principal } from './api/auth.js';
 import { RateLimiter } from './api/ratelimit.js';
@@ -14,6 +13,7 @@ import { recordAudit } from './api/audit.js';
 import { pathOf } from './api/paging.js';
 import { auditRoutes } from './api/v1/audit.js';
 import { ApiError, dialectOf, notFound, sendError } from './api/errors.js';
+import { parseJsonBody } from './api/json-body.js';
 import { organizationRoutes } from './api/v1/organizations.js';
 import { databaseRoutes } from './api/v1/databases.js';
 import { branchRoutes } from './api/v1/branches.js';
@@ -72,17 +72,14 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   const textAjv = new Ajv({ strict: false, removeAdditional: false, useDefaults: true, coerceTypes: true, allErrors: false });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
 
-  // An empty JSON body means "no options" (curl -X POST with a Content-Type and no data).
+  // An empty JSON body means "no options" (curl -X POST with a Content-Type and no data);
+  // a deeply nested one is refused before anything can recurse into it (json-body.ts).
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = String(body);
-    if (text.trim() === '') return done(null, undefined);
     try {
-      done(null, secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }));
+      done(null, parseJsonBody(String(body)));
     } catch (e) {
-      const err = new Error(`malformed JSON body: ${(e as Error).message}`) as Error & { statusCode: number };
-      err.statusCode = 400;
-      done(err, undefined);
+      done(e as Error, undefined);
     }
   });
   // A POST/PATCH without a body is the same as an empty object for our optional-field bodies.
