@@ -1,6 +1,7 @@
 /**
- * The catalog is dialect-agnostic: the same tests run on SQLite and on PostgreSQL.
- * Claiming work is exclusive even with several workers racing on one catalog.
+ * The catalog is dialect-agnostic: these tests run on the matrix's catalog (SQLite, then
+ * PostgreSQL: see helpers/catalog.ts). Claiming work is exclusive even with several
+ * workers racing on one catalog, and a lapsed lease is taken over.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +17,8 @@ import { secretBox } from '../../src/secrets.js';
 import { loadConfig } from '../../src/config.js';
 import { JobRunner } from '../../src/jobs/runner.js';
 import type { AppContext } from '../../src/context.js';
-import { createDatabase, dropDatabase, uniqueName } from '../helpers/databases.js';
+import { uniqueName } from '../helpers/databases.js';
+import { catalogKind, newTestCatalog } from '../helpers/catalog.js';
 
 const secrets = secretBox(Buffer.alloc(32, 7));
 
@@ -52,25 +54,8 @@ function contextFor(catalog: Catalog, dataDir: string): AppContext {
   return { config, catalog, db: catalog.db, secrets, log: pino({ level: 'silent' }), clock: () => new Date(), nudge: () => {}, cancelLocal: () => false };
 }
 
-const dialects: Array<{ name: string; open: () => Promise<{ url: string; drop: () => Promise<void> }> }> = [
-  {
-    name: 'sqlite',
-    open: async () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-catalog-'));
-      return { url: `sqlite:${path.join(dir, 'catalog.sqlite')}`, drop: async () => fs.rmSync(dir, { recursive: true, force: true }) };
-    },
-  },
-  {
-    name: 'postgres',
-    open: async () => {
-      const name = uniqueName('sbx_catalog');
-      await createDatabase('postgresql', name);
-      return { url: `postgres://postgres@127.0.0.1:5432/${name}`, drop: () => dropDatabase('postgresql', name) };
-    },
-  },
-];
-
-for (const dialect of dialects) {
+{
+  const dialect = { name: catalogKind() };
   describe(`catalog on ${dialect.name}`, () => {
     let catalog: Catalog;
     let drop: () => Promise<void>;
@@ -78,7 +63,7 @@ for (const dialect of dialects) {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-catalog-data-'));
 
     before(async () => {
-      ({ url, drop } = await dialect.open());
+      ({ url, drop } = await newTestCatalog());
       catalog = await openCatalog(url);
     });
     after(async () => {
@@ -138,6 +123,22 @@ for (const dialect of dialects) {
       assert.equal(new Set(claimed).size, 30, 'none claimed twice');
       const rows = await catalog.db.selectFrom('backups').select(['state', 'lease_owner', 'attempts']).where('id', 'in', [...ids]).execute();
       assert.ok(rows.every((r) => r.state === 'running' && r.lease_owner !== null && r.attempts === 1));
+    });
+
+    test('a backup whose lease lapsed is taken over and failed as interrupted, once', async () => {
+      const { database, branch } = await seed(catalog, dataDir);
+      const b = await createBackup(catalog.db, { database, branch, retentionValue: 1, retentionUnit: 'day', emergency: false, actor: null, compression: 'zstd', now: new Date() });
+      const past = new Date(Date.now() - 60_000).toISOString();
+      // A worker that died mid-backup: running, its lease expired a minute ago.
+      await catalog.db.updateTable('backups').set({ state: 'running', lease_owner: 'dead-host:1:abc', lease_expires_at: past, started_at: past }).where('id', '=', b.id).execute();
+      const runner = new JobRunner(contextFor(catalog, dataDir));
+      assert.equal(await runner.recoverInterrupted(false), 1);
+      const row = await catalog.db.selectFrom('backups').selectAll().where('id', '=', b.id).executeTakeFirstOrThrow();
+      assert.equal(row.state, 'failed');
+      assert.match(row.error ?? '', /interrupted/);
+      assert.equal(row.lease_owner, null);
+      // A second worker looking at the same moment finds nothing left to take over.
+      assert.equal(await new JobRunner(contextFor(catalog, dataDir)).recoverInterrupted(false), 0);
     });
   });
 }
