@@ -133,10 +133,7 @@ describe('catalog rebuild', () => {
       const ids: string[] = [];
       for (let i = 0; i < 2; i++) ids.push((await waitForBackup(first, branchPath, (await api(first, 'POST', `${branchPath}/backups`, { name: `b${i}` })).body.id)).id);
       // Lose the catalog (not the data, not the keys).
-      await first.app.close();
-      await first.runner.stop();
-      await first.ctx.catalog.close();
-      for (const f of fs.readdirSync(dataDir)) if (f.startsWith('catalog.sqlite')) fs.rmSync(path.join(dataDir, f));
+      await first.loseCatalog();
 
       second = await startServer({ STRONGBOX_DATA_DIR: dataDir });
       assert.equal((await api(second, 'GET', branchPath)).status, 404, 'the catalog is empty');

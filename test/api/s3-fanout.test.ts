@@ -139,10 +139,7 @@ describe('catalog rebuild from S3', () => {
       assert.equal((await api(first, 'PATCH', '/v1/organizations/default/databases/shop', { storage_destinations: ['offsite'] })).status, 200);
       const b = await waitForBackup(first, branchPath, (await api(first, 'POST', `${branchPath}/backups`, {})).body.id);
       assert.equal(b.state, 'success');
-      await first.app.close();
-      await first.runner.stop();
-      await first.ctx.catalog.close();
-      for (const f of fs.readdirSync(dataDir)) if (f.startsWith('catalog.sqlite')) fs.rmSync(path.join(dataDir, f));
+      await first.loseCatalog();
       fs.rmSync(path.join(dataDir, 'backups'), { recursive: true, force: true });
 
       second = await startServer({ STRONGBOX_DATA_DIR: dataDir });

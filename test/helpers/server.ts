@@ -27,6 +27,8 @@ export interface TestServer {
   /** Everything the server logged, for secret-leak checks. */
   logFile: string;
   close(): Promise<void>;
+  /** Stop the server and throw its catalog away (SQLite file or PostgreSQL database), keeping the data dir: a lost catalog. */
+  loseCatalog(): Promise<void>;
 }
 
 export async function startServer(env: Record<string, string> = {}, opts: { runner?: boolean; clock?: () => Date } = {}): Promise<TestServer> {
@@ -65,6 +67,13 @@ export async function startServer(env: Record<string, string> = {}, opts: { runn
       await ctx.catalog.close();
       await catalog?.drop();
       fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+    async loseCatalog() {
+      await app.close();
+      await runner.stop();
+      await ctx.catalog.close();
+      if (catalog) await catalog.drop();
+      else for (const f of fs.readdirSync(dataDir)) if (f.startsWith('catalog.sqlite')) fs.rmSync(path.join(dataDir, f));
     },
   };
 }
