@@ -15,6 +15,7 @@
  *   const provider = s3Provider({ endpoint: s3.endpoint, bucket: s3.bucket, force_path_style: true,
  *     access_key_id: s3.accessKeyId, secret_access_key: s3.secretAccessKey, ... });
  *   s3.failParts(2);   // the next two UploadPart requests get HTTP 500
+ *   s3.failShare(0.2, seededRandom(seed));   // each UploadPart fails with probability 0.2
  *   s3.goAway();       // every connection is dropped until s3.restore()
  *   await s3.close();
  */
@@ -67,6 +68,14 @@ export interface S3TestServer {
    * error `code` instead of passing them on. Default 500 InternalError.
    */
   fail(op: string, n: number, status?: number, code?: string): void;
+  /**
+   * Answer each request of operation `op` (default UploadPart) with HTTP 500 InternalError
+   * with probability `share` (0 stops it), drawing from `random` (a seeded generator makes a
+   * run replayable). Counted in `injected`.
+   */
+  failShare(share: number, random: () => number, op?: string): void;
+  /** Requests answered with an injected fault instead of being passed on, by operation. */
+  readonly injected: Readonly<Record<string, number>>;
   /** Drop every open connection and every new one at once (the client sees a reset) until restore(). */
   goAway(): void;
   /**
@@ -612,6 +621,8 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
   const peaks: Record<string, number> = {};
   const inFlight: Record<string, number> = {};
   const faults = new Map<string, { n: number; status: number; code: string }>();
+  const shares = new Map<string, { share: number; random: () => number }>();
+  const injected: Record<string, number> = {};
   let mode: ProxyMode = 'pass';
   const sockets = new Set<Socket>();
   const answers = new Set<{ answer: http.IncomingMessage; res: http.ServerResponse }>();
@@ -624,13 +635,22 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
     peaks[op] = Math.max(peaks[op] ?? 0, inFlight[op]);
     res.once('close', () => inFlight[op]--);
     const fault = faults.get(op);
+    const byShare = shares.get(op);
+    let injectedFault: { status: number; code: string } | null = null;
     if (fault && fault.n > 0) {
       fault.n--;
+      injectedFault = fault;
+    } else if (byShare && byShare.random() < byShare.share) {
+      injectedFault = { status: 500, code: 'InternalError' };
+    }
+    if (injectedFault) {
+      const { status, code } = injectedFault;
+      injected[op] = (injected[op] ?? 0) + 1;
       req.resume();
       req.once('end', () => {
-        if (req.method === 'HEAD') return res.writeHead(fault.status).end();
-        const body = xml({ Error: { Code: fault.code, Message: `injected ${fault.code}` } });
-        res.writeHead(fault.status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(body) }).end(body);
+        if (req.method === 'HEAD') return res.writeHead(status).end();
+        const body = xml({ Error: { Code: code, Message: `injected ${code}` } });
+        res.writeHead(status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(body) }).end(body);
       });
       return;
     }
@@ -685,6 +705,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
     resetRequests() {
       for (const op of Object.keys(requests)) delete requests[op];
       for (const op of Object.keys(peaks)) delete peaks[op];
+      for (const op of Object.keys(injected)) delete injected[op];
     },
     failParts(n: number) {
       faults.set('UploadPart', { n, status: 500, code: 'InternalError' });
@@ -692,6 +713,11 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
     fail(op: string, n: number, status = 500, code = 'InternalError') {
       faults.set(op, { n, status, code });
     },
+    failShare(share: number, random: () => number, op = 'UploadPart') {
+      if (share > 0) shares.set(op, { share, random });
+      else shares.delete(op);
+    },
+    injected,
     goAway() {
       mode = 'gone';
       dropAll();
