@@ -5,8 +5,9 @@
 import fs from 'node:fs';
 import { pino, type Logger } from 'pino';
 import type { Config } from './config.js';
-import { openCatalog, type Catalog, type CatalogDb } from './catalog/db.js';
-import { loadSecretBox, type SecretBox } from './secrets.js';
+import { openCatalog, type Catalog, type CatalogDb, type CatalogLock } from './catalog/db.js';
+import { getSetting, SECRET_KEY_FINGERPRINT, settleSetting } from './catalog/settings.js';
+import { keyFile, loadSecretBox, type SecretBox } from './secrets.js';
 
 export interface AppContext {
   config: Config;
@@ -28,10 +29,68 @@ export const LOG_REDACT = {
   censor: '[redacted]',
 };
 
-export async function createContext(config: Config, opts: { log?: Logger; clock?: () => Date } = {}): Promise<AppContext> {
+/** This process's secret key is not the one the catalog's secrets are sealed with. */
+export class SecretKeyMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SecretKeyMismatchError';
+  }
+}
+
+/** Where this process's key comes from, for messages (never the key). */
+export function secretKeySource(config: Config): string {
+  return config.secretKey ? 'STRONGBOX_SECRET_KEY' : keyFile(config.dataDir);
+}
+
+/**
+ * Make sure this process's key is the catalog's: a process with another key would start
+ * and then fail every job it claims. The first process on a catalog records its key's
+ * fingerprint; on a catalog from before fingerprints, the key must first open a secret
+ * that is already there.
+ */
+async function checkSecretKey(config: Config, db: CatalogDb, secrets: SecretBox, clock: () => Date): Promise<void> {
+  const mismatch = (expected: string) =>
+    new SecretKeyMismatchError(
+      `this process's secret key (${secretKeySource(config)}, fingerprint ${secrets.fingerprint}) is not the one the catalog's secrets are sealed with ` +
+        `(${expected}). Every Strongbox process on one catalog needs the same key: give this one the STRONGBOX_SECRET_KEY, or a copy of the secret.key file, ` +
+        'of the process that created the catalog (`strongbox secrets fingerprint` prints the fingerprint of a key)',
+    );
+  let expected = await getSetting(db, SECRET_KEY_FINGERPRINT);
+  if (expected === null) {
+    const sealed =
+      (await db.selectFrom('storage_destinations').select('config_enc as s').limit(1).executeTakeFirst()) ??
+      (await db.selectFrom('branches').select('connection_url_enc as s').where('connection_url_enc', 'is not', null).limit(1).executeTakeFirst());
+    if (sealed?.s) {
+      try {
+        secrets.open(sealed.s);
+      } catch {
+        throw mismatch('a key of unknown fingerprint: the catalog predates key fingerprints');
+      }
+    }
+    expected = await settleSetting(db, SECRET_KEY_FINGERPRINT, secrets.fingerprint, clock());
+  }
+  if (!secrets.fingerprints.includes(expected)) throw mismatch(`fingerprint ${expected}`);
+}
+
+export interface ContextOptions {
+  log?: Logger;
+  clock?: () => Date;
+  /** The process lock to hold on the catalog (see CatalogLock); the `strongbox` commands take one, tests need not. */
+  lock?: CatalogLock;
+}
+
+export async function createContext(config: Config, opts: ContextOptions = {}): Promise<AppContext> {
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const log = opts.log ?? pino({ level: config.logLevel, redact: LOG_REDACT });
-  const secrets = loadSecretBox(config.dataDir, config.secretKey);
-  const catalog = await openCatalog(config.catalogUrl);
-  return { config, catalog, db: catalog.db, secrets, log, clock: opts.clock ?? (() => new Date()), nudge: () => {}, cancelLocal: () => false };
+  const clock = opts.clock ?? (() => new Date());
+  const catalog = await openCatalog(config.catalogUrl, { lock: opts.lock });
+  let secrets: SecretBox;
+  try {
+    secrets = loadSecretBox(config.dataDir, config.secretKey, await getSetting(catalog.db, SECRET_KEY_FINGERPRINT));
+    await checkSecretKey(config, catalog.db, secrets, clock);
+  } catch (e) {
+    await catalog.close().catch(() => {});
+    throw e;
+  }
+  return { config, catalog, db: catalog.db, secrets, log, clock, nudge: () => {}, cancelLocal: () => false };
 }

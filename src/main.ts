@@ -5,7 +5,11 @@
  * API clients (`backup create|list|get|progress|download`, `database add`, `branch add`).
  */
 import { ConfigError, loadConfig } from './config.js';
-import { createContext } from './context.js';
+import fs from 'node:fs';
+import { createContext, secretKeySource } from './context.js';
+import { keyFile, keyFingerprint } from './secrets.js';
+import type { CatalogLock } from './catalog/db.js';
+import { getSetting, SECRET_KEY_FINGERPRINT } from './catalog/settings.js';
 import { bootstrap } from './bootstrap.js';
 import { buildApp } from './app.js';
 import { JobRunner } from './jobs/runner.js';
@@ -16,9 +20,21 @@ import { findOrganizationByName } from './catalog/organizations.js';
 import { rebuildCatalog } from './jobs/rebuild.js';
 import { rotateSecretKey } from './rotate.js';
 
+/**
+ * The lock each command holds on the catalog (see CatalogLock): on SQLite every command
+ * that opens the catalog excludes every other, so the offline tools say what to do instead.
+ */
+const LOCKS = {
+  serve: { mode: 'shared', command: 'serve' },
+  worker: { mode: 'shared', command: 'worker' },
+  tokenCreate: { mode: 'shared', command: 'token create', advice: 'stop the server first, or create the token through the API (POST /v1/organizations/{organization}/service-tokens)' },
+  catalogRebuild: { mode: 'shared', command: 'catalog rebuild', advice: 'stop the server first, or rebuild through the API (POST /v1/organizations/{organization}/storage-destinations/{name}/rebuild)' },
+  secretsRotate: { mode: 'exclusive', command: 'secrets rotate-key', advice: 'every process must be stopped while the key changes, and restarted with the new key' },
+} satisfies Record<string, CatalogLock>;
+
 async function serve(withHttp: boolean): Promise<void> {
   const config = loadConfig();
-  const ctx = await createContext(config);
+  const ctx = await createContext(config, { lock: withHttp ? LOCKS.serve : LOCKS.worker });
   const boot = await bootstrap(ctx);
   if (boot.created) {
     // Shown once: the secret is not stored anywhere but in this file (mode 0600) and as a hash.
@@ -73,7 +89,7 @@ async function tokenCreate(args: string[]): Promise<void> {
   const { parseArgs } = await import('node:util');
   const { values } = parseArgs({ args, options: { name: { type: 'string', default: 'cli' }, org: { type: 'string', default: 'default' }, admin: { type: 'boolean', default: false } } });
   const config = loadConfig();
-  const ctx = await createContext(config, {});
+  const ctx = await createContext(config, { lock: LOCKS.tokenCreate });
   await bootstrap(ctx);
   const org = await findOrganizationByName(ctx.db, values.org!);
   if (!org) throw new CliError(`no organization "${values.org}"`);
@@ -88,7 +104,7 @@ async function catalogRebuild(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { destination: { type: 'string' }, org: { type: 'string', default: 'default' } } });
   if (!values.destination) throw new CliError('usage: strongbox catalog rebuild --destination NAME [--org ORG]');
   const config = loadConfig();
-  const ctx = await createContext(config, {});
+  const ctx = await createContext(config, { lock: LOCKS.catalogRebuild });
   try {
     await bootstrap(ctx);
     const org = await findOrganizationByName(ctx.db, values.org!);
@@ -109,13 +125,29 @@ async function catalogRebuild(args: string[]): Promise<void> {
 async function secretsRotate(): Promise<void> {
   const config = loadConfig();
   const newKey = process.env.STRONGBOX_NEW_SECRET_KEY || null;
-  const ctx = await createContext(config, {});
+  const ctx = await createContext(config, { lock: LOCKS.secretsRotate });
   try {
     const { secrets } = await rotateSecretKey(ctx, newKey);
-    process.stdout.write(`re-encrypted ${secrets} secrets under the new key${config.secretKey ? '; now set STRONGBOX_SECRET_KEY to the new key' : ` (${config.dataDir}/secret.key)`}\n`);
+    process.stdout.write(
+      `re-encrypted ${secrets} secrets under the new key (fingerprint ${await getSetting(ctx.db, SECRET_KEY_FINGERPRINT)})` +
+        `${config.secretKey ? '; now set STRONGBOX_SECRET_KEY to the new key' : ` (${config.dataDir}/secret.key)`} in every process before starting it again\n`,
+    );
   } finally {
     await ctx.catalog.close();
   }
+}
+
+/**
+ * Print the fingerprint of the key this process would use, without opening the catalog
+ * (so it works beside a running server): a process whose key does not match refuses to
+ * start and names the fingerprint it expected, and this tells which key file that is.
+ */
+async function secretsFingerprint(): Promise<void> {
+  const config = loadConfig();
+  if (!config.secretKey && !fs.existsSync(keyFile(config.dataDir))) throw new CliError(`no secret key: STRONGBOX_SECRET_KEY is not set and ${keyFile(config.dataDir)} does not exist`);
+  const key = config.secretKey ?? fs.readFileSync(keyFile(config.dataDir), 'utf8').trim();
+  if (!/^[0-9a-fA-F]{64}$/.test(key)) throw new CliError(`${secretKeySource(config)} is not a 64-hex-character key`);
+  process.stdout.write(`${keyFingerprint(Buffer.from(key, 'hex'))}  ${secretKeySource(config)}\n`);
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -130,7 +162,8 @@ async function main(argv: string[]): Promise<void> {
       throw new CliError('usage: strongbox catalog rebuild --destination NAME [--org ORG]');
     case 'secrets':
       if (rest[0] === 'rotate-key') return secretsRotate();
-      throw new CliError('usage: strongbox secrets rotate-key   (stop the server first)');
+      if (rest[0] === 'fingerprint') return secretsFingerprint();
+      throw new CliError('usage: strongbox secrets rotate-key   (stop every serve and worker first)\n       strongbox secrets fingerprint');
     case 'token':
       if (rest[0] === 'create') return tokenCreate(rest.slice(1));
       throw new CliError('usage: strongbox token create [--name NAME] [--org ORG] [--admin]');

@@ -7,11 +7,16 @@
  * secret readable (loadSecretBox accepts both keys while `secret.key.new` exists) and a
  * second run finishes the job. With STRONGBOX_SECRET_KEY, the new key comes from
  * STRONGBOX_NEW_SECRET_KEY and you change the variable afterwards.
+ *
+ * The catalog's key fingerprint changes in the same transaction, so a process still on the
+ * old key refuses to start. Processes already running hold the old key in memory: stop them
+ * all first (`strongbox secrets rotate-key` takes the catalog to itself and says so).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { AppContext } from './context.js';
 import { keyFile, secretBox } from './secrets.js';
+import { putSetting, SECRET_KEY_FINGERPRINT } from './catalog/settings.js';
 
 export async function rotateSecretKey(ctx: AppContext, newHexKey: string | null): Promise<{ secrets: number }> {
   const file = keyFile(ctx.config.dataDir);
@@ -44,6 +49,8 @@ export async function rotateSecretKey(ctx: AppContext, newHexKey: string | null)
       await trx.updateTable('jobs').set({ secret_enc: reseal(j.secret_enc!) }).where('id', '=', j.id).execute();
       count++;
     }
+    // With the secrets, in the same transaction: from now on a process with the old key refuses to start.
+    await putSetting(trx, SECRET_KEY_FINGERPRINT, next.fingerprint, ctx.clock());
   });
   if (!ctx.config.secretKey) fs.renameSync(`${file}.new`, file);
   return { secrets: count };

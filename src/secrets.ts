@@ -10,6 +10,18 @@ import path from 'node:path';
 export interface SecretBox {
   seal(plain: string): string;
   open(sealed: string): string;
+  /** The fingerprint of the key this box seals with (see keyFingerprint). */
+  readonly fingerprint: string;
+  /** The fingerprints of every key this box opens with: the sealing key's first. */
+  readonly fingerprints: readonly string[];
+}
+
+/**
+ * A short name for a secret key, safe to show and to store: an HMAC of a fixed text under
+ * the key, so it tells which key is meant without revealing anything of it.
+ */
+export function keyFingerprint(key: Buffer): string {
+  return crypto.createHmac('sha256', key).update('strongbox secret key fingerprint').digest('hex').slice(0, 16);
 }
 
 function readKeyFile(file: string): Buffer {
@@ -25,9 +37,11 @@ export function keyFile(dataDir: string): string {
 /**
  * Load the key (from config or the key file, creating it once) and return a box that uses
  * it. A `secret.key.new` left by a key rotation that stopped half-way is also accepted for
- * opening, so no secret is ever unreadable; running the rotation again finishes it.
+ * opening, so no secret is ever unreadable; running the rotation again finishes it. When
+ * the catalog already names that pending key (`sealWith`: the rotation committed, only the
+ * file rename was lost), new secrets are sealed with it too.
  */
-export function loadSecretBox(dataDir: string, hexKey: string | null): SecretBox {
+export function loadSecretBox(dataDir: string, hexKey: string | null, sealWith: string | null = null): SecretBox {
   let key: Buffer;
   const file = keyFile(dataDir);
   if (hexKey) key = Buffer.from(hexKey, 'hex');
@@ -44,20 +58,26 @@ export function loadSecretBox(dataDir: string, hexKey: string | null): SecretBox
   const box = secretBox(key);
   if (!fs.existsSync(`${file}.new`)) return box;
   const pending = secretBox(readKeyFile(`${file}.new`));
+  const [first, second] = sealWith !== null && sealWith === pending.fingerprint ? [pending, box] : [box, pending];
   return {
-    seal: box.seal,
+    seal: first.seal,
     open(sealed) {
       try {
-        return box.open(sealed);
+        return first.open(sealed);
       } catch {
-        return pending.open(sealed);
+        return second.open(sealed);
       }
     },
+    fingerprint: first.fingerprint,
+    fingerprints: [first.fingerprint, second.fingerprint],
   };
 }
 
 export function secretBox(key: Buffer): SecretBox {
+  const fingerprint = keyFingerprint(key);
   return {
+    fingerprint,
+    fingerprints: [fingerprint],
     seal(plain) {
       const iv = crypto.randomBytes(12);
       const cipher = crypto.createCipheriv('aes-256-gcm', key, iv);

@@ -4,6 +4,7 @@
  * Everything else talks Kysely and stays dialect-agnostic.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration, type MigrationProvider } from 'kysely';
 import SQLite from 'better-sqlite3';
@@ -15,13 +16,129 @@ import * as m0003 from './migrations/0003_backup_policies.js';
 import * as m0004 from './migrations/0004_encryption_destinations.js';
 import * as m0005 from './migrations/0005_schema_snapshots.js';
 import * as m0006 from './migrations/0006_audit_log.js';
+import * as m0007 from './migrations/0007_catalog_settings.js';
+import * as m0009 from './migrations/0009_contents_drills.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
 export interface Catalog {
   db: CatalogDb;
   dialect: 'sqlite' | 'postgres';
+  /** Close the catalog and release the process lock taken with it, if any. */
   close(): Promise<void>;
+}
+
+/**
+ * A lock that says which processes work on a catalog, held for the process's life and
+ * released by the kernel or the database server when the process dies (even by kill -9).
+ *
+ * - SQLite: one process at a time, whatever the mode: a second `serve` or `worker` would
+ *   take the first one's running backups for abandoned work and fail them.
+ * - PostgreSQL: `serve` and `worker` share it (that is the scale-out setup); a tool that
+ *   needs every other process stopped (key rotation) takes it alone.
+ */
+export interface CatalogLock {
+  mode: 'shared' | 'exclusive';
+  /** What this process is (`serve`, `worker`, `token create`...), shown to a process that finds the catalog taken. */
+  command: string;
+  /** What to do instead, added to the refusal a process gets when this lock cannot be had. */
+  advice?: string;
+}
+
+/** The catalog is in use by a process that excludes this one: the message says by whom and what to do. */
+export class CatalogInUseError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CatalogInUseError';
+  }
+}
+
+interface Holder {
+  pid: number;
+  command: string;
+  host: string;
+  since: string;
+}
+
+function describeHolder(h: Holder | null): string {
+  return h ? `\`${h.command}\`, pid ${h.pid} on ${h.host}, since ${h.since}` : 'it did not say which';
+}
+
+/**
+ * SQLite: an EXCLUSIVE transaction held open on `<catalog>.lock`, a database of its own so
+ * that the catalog's readers are never blocked. SQLite's locks are POSIX record locks, so
+ * the kernel drops them when the process dies, however it dies; no stale lock is left.
+ * Who holds it is written beside it (`<catalog>.lock.json`), for the refusal message only.
+ */
+function lockSqlite(file: string, lock: CatalogLock): () => void {
+  const lockFile = `${file}.lock`;
+  const holderFile = `${lockFile}.json`;
+  const holderNow = (): Holder | null => {
+    try {
+      return JSON.parse(fs.readFileSync(holderFile, 'utf8')) as Holder;
+    } catch {
+      return null;
+    }
+  };
+  // timeout 0: fail at once instead of waiting for a lock that is held for days.
+  const db = new SQLite(lockFile, { timeout: 0 });
+  try {
+    // No journal file: nothing is ever written, the transaction only holds the lock.
+    db.pragma('journal_mode = MEMORY');
+    db.exec('BEGIN EXCLUSIVE');
+  } catch (e) {
+    db.close();
+    if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
+    throw new CatalogInUseError(
+      `the SQLite catalog ${file} is in use by another Strongbox process (${describeHolder(holderNow())}). A SQLite catalog serves one process at a time` +
+        (lock.advice ? `: ${lock.advice}` : ': stop that process first; to run several workers, put the catalog on PostgreSQL (STRONGBOX_CATALOG_URL=postgres://...)'),
+    );
+  }
+  const me: Holder = { pid: process.pid, command: lock.command, host: os.hostname(), since: new Date().toISOString() };
+  fs.writeFileSync(holderFile, JSON.stringify(me) + '\n', { mode: 0o600 });
+  return () => {
+    try {
+      if (holderNow()?.pid === process.pid) fs.rmSync(holderFile, { force: true });
+    } finally {
+      db.close();
+    }
+  };
+}
+
+/** The advisory lock's key on PostgreSQL ("Sbx" + 1): advisory locks are per database, so per catalog. */
+const PG_LOCK = [0x536278, 1] as const;
+
+/**
+ * PostgreSQL: a session advisory lock on a connection of its own, kept for the process's
+ * life; the server drops it when that connection ends, so a killed process never leaves
+ * it behind. The connection's application_name says who holds it.
+ */
+async function lockPostgres(url: string, lock: CatalogLock): Promise<() => Promise<void>> {
+  const name = `strongbox ${lock.command} pid ${process.pid} on ${os.hostname()}`.slice(0, 63);
+  const client = new pg.Client({ connectionString: url, application_name: name });
+  // A lost connection loses the lock; the catalog's own pool reports the outage. Without a
+  // listener the 'error' event would kill the process.
+  client.on('error', () => {});
+  await client.connect();
+  const fn = lock.mode === 'shared' ? 'pg_try_advisory_lock_shared' : 'pg_try_advisory_lock';
+  const { rows } = await client.query(`select ${fn}($1::int, $2::int) as ok`, [...PG_LOCK]);
+  if (rows[0].ok) return async () => void (await client.end().catch(() => {}));
+  const holders = await client.query(
+    `select a.application_name as name, l.mode from pg_locks l join pg_stat_activity a on a.pid = l.pid
+     where l.locktype = 'advisory' and l.classid = $1 and l.objid = $2 and l.granted and l.database = (select oid from pg_database where datname = current_database())`,
+    [...PG_LOCK],
+  );
+  await client.end().catch(() => {});
+  const who = holders.rows.map((r) => r.name || 'a process').join('; ') || 'another process';
+  if (lock.mode === 'exclusive') {
+    throw new CatalogInUseError(`Strongbox processes are running on this catalog (${who}): stop every \`serve\` and \`worker\` first${lock.advice ? `; ${lock.advice}` : ''}`);
+  }
+  throw new CatalogInUseError(`a tool that needs the catalog to itself is running on it (${who}): start again when it has finished`);
+}
+
+export interface OpenCatalogOptions {
+  /** Take the process lock (see CatalogLock) before touching the catalog; none by default. */
+  lock?: CatalogLock;
 }
 
 /** Numbered migrations, in order. Add new files here; never edit a landed one. */
@@ -32,6 +149,8 @@ const migrations: Record<string, Migration> = {
   '0004_encryption_destinations': m0004,
   '0005_schema_snapshots': m0005,
   '0006_audit_log': m0006,
+  '0007_catalog_settings': m0007,
+  '0009_contents_drills': m0009,
 };
 
 class StaticMigrationProvider implements MigrationProvider {
@@ -40,12 +159,18 @@ class StaticMigrationProvider implements MigrationProvider {
   }
 }
 
-/** Open the catalog at `url` ("sqlite:<file>" or "postgres://...") and bring its schema up to date. */
-export async function openCatalog(url: string): Promise<Catalog> {
+/**
+ * Open the catalog at `url` ("sqlite:<file>" or "postgres://...") and bring its schema up
+ * to date. With `lock`, the process lock is taken first (CatalogInUseError when it cannot
+ * be had) and released by close().
+ */
+export async function openCatalog(url: string, opts: OpenCatalogOptions = {}): Promise<Catalog> {
   let catalog: Catalog;
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length);
     if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    // Before the catalog is even opened: nothing of a running process's work may be touched.
+    const unlock = opts.lock && file !== ':memory:' ? lockSqlite(path.resolve(file), opts.lock) : () => {};
     const sqlite = new SQLite(file);
     // WAL lets API reads go on while a job writes; busy_timeout waits out short write locks
     // instead of failing with SQLITE_BUSY.
@@ -61,15 +186,41 @@ export async function openCatalog(url: string): Promise<Catalog> {
       }
     }
     const db = new Kysely<CatalogSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
-    catalog = { db, dialect: 'sqlite', close: () => db.destroy() };
+    catalog = {
+      db,
+      dialect: 'sqlite',
+      close: async () => {
+        try {
+          await db.destroy();
+        } finally {
+          unlock();
+        }
+      },
+    };
   } else {
     // int8 columns (sizes) come back as strings by default; our sizes fit in a double.
     pg.types.setTypeParser(20, (v) => Number(v));
+    const unlock = opts.lock ? await lockPostgres(url, opts.lock) : async () => {};
     const pool = new pg.Pool({ connectionString: url, max: 10 });
     const db = new Kysely<CatalogSchema>({ dialect: new PostgresDialect({ pool }) });
-    catalog = { db, dialect: 'postgres', close: () => db.destroy() };
+    catalog = {
+      db,
+      dialect: 'postgres',
+      close: async () => {
+        try {
+          await db.destroy();
+        } finally {
+          await unlock();
+        }
+      },
+    };
   }
-  await migrate(catalog.db);
+  try {
+    await migrate(catalog.db);
+  } catch (e) {
+    await catalog.close().catch(() => {});
+    throw e;
+  }
   return catalog;
 }
 

@@ -246,6 +246,7 @@ export interface CatalogSchema {
   backup_policies: BackupPoliciesTable;
   schema_snapshots: SchemaSnapshotsTable;
   audit_log: AuditLogTable;
+  catalog_settings: CatalogSettingsTable;
 }
 
 export interface AuditLogTable {
@@ -262,6 +263,13 @@ export interface AuditLogTable {
   status: number;
   remote_address: string | null;
   created_at: string;
+}
+
+/** One fact about the catalog itself (see migrations/0007_catalog_settings.ts). */
+export interface CatalogSettingsTable {
+  name: string;
+  value: string;
+  updated_at: string;
 }
 
 export type Organization = Selectable<OrganizationsTable>;
