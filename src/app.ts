@@ -12,7 +12,7 @@ import { RateLimiter } from './api/ratelimit.js';
 import { recordAudit } from './api/audit.js';
 import { pathOf } from './api/paging.js';
 import { auditRoutes } from './api/v1/audit.js';
-import { ApiError, dialectOf, notFound, sendError } from './api/errors.js';
+import { ApiError, badRequest, dialectOf, notFound, sendError } from './api/errors.js';
 import { parseJsonBody } from './api/json-body.js';
 import { organizationRoutes } from './api/v1/organizations.js';
 import { databaseRoutes } from './api/v1/databases.js';
@@ -109,6 +109,11 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => sendError(req, reply, notFound(`no route ${req.method} ${pathOf(req).slice(0, 200)}`)));
 
   app.decorateRequest('principal', null as unknown as Principal);
+  // A NUL character (%00) in a path segment or the query can be stored in no text column
+  // of PostgreSQL: refuse it up front instead of failing as a 500 deep in a query.
+  app.addHook('onRequest', async (req) => {
+    if (hasNul(req.params) || hasNul(req.query)) throw badRequest('the request path or query contains a NUL character (%00)');
+  });
   const limiter = new RateLimiter(ctx.config.rateLimitPerMinute);
   app.addHook('onRequest', async (req, reply) => {
     if (req.routeOptions.config?.public) return;
@@ -149,4 +154,10 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(yandexRoutes(ctx), { prefix: '/managed-mysql/v1' });
   await app.register(backupmanRoutes(ctx), { prefix: '/api' });
   return app;
+}
+
+/** Whether any value of a params or query object (strings, or arrays of them) holds a NUL. */
+function hasNul(values: unknown): boolean {
+  if (values === null || typeof values !== 'object') return false;
+  return Object.values(values).some((v) => (Array.isArray(v) ? v : [v]).some((x) => typeof x === 'string' && x.includes('\u0000')));
 }

@@ -8,7 +8,8 @@ export async function recordAudit(ctx: AppContext, req: FastifyRequest, status: 
   const principal = req.principal as FastifyRequest['principal'] | null;
   const params = (req.params ?? {}) as Record<string, unknown>;
   let organizationId = principal?.token.organization_id ?? null;
-  if (typeof params.organization === 'string') {
+  // (A name with a NUL was refused with a 400; it names no organization and cannot be queried.)
+  if (typeof params.organization === 'string' && !params.organization.includes('\u0000')) {
     const org = await ctx.db.selectFrom('organizations').select('id').where('name', '=', params.organization).executeTakeFirst();
     // Another organization's name is recorded against the caller's own organization: its
     // audit log must not reveal that the other one exists.

@@ -116,6 +116,26 @@ describe('bad input', () => {
     assertClientError(await api(server, 'POST', '/v1/organizations', { name: "'; drop table x; --" }), 422, 'invalid_params', 'sql in name');
   });
 
+  test('a NUL character in a path, a query or a JSON string is a 400 in each dialect, never a 500 from the catalog', async () => {
+    assertClientError(await api(server, 'GET', `/v1/organizations/default/databases/pg%00app/branches`), 400, 'bad_request', 'NUL in a path segment');
+    assertClientError(await api(server, 'GET', `${pgPath}/backups?state=a%00b`), 400, 'bad_request', 'NUL in the query');
+    assertClientError(await api(server, 'POST', `${pgPath}/backups`, '{"name":"a\\u0000b"}'), 400, 'bad_request', 'NUL in a JSON string');
+    assertClientError(await api(server, 'POST', '/v1/organizations/default/databases', '{"name":"x","kind":"postgresql","a\\u0000":1}'), 400, 'bad_request', 'NUL in a JSON key');
+    const bearer = `Bearer ${server.token}`;
+    const y = await api(server, 'GET', '/managed-postgresql/v1/clusters/a%00b/backups', undefined, bearer);
+    assert.equal(y.status, 400, JSON.stringify(y.body));
+    assert.equal(y.body.code, 3, 'Yandex: INVALID_ARGUMENT');
+    const op = await api(server, 'POST', '/managed-mysql/v1/clusters/%00:backup', undefined, bearer);
+    assert.equal(op.status, 400, JSON.stringify(op.body));
+    const bm = await api(server, 'GET', '/api/backups/%00/download', undefined, null, { 'x-api-key': server.token });
+    assert.equal(bm.status, 400, JSON.stringify(bm.body));
+    assert.equal(typeof bm.body.error, 'string', 'backupman: {"error": ...}');
+    // Nothing reached the catalog: the server logged no error.
+    const { readFileSync } = await import('node:fs');
+    const errors = readFileSync(server.logFile, 'utf8').split('\n').filter((l) => l.includes('"level":50'));
+    assert.deepEqual(errors, []);
+  });
+
   test('unknown things are 404 in the same shape', async () => {
     assertClientError(await api(server, 'GET', `${pgPath}/backups/nosuchbackup`), 404, 'not_found', 'backup');
     assertClientError(await api(server, 'GET', '/v1/organizations/default/databases/nope/branches/main/backups'), 404, 'not_found', 'database');
