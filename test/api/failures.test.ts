@@ -10,6 +10,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
 import { dropDatabase, pgUrl, uniqueName } from '../helpers/databases.js';
+import { catalogKind } from '../helpers/catalog.js';
 
 function filesUnder(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
@@ -93,7 +94,9 @@ describe('failed dumps leave nothing that looks good', () => {
 });
 
 describe('a backup left running by a process that died', () => {
-  test('is marked failed ("interrupted") on start and its partial files are removed', async () => {
+  // SQLite: one process owns the catalog, so whatever is running at start was abandoned.
+  // PostgreSQL: other workers may be alive, so only a lapsed lease (5 s here) is taken over.
+  test('is marked failed ("interrupted") on start (SQLite) or once its lease lapses (PostgreSQL), and its partial files are removed', async () => {
     const source = uniqueName('sbx_intr');
     const admin = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: 'postgres' });
     await admin.connect();
@@ -118,7 +121,11 @@ describe('a backup left running by a process that died', () => {
       assert.ok(filesUnder(path.join(server.dataDir, 'backups')).length > 0, 'a partial file exists');
 
       await server.runner.start();
-      const b = await api(server, 'GET', `${branchPath}/backups/${r.body.id}`);
+      const waitMs = catalogKind() === 'sqlite' ? 0 : 5_000 + 3_000;
+      const b = await until('the interrupted backup to be failed', async () => {
+        const got = await api(server, 'GET', `${branchPath}/backups/${r.body.id}`);
+        return got.body.state === 'running' ? undefined : got;
+      }, waitMs, 100);
       assert.equal(b.body.state, 'failed');
       const row = await server.ctx.db.selectFrom('backups').select('error').where('id', '=', r.body.id).executeTakeFirstOrThrow();
       assert.match(row.error ?? '', /interrupted/);
