@@ -34,9 +34,10 @@ Client (STRONGBOX_URL, default http://127.0.0.1:8080; STRONGBOX_TOKEN, default <
   backup verify ORG/DB/BRANCH ID [--full] [--wait]
                                           check every stored copy (--full: restore into a scratch database too)
   backup protect|unprotect|delete|cancel ORG/DB/BRANCH ID
-  restore ORG/DB/NEW_BRANCH --backup ID [--wait] [--overwrite]
+  restore ORG/DB/NEW_BRANCH --backup ID [--wait] [--overwrite] [--preserve-ownership]
                                           restore into a new branch (target URL, if any, from
-                                          $STRONGBOX_CONNECTION_URL; default: a new database on the backup's server)
+                                          $STRONGBOX_CONNECTION_URL; default: a new database on the backup's server);
+                                          --preserve-ownership keeps owners and grants (the roles must exist there)
 `;
 
 interface Client {
@@ -155,6 +156,7 @@ export async function runClientCommand(command: string, argv: string[]): Promise
       full: { type: 'boolean', default: false },
       backup: { type: 'string' },
       overwrite: { type: 'boolean', default: false },
+      'preserve-ownership': { type: 'boolean', default: false },
     },
   });
   const c = client();
@@ -298,12 +300,13 @@ export async function runClientCommand(command: string, argv: string[]): Promise
   }
 }
 
-async function restoreCommand(c: Client, positionals: Array<string | undefined>, values: { backup?: string; wait?: boolean; overwrite?: boolean; production?: boolean }): Promise<void> {
+async function restoreCommand(c: Client, positionals: Array<string | undefined>, values: { backup?: string; wait?: boolean; overwrite?: boolean; production?: boolean; 'preserve-ownership'?: boolean }): Promise<void> {
   const [org, db, branch] = splitPath(positionals[0], 3, 'ORG/DB/NEW_BRANCH');
   if (!values.backup) throw new CliError('give the backup to restore: --backup ID');
   const body: Record<string, unknown> = { name: decodeURIComponent(branch), backup_id: values.backup, production: values.production };
   if (process.env.STRONGBOX_CONNECTION_URL) body.connection_url = process.env.STRONGBOX_CONNECTION_URL;
   if (values.overwrite) body.overwrite = true;
+  if (values['preserve-ownership']) body.preserve_ownership = true;
   const dbPath = `/v1/organizations/${org}/databases/${db}/branches`;
   const b = await c.request('POST', dbPath, body);
   process.stdout.write(`restoring backup ${values.backup} into branch ${b.name} (${b.connection.host}:${b.connection.port}/${b.connection.database})\n`);

@@ -17,6 +17,7 @@ import * as m0004 from './migrations/0004_encryption_destinations.js';
 import * as m0005 from './migrations/0005_schema_snapshots.js';
 import * as m0006 from './migrations/0006_audit_log.js';
 import * as m0007 from './migrations/0007_catalog_settings.js';
+import * as m0008 from './migrations/0008_restore_fidelity.js';
 import * as m0009 from './migrations/0009_contents_drills.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
@@ -150,6 +151,7 @@ const migrations: Record<string, Migration> = {
   '0005_schema_snapshots': m0005,
   '0006_audit_log': m0006,
   '0007_catalog_settings': m0007,
+  '0008_restore_fidelity': m0008,
   '0009_contents_drills': m0009,
 };
 

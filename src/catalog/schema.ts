@@ -76,6 +76,14 @@ export interface BranchesTable {
   restore_job_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
+/** Per-branch dump options that are ours, not PlanetScale's; a branch without a row has the defaults. */
+export interface BranchOptionsTable {
+  branch_id: string;
+  /** MariaDB: dump system-versioned tables with their history (`--dump-history`). */
+  dump_history: Bool;
+  updated_at: string;
+}
+
 export interface StorageDestinationsTable {
   id: string;
   organization_id: string;
@@ -141,6 +149,12 @@ export interface BackupsTable {
   /** JSON {format: 'age', recipients: [fingerprints]} when the artifacts are encrypted, else null. */
   encryption: ColumnType<string | null, string | null | undefined, string | null>;
   schema_snapshot_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** MySQL: bytes of the dump's largest statement (to compare with max_allowed_packet); null when not measured. */
+  largest_statement: ColumnType<number | null, number | null | undefined, number | null>;
+  /** JSON DatabaseProperties (engines/engine.ts) of the dumped database; null for older backups. */
+  database_properties: ColumnType<string | null, string | null | undefined, string | null>;
+  /** JSON Ownership (engines/engine.ts): roles the objects need, MySQL grants; null when not recorded. */
+  ownership: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface SchemaSnapshotsTable {
@@ -239,6 +253,7 @@ export interface CatalogSchema {
   service_token_accesses: ServiceTokenAccessesTable;
   databases: DatabasesTable;
   branches: BranchesTable;
+  branch_options: BranchOptionsTable;
   storage_destinations: StorageDestinationsTable;
   backups: BackupsTable;
   artifacts: ArtifactsTable;

@@ -50,6 +50,55 @@ export interface DumpOptions {
   signal?: AbortSignal;
   /** The server's major version when the caller already probed it (saves a connection). */
   serverMajor?: number;
+  /**
+   * MariaDB: dump system-versioned tables with their history (`--dump-history`), not just
+   * their current rows. Ignored by PostgreSQL, which has no such tables.
+   */
+  dumpHistory?: boolean;
+}
+
+/**
+ * Properties of a database itself (not of its objects) that a dump of its contents
+ * does not carry, recorded at backup time so that a restore can create the new database
+ * like the old one. Engine-specific fields are absent on the other engine.
+ */
+export interface DatabaseProperties {
+  /** The dumped database's name (references to it in a dump are rewritten for the target). */
+  name: string;
+  /** PostgreSQL: server encoding name, e.g. "UTF8". */
+  encoding?: string;
+  /** PostgreSQL: 'libc', 'icu' or 'builtin' (17+). */
+  locale_provider?: string;
+  /** PostgreSQL: LC_COLLATE and LC_CTYPE. */
+  lc_collate?: string;
+  lc_ctype?: string;
+  /** PostgreSQL: the ICU (or builtin) locale, and ICU tailoring rules (16+). */
+  icu_locale?: string | null;
+  icu_rules?: string | null;
+  /** PostgreSQL: `ALTER DATABASE … SET` settings as the server stores them ("name=value"). */
+  settings?: string[];
+  /** PostgreSQL: CONNECTION LIMIT (-1: none). */
+  connection_limit?: number;
+  /** MySQL/MariaDB: default character set and collation. */
+  character_set?: string;
+  collation?: string;
+  /** COMMENT ON DATABASE (PostgreSQL) or the schema comment (MariaDB 10.5+); null when none. */
+  comment?: string | null;
+}
+
+/** An account a restored object must belong to or be granted to, and grants to re-create. */
+export interface Ownership {
+  /**
+   * Roles (PostgreSQL) or accounts (MySQL, as `'user'@'host'`, or a bare role) that own
+   * objects, are granted privileges, or are the DEFINER of views, routines, triggers and
+   * events of the database. Sorted, distinct.
+   */
+  roles: string[];
+  /**
+   * MySQL only: privileges granted on the database, its tables and columns (a dump of
+   * one database does not carry them). PostgreSQL's GRANTs are inside the dump.
+   */
+  grants?: Array<{ grantee: string; privilege: string; table: string | null; column: string | null; grantable: boolean }>;
 }
 
 export interface RestoreOptions {
@@ -60,6 +109,20 @@ export interface RestoreOptions {
    * MySQL dumps already carry `DROP TABLE IF EXISTS`). Objects not in the dump stay.
    */
   clean?: boolean;
+  /**
+   * Keep owners and privileges as the dump has them (PostgreSQL: no `--no-owner
+   * --no-acl`; MySQL: keep DEFINER clauses and re-create `grants`). The roles must exist;
+   * check with `missingRoles` first. Without it objects belong to the restoring user.
+   */
+  preserveOwnership?: boolean;
+  /** MySQL: grants to re-create on the restored database when preserving ownership. */
+  grants?: Ownership['grants'];
+  /**
+   * The name of the database the dump was taken from. MySQL dumps name it in a few places
+   * (sequence references in column defaults and views, `ALTER DATABASE` around routines);
+   * they are rewritten to the target so that nothing reaches back to the source.
+   */
+  sourceDatabase?: string;
 }
 
 export interface Engine {
@@ -71,7 +134,12 @@ export interface Engine {
    * clear, password-free message when the server does not answer or refuses.
    */
   probe(conn: ConnectionInfo): Promise<ServerInfo>;
-  /** Exact row count of every base table, keyed "schema.table" (PostgreSQL) or "table" (MySQL). */
+  /**
+   * Exact row count of every base table, keyed "schema.table" (PostgreSQL) or "table"
+   * (MySQL): the rows a dump of that table holds (PostgreSQL: without inheriting
+   * children; MariaDB system-versioned tables: every row version, since a dump made
+   * with history restores them all and one without restores only current rows).
+   */
   tableRowCounts(conn: ConnectionInfo): Promise<Record<string, number>>;
   /** Start a consistent dump of `conn.database`, picking a client that matches the server. */
   dump(conn: ConnectionInfo, options?: DumpOptions): Promise<DumpProcess>;
@@ -80,8 +148,29 @@ export interface Engine {
    * exist. Resolves when the restore tool exited 0; rejects with EngineError otherwise.
    */
   restore(conn: ConnectionInfo, input: Readable, options?: RestoreOptions): Promise<void>;
-  /** CREATE DATABASE `name` on the server of `conn` (name validated, quoted as an identifier). */
-  createDatabase(conn: ConnectionInfo, name: string): Promise<void>;
+  /**
+   * CREATE DATABASE `name` on the server of `conn` (name validated, quoted as an
+   * identifier), with the encoding, locale, collation, settings and comment of
+   * `properties` when given (else the server's defaults). Throws EngineError when the
+   * server cannot create it so (a locale or collation it lacks); resolves with notes on
+   * properties it could not keep that do not change the data (a setting this server
+   * refuses), empty when everything was kept.
+   */
+  createDatabase(conn: ConnectionInfo, name: string, properties?: DatabaseProperties | null): Promise<string[]>;
+  /** The properties of the database of `conn` that CREATE DATABASE would need to make it again. */
+  databaseProperties(conn: ConnectionInfo): Promise<DatabaseProperties>;
+  /** The roles and grants the objects of the database of `conn` need (see Ownership). */
+  ownership(conn: ConnectionInfo): Promise<Ownership>;
+  /**
+   * Which of `roles` (as `ownership` names them) do not exist on the server of `conn`.
+   * Throws EngineError when this account cannot tell.
+   */
+  missingRoles(conn: ConnectionInfo, roles: string[]): Promise<string[]>;
+  /**
+   * The largest statement the server of `conn` accepts (MySQL's max_allowed_packet), or
+   * null when statements have no such limit that a dump could hit (PostgreSQL).
+   */
+  maxStatementBytes(conn: ConnectionInfo): Promise<number | null>;
   /** DROP DATABASE IF EXISTS `name` on the server of `conn`. */
   dropDatabase(conn: ConnectionInfo, name: string): Promise<void>;
   /** Whether `name` exists on the server of `conn`. */

@@ -9,10 +9,11 @@ import type { Backup, BackupUpdate, StorageDestination } from '../catalog/schema
 import { newId, nowIso } from '../catalog/ids.js';
 import { destinationsFor } from '../catalog/organizations.js';
 import { recordSnapshot } from '../catalog/snapshots.js';
-import { engineFor, parseConnectionUrl, EngineError } from '../engines/index.js';
+import { engineFor, parseConnectionUrl, EngineError, type ConnectionInfo, type DatabaseProperties, type Engine, type Ownership } from '../engines/index.js';
 import { compressor, compressionSuffix, type Compression } from '../pipeline/compress.js';
 import { HashCounter } from '../pipeline/hash.js';
 import { rowCounterFor } from '../pipeline/rowcount/index.js';
+import { StatementSizer } from '../pipeline/statementsize.js';
 import { ageEncrypt } from '../pipeline/encrypt.js';
 import { organizationRecipients, recipientFingerprint } from '../encryption.js';
 import { fanOut } from '../pipeline/fanout.js';
@@ -73,6 +74,12 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     mark('probed');
     signal.throwIfAborted();
     await ctx.db.updateTable('backups').set({ server_version: server.version, pvc_size: server.sizeBytes, updated_at: nowIso(ctx.clock()) }).where('id', '=', backup.id).execute();
+    // What the dump does not carry (the database's own encoding, locale, settings; the roles
+    // its objects need), so that a restore can make the database again as it was. Losing
+    // them costs that fidelity, not the backup.
+    const extras = await databaseExtras(ctx, engine, conn, backup.id);
+    const options = await ctx.db.selectFrom('branch_options').select('dump_history').where('branch_id', '=', branch.id).executeTakeFirst();
+    const dumpHistory = database.kind === 'mysql' && options?.dump_history === 1;
     // Row counts per table (for verification later) are read off the dump stream itself:
     // no second scan of every table, and exactly the rows the dump's snapshot holds.
     const counter = rowCounterFor(database.kind);
@@ -136,13 +143,15 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
         idle.abort(new JobStopped('idle_timeout', `the dump produced no data for ${ctx.config.dumpIdleTimeoutSeconds} s (waiting on a lock, or the server hung) and was stopped`));
       }
     }, Math.min(1000, Math.max(50, idleMs / 4)));
+    // MySQL: the largest statement, which a restore compares with the target's max_allowed_packet.
+    const sizer = database.kind === 'mysql' ? new StatementSizer() : null;
     let settled: [PromiseSettledResult<void>, PromiseSettledResult<Awaited<ReturnType<typeof fanOut>>>, PromiseSettledResult<void>];
     let clientVersion: string;
     try {
       jobSignal.throwIfAborted();
-      const dump = await engine.dump(conn, { signal: jobSignal, serverMajor: server.major });
+      const dump = await engine.dump(conn, { signal: jobSignal, serverMajor: server.major, dumpHistory });
       clientVersion = dump.clientVersion;
-      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, counter.stream, compressor(compression, ctx.config.zstdLevel)];
+      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, counter.stream, ...(sizer ? [sizer] : []), compressor(compression, ctx.config.zstdLevel)];
       // Encrypt last, so the sha256 and every stored copy cover exactly the bytes at rest.
       if (recipients.length) stages.push(ageEncrypt(recipients));
       const flow = pipeline([...stages, stored], { signal: jobSignal });
@@ -210,6 +219,10 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       raw_size: raw.bytes,
       sha256,
       table_row_counts: rowCounts,
+      largest_statement: sizer?.largest ?? null,
+      dump_history: dumpHistory,
+      database_properties: extras.properties,
+      ownership: extras.ownership,
       database_size: server.sizeBytes,
       created_at: backup.created_at,
       started_at: backup.started_at,
@@ -236,6 +249,9 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       sha256,
       client_version: clientVersion,
       table_row_counts: rowCounts === null ? null : JSON.stringify(rowCounts),
+      largest_statement: sizer?.largest ?? null,
+      database_properties: extras.properties === null ? null : JSON.stringify(extras.properties),
+      ownership: extras.ownership === null ? null : JSON.stringify(extras.ownership),
       encryption: encryption === null ? null : JSON.stringify(encryption),
       schema_snapshot_id: snapshotId,
       progress_raw_bytes: raw.bytes,
@@ -254,6 +270,22 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const message = stop ? stop.message : e instanceof EngineError ? e.message : `backup failed: ${messageOf(e)}`;
     return await finish(ctx, backup, targets, null, message);
   }
+}
+
+/** The database's properties and the roles its objects need; null for what could not be read. */
+async function databaseExtras(ctx: AppContext, engine: Engine, conn: ConnectionInfo, backupId: string): Promise<{ properties: DatabaseProperties | null; ownership: Ownership | null }> {
+  const read = async <T>(what: string, fn: () => Promise<T>): Promise<T | null> => {
+    try {
+      return await fn();
+    } catch (e) {
+      ctx.log.warn({ backup: backupId, err: messageOf(e) }, `could not read the ${what}; a restore will not keep them`);
+      return null;
+    }
+  };
+  return {
+    properties: await read('database properties', () => engine.databaseProperties(conn)),
+    ownership: await read('owners and grants', () => engine.ownership(conn)),
+  };
 }
 
 function describeFailures(targets: Target[]): string {

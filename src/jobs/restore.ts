@@ -14,6 +14,7 @@ import { HashCounter } from '../pipeline/hash.js';
 import { ChecksumMismatchError } from '../pipeline/verify.js';
 import { ageDecrypt } from '../pipeline/encrypt.js';
 import { identityFilesFor, temporaryIdentityFile } from '../encryption.js';
+import { recordedProperties, recordedRestoreOptions, restorePreflight } from './fidelity.js';
 import { openVerifiedArtifact, readableArtifacts } from './artifacts.js';
 
 export type JobUpdate = Updateable<JobsTable>;
@@ -26,6 +27,8 @@ export interface RestoreParams {
   overwrite: boolean;
   /** Set once the job created the database, so a crash recovery knows to drop it. */
   created?: boolean;
+  /** Keep owners and privileges (`preserve_ownership: true` on the request). */
+  preserve_ownership?: boolean;
 }
 
 function messageOf(e: unknown): string {
@@ -42,10 +45,11 @@ export async function restoreArtifact(
   backup: Backup,
   artifact: Artifact,
   conn: ConnectionInfo,
-  opts: { signal: AbortSignal; clean?: boolean; onBytes?: (n: number) => void; identityFiles: string[] },
+  opts: { signal: AbortSignal; clean?: boolean; preserveOwnership?: boolean; onBytes?: (n: number) => void; identityFiles: string[] },
 ): Promise<void> {
   const encryption = backup.encryption ? (JSON.parse(backup.encryption) as { format: string; recipients: string[] }) : null;
   if (encryption && opts.identityFiles.length === 0) throw new DecryptionError(noIdentityMessage(encryption.recipients));
+  const fidelity = await recordedRestoreOptions(ctx, backup, opts.preserveOwnership === true);
   const { stream } = await openVerifiedArtifact(ctx, artifact);
   const counter = new HashCounter({ onProgress: opts.onBytes, progressIntervalMs: 1000 });
   const decrypt = encryption ? ageDecrypt(opts.identityFiles) : null;
@@ -54,7 +58,7 @@ export async function restoreArtifact(
     unpack.destroy(e);
     throw e;
   });
-  const [flowR, restoreR] = await Promise.allSettled([flow, engine.restore(conn, unpack, { signal: opts.signal, clean: opts.clean })]);
+  const [flowR, restoreR] = await Promise.allSettled([flow, engine.restore(conn, unpack, { signal: opts.signal, clean: opts.clean, ...fidelity })]);
   // A bad checksum explains whatever the restore tool then said about its cut-off input,
   // and so does an identity that cannot decrypt.
   if (flowR.status === 'rejected' && flowR.reason instanceof ChecksumMismatchError) throw flowR.reason;
@@ -105,12 +109,18 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
   const conn = branchConnection(ctx, branch.connection_url_enc);
   let created = false;
   const fail = (error: string): JobUpdate => ({ state: 'failed', error, completed_at: nowIso(ctx.clock()) });
+  const preserveOwnership = params.preserve_ownership === true;
+  // Notes on database properties the new database could not keep (a setting this server refuses).
+  let notes: string[] = [];
   try {
+    // Before anything is created or written: a statement the server would refuse, roles it lacks.
+    const preflight = await restorePreflight(engine, backup, conn, preserveOwnership);
+    if (preflight.length) return fail(preflight.join('; '));
     if (params.create) {
       if (await engine.databaseExists(conn, conn.database)) {
         return fail(`database "${conn.database}" already exists on ${conn.host}:${conn.port}; Strongbox never overwrites a database it did not create`);
       }
-      await engine.createDatabase(conn, conn.database);
+      notes = await engine.createDatabase(conn, conn.database, recordedProperties(backup));
       created = true;
       await ctx.db.updateTable('jobs').set({ params: JSON.stringify({ ...params, created: true }) }).where('id', '=', job.id).execute();
     } else if (!params.overwrite && !(await engine.databaseIsEmpty(conn))) {
@@ -127,13 +137,14 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
           signal,
           identityFiles,
           clean: params.overwrite,
+          preserveOwnership,
           onBytes: (n) => void ctx.db.updateTable('jobs').set({ bytes: n, updated_at: nowIso(ctx.clock()) }).where('id', '=', job.id).execute().catch(() => {}),
         }));
         return {
           state: 'success',
           error: null,
           bytes: artifact.size,
-          result: JSON.stringify({ artifact: artifact.id, destination: artifact.destination_name, problems }),
+          result: JSON.stringify({ artifact: artifact.id, destination: artifact.destination_name, problems, ...(notes.length ? { notes } : {}) }),
           completed_at: nowIso(ctx.clock()),
         };
       } catch (e) {
@@ -150,7 +161,7 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
         if (!retryable) break;
         if (created && backup.engine !== 'postgresql') {
           await engine.dropDatabase(conn, conn.database);
-          await engine.createDatabase(conn, conn.database);
+          await engine.createDatabase(conn, conn.database, recordedProperties(backup));
         }
       }
     }

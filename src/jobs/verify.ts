@@ -7,13 +7,14 @@
 import type { AppContext } from '../context.js';
 import type { Artifact, Backup, Job } from '../catalog/schema.js';
 import { newId, nowIso } from '../catalog/ids.js';
-import { engineFor, parseConnectionUrl } from '../engines/index.js';
+import { engineFor, parseConnectionUrl, type ConnectionInfo } from '../engines/index.js';
 import { HashCounter } from '../pipeline/hash.js';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { openDestinationById } from '../destinations.js';
 import { manifestKey, readableArtifacts } from './artifacts.js';
 import { restoreArtifact, withIdentities, type JobUpdate } from './restore.js';
+import { recordedProperties, statementTooLarge, verificationWarnings } from './fidelity.js';
 
 export interface VerifyParams {
   restore: boolean;
@@ -85,7 +86,12 @@ async function checkRestore(ctx: AppContext, backup: Backup, artifact: Artifact,
   // Scratch copies live on the source's server, under a name no user picks.
   const scratch = { ...source, database: `sbx_verify_${jobId}_${newId(4)}` };
   const check: RestoreCheck = { ok: false, database: scratch.database, tables: 0, mismatches: [], note: null, error: null };
-  await engine.createDatabase(source, scratch.database);
+  // A statement the server would refuse fails the restore at once, named, with what to raise.
+  const tooLarge = await statementTooLarge(engine, backup, source);
+  if (tooLarge) return { ...check, error: `restore not attempted: ${tooLarge}` };
+  // Created like the backed-up database (encoding, locale, collation), or text would
+  // compare and sort differently in the copy than in the source.
+  await engine.createDatabase(source, scratch.database, recordedProperties(backup));
   try {
     await withIdentities(ctx, job, (identityFiles) => restoreArtifact(ctx, engine, backup, artifact, scratch, { signal, identityFiles }));
     const actual = await engine.tableRowCounts(scratch);
@@ -111,6 +117,12 @@ async function checkRestore(ctx: AppContext, backup: Backup, artifact: Artifact,
   return check;
 }
 
+/** The connection of the backup's branch, or null when it has none (catalog rebuilt from storage). */
+async function sourceConnection(ctx: AppContext, backup: Backup): Promise<ConnectionInfo | null> {
+  const branch = await ctx.db.selectFrom('branches').select('connection_url_enc').where('id', '=', backup.branch_id).executeTakeFirst();
+  return branch?.connection_url_enc ? parseConnectionUrl(ctx.secrets.open(branch.connection_url_enc)).info : null;
+}
+
 export async function runVerify(ctx: AppContext, job: Job, signal: AbortSignal): Promise<JobUpdate> {
   const params = JSON.parse(job.params) as VerifyParams;
   const backup = await ctx.db.selectFrom('backups').selectAll().where('id', '=', job.backup_id).executeTakeFirstOrThrow();
@@ -121,6 +133,7 @@ export async function runVerify(ctx: AppContext, job: Job, signal: AbortSignal):
   const good = artifacts.find((a) => checks.find((c) => c.artifact_id === a.id)?.ok);
   if (params.restore && good) restore = await checkRestore(ctx, backup, good, job, signal);
 
+  const warnings = await verificationWarnings(ctx, engineFor(backup.engine), backup, await sourceConnection(ctx, backup));
   const problems: string[] = [];
   if (artifacts.length === 0) problems.push('the backup has no stored artifact');
   for (const c of checks) if (!c.ok) problems.push(`${c.destination}: ${c.error}`);
@@ -132,7 +145,7 @@ export async function runVerify(ctx: AppContext, job: Job, signal: AbortSignal):
   return {
     state: passed ? 'success' : 'failed',
     error: passed ? null : problems.join('; '),
-    result: JSON.stringify({ artifacts: checks, restore }),
+    result: JSON.stringify({ artifacts: checks, restore, ...(warnings.length ? { warnings } : {}) }),
     bytes: checks.reduce((n, c) => n + (c.size ?? 0), 0),
     completed_at: now,
   };

@@ -6,6 +6,7 @@ import { newId, nowIso } from '../../catalog/ids.js';
 import type { Branch as BranchRow, Database as DatabaseRow, Job } from '../../catalog/schema.js';
 import { ConnectionUrlError, engineFor, EngineError, parseConnectionUrl, type ConnectionInfo, type EngineKind } from '../../engines/index.js';
 import { readableArtifacts } from '../../jobs/artifacts.js';
+import { restorePreflight } from '../../jobs/fidelity.js';
 import { newJob } from '../../catalog/jobs.js';
 import { addInterval } from '../../time.js';
 import { hasAccess, requireAccess } from '../auth.js';
@@ -39,6 +40,12 @@ async function probeOr422<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Strongbox extension on branches (MariaDB): dumps keep the history of system-versioned tables. */
+const DumpHistory = Type.Boolean({
+  description:
+    'Strongbox extension, MariaDB only: dump system-versioned tables with their history (mariadb-dump --dump-history), so a restore has every row version, not just the current rows. Default false.',
+});
+
 export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.post(
@@ -61,6 +68,14 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
               backup_id: Type.Optional(IdParam),
               overwrite: Type.Optional(Type.Boolean({ description: 'with backup_id and connection_url: restore over a non-empty database' })),
               age_identity: Type.Optional(AgeIdentity),
+              preserve_ownership: Type.Optional(
+                Type.Boolean({
+                  description:
+                    'Strongbox extension, with backup_id: keep owners and privileges (PostgreSQL owners and GRANTs; MariaDB DEFINERs and the grants on the database) instead of giving every object to the restoring user. ' +
+                    'The roles must exist on the target server: missing ones are named in a 409 before anything starts.',
+                }),
+              ),
+              dump_history: Type.Optional(DumpHistory),
             },
             { additionalProperties: false },
           ),
@@ -75,7 +90,9 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           if (body.connection_url === undefined) throw invalidParams('connection_url is required (or backup_id, to create the branch from a backup)');
           if (body.overwrite !== undefined) throw invalidParams('overwrite only applies when restoring a backup (backup_id)');
           if (body.age_identity !== undefined) throw invalidParams('age_identity only applies when restoring a backup (backup_id)');
+          if (body.preserve_ownership !== undefined) throw invalidParams('preserve_ownership only applies when restoring a backup (backup_id)');
         }
+        if (body.dump_history && database.kind !== 'mysql') throw invalidParams('dump_history applies to MariaDB/MySQL branches only (system-versioned tables)');
         const parsed = body.connection_url === undefined ? null : parseUrl(body.connection_url, database.kind);
         const backup = body.backup_id === undefined ? null : await ctx.db.selectFrom('backups').selectAll().where('id', '=', body.backup_id).where('database_id', '=', database.id).executeTakeFirst();
         if (body.backup_id !== undefined && !backup) throw notFound(`Backup "${body.backup_id}" not found in database "${database.name}"`);
@@ -117,6 +134,11 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           throw conflict("a restore never writes into the backup's own source database");
         }
         const server = create ? null : await probeOr422(() => engine.probe(target));
+        // What would fail the restore before it writes anything is said now, not in the job.
+        if (backup) {
+          const preflight = await probeOr422(() => restorePreflight(engine, backup, target, body.preserve_ownership === true));
+          if (preflight.length) throw conflict(preflight.join('; '));
+        }
         if (backup && !create && !body.overwrite && !(await probeOr422(() => engine.databaseIsEmpty(target)))) {
           throw conflict(`database "${target.database}" is not empty; pass overwrite: true to restore over it`);
         }
@@ -147,7 +169,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             kind: 'restore',
             backupId: backup.id,
             branchId: row.id,
-            params: { create, overwrite: body.overwrite === true },
+            params: { create, overwrite: body.overwrite === true, ...(body.preserve_ownership ? { preserve_ownership: true } : {}) },
             actorId: req.principal.token.id,
             now,
             secretEnc: body.age_identity === undefined ? null : ctx.secrets.seal(checkIdentity(body.age_identity)),
@@ -156,6 +178,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         }
         await ctx.db.transaction().execute(async (trx) => {
           await trx.insertInto('branches').values(row).execute();
+          if (body.dump_history !== undefined) await trx.insertInto('branch_options').values({ branch_id: row.id, dump_history: body.dump_history ? 1 : 0, updated_at: row.created_at }).execute();
           if (job && backup) {
             await trx.insertInto('jobs').values(job).execute();
             // As PlanetScale does: a backup being restored is kept at least a day longer.
@@ -166,7 +189,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           }
         });
         if (job) ctx.nudge();
-        return reply.status(201).send(presentBranch(row, database.kind, job, now.getTime()));
+        return reply.status(201).send(presentBranch(row, database.kind, job, now.getTime(), { dump_history: body.dump_history === true }));
       },
     );
 
@@ -179,7 +202,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           description: 'Use it to set the URL again after a password change, or on a branch rebuilt from storage (which has none). The new URL is checked by connecting.',
           params: BranchParams,
           body: Type.Object(
-            { connection_url: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })), production: Type.Optional(Type.Boolean()) },
+            { connection_url: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })), production: Type.Optional(Type.Boolean()), dump_history: Type.Optional(DumpHistory) },
             { additionalProperties: false },
           ),
           response: { 200: Branch },
@@ -191,6 +214,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const now = nowIso(ctx.clock());
         const changes: Partial<BranchRow> = { updated_at: now };
         if (req.body.production !== undefined) changes.production = req.body.production ? 1 : 0;
+        if (req.body.dump_history && database.kind !== 'mysql') throw invalidParams('dump_history applies to MariaDB/MySQL branches only (system-versioned tables)');
         if (req.body.connection_url !== undefined) {
           const parsed = parseUrl(req.body.connection_url, database.kind);
           const server = await probeOr422(() => engineFor(database.kind).probe(parsed.info));
@@ -204,6 +228,14 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           });
         }
         await ctx.db.updateTable('branches').set(changes).where('id', '=', branch.id).execute();
+        if (req.body.dump_history !== undefined) {
+          const dumpHistory = req.body.dump_history ? 1 : 0;
+          await ctx.db
+            .insertInto('branch_options')
+            .values({ branch_id: branch.id, dump_history: dumpHistory, updated_at: now })
+            .onConflict((oc) => oc.column('branch_id').doUpdateSet({ dump_history: dumpHistory, updated_at: now }))
+            .execute();
+        }
         const [json] = await presentBranches(ctx, [{ ...branch, ...changes }], database.kind);
         return json;
       },

@@ -21,7 +21,7 @@ export async function destinationNames(ctx: AppContext, organizationId: string):
   return new Map(rows.map((r) => [r.id, r.name]));
 }
 
-export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | null = null, now = Date.now()) {
+export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | null = null, now = Date.now(), options: { dump_history: boolean } = { dump_history: false }) {
   return {
     id: b.id,
     name: b.name,
@@ -32,6 +32,7 @@ export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | 
     created_at: b.created_at,
     updated_at: b.updated_at,
     restore: restore === null ? null : presentRestore(restore, now),
+    dump_history: options.dump_history,
   };
 }
 
@@ -57,8 +58,12 @@ export function presentRestore(j: Job, now = Date.now()) {
 export async function presentBranches(ctx: AppContext, rows: Branch[], kind: Database['kind']) {
   const ids = rows.map((b) => b.restore_job_id).filter((x): x is string => x !== null);
   const jobs = ids.length ? await ctx.db.selectFrom('jobs').selectAll().where('id', 'in', ids).execute() : [];
+  const branchIds = rows.map((b) => b.id);
+  const options = branchIds.length ? await ctx.db.selectFrom('branch_options').select(['branch_id', 'dump_history']).where('branch_id', 'in', branchIds).execute() : [];
   const now = ctx.clock().getTime();
-  return rows.map((b) => presentBranch(b, kind, jobs.find((j) => j.id === b.restore_job_id) ?? null, now));
+  return rows.map((b) =>
+    presentBranch(b, kind, jobs.find((j) => j.id === b.restore_job_id) ?? null, now, { dump_history: options.find((o) => o.branch_id === b.id)?.dump_history === 1 }),
+  );
 }
 
 export function presentVerification(j: Job) {

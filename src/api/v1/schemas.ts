@@ -94,6 +94,7 @@ export const Branch = Type.Object(
     created_at: Type.String(),
     updated_at: Type.String(),
     restore: Nullable(RestoreState),
+    dump_history: Type.Boolean({ description: 'Strongbox extension, MariaDB: dumps keep the history of system-versioned tables' }),
   },
   { additionalProperties: false },
 );

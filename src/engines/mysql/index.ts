@@ -3,19 +3,23 @@
  * mysqldump) for a consistent SQL dump and the mariadb (or mysql) client to load it.
  */
 import mysql2 from 'mysql2/promise';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import {
   EngineError,
   type ConnectionInfo,
+  type DatabaseProperties,
   type DumpOptions,
   type DumpProcess,
   type Engine,
+  type Ownership,
   type RestoreOptions,
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
 import { feedTool, findInPath, runTool, toolEnvironment, toolOutput, toolVersionLine } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
+import { MysqlDumpRewriter } from './rewrite.js';
+import { applyGrants, createDatabaseSql, readGrants, readOwnershipRoles, parseAccount } from './ownership.js';
 
 const CONNECT_TIMEOUT_SECONDS = 5;
 
@@ -144,15 +148,20 @@ export const mysql = {
       await c.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
       await c.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
       try {
+        // MariaDB lists system-versioned tables as 'SYSTEM VERSIONED', not 'BASE TABLE';
+        // they hold data like any other table.
         const [tables] = await c.query<mysql2.RowDataPacket[]>(
-          `SELECT table_name AS name FROM information_schema.tables
-            WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name`,
+          `SELECT table_name AS name, table_type AS type FROM information_schema.tables
+            WHERE table_schema = ? AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY table_name`,
           [conn.database],
         );
         const counts: Record<string, number> = {};
-        for (const { name } of tables) {
+        for (const { name, type } of tables) {
+          // Every row version: a dump with --dump-history restores them all, one without
+          // restores only current rows, which are then all there is.
+          const all = type === 'SYSTEM VERSIONED' ? ' FOR SYSTEM_TIME ALL' : '';
           const [rows] = await c.query<mysql2.RowDataPacket[]>(
-            `SELECT COUNT(*) AS n FROM ${quoteIdent(conn.database)}.${quoteIdent(String(name))}`,
+            `SELECT COUNT(*) AS n FROM ${quoteIdent(conn.database)}.${quoteIdent(String(name))}${all}`,
           );
           counts[String(name)] = Number(rows[0].n);
         }
@@ -178,9 +187,13 @@ export const mysql = {
         '--routines',
         '--triggers',
         '--events',
-        // Binary columns as hex literals: immune to any character-set conversion.
-        '--hex-blob',
-        '--default-character-set=utf8mb4',
+        // Every value byte for byte as stored, with no character-set conversion on the way
+        // out or back in: text of any charset and binary strings alike. Not --hex-blob,
+        // which doubles binary values: a 16 MB BLOB would become a 32 MB INSERT that a
+        // server with the default max_allowed_packet refuses. The DDL is unaffected:
+        // mariadb-dump wraps each CREATE in the character set it was written in.
+        '--default-character-set=binary',
+        ...(options.dumpHistory ? ['--dump-history'] : []),
         // The database name as a positional argument without --databases: no CREATE
         // DATABASE / USE in the dump, so it restores into a database of any name.
         conn.database,
@@ -221,7 +234,10 @@ export const mysql = {
           `--database=${conn.database}`,
           // mariadb-dump has no such option, so only the client gets it.
           `--connect-timeout=${CONNECT_TIMEOUT_SECONDS}`,
-          '--default-character-set=utf8mb4',
+          // Byte-wise, like the dump was made (older dumps set utf8mb4 themselves): a client
+          // that parsed the input as a multi-byte charset could take an escaped quote for
+          // the second byte of a character.
+          '--default-character-set=binary',
           // Read the dump byte for byte: no interpretation of backslash commands or NULs
           // that happen to occur in data.
           '--binary-mode',
@@ -231,18 +247,94 @@ export const mysql = {
         stdin: 'pipe',
         signal: options.signal,
       });
-      await feedTool(run, input, tools.client.name, [conn.password]);
+      const rewriter = new MysqlDumpRewriter({
+        sourceDatabase: options.sourceDatabase ?? null,
+        targetDatabase: conn.database,
+        stripDefiners: !options.preserveOwnership,
+      });
+      // pipeline(), not pipe(): it also passes on an error the input had before this point.
+      pipeline(input, rewriter, () => undefined);
+      await feedTool(run, rewriter, tools.client.name, [conn.password]);
+      if (options.preserveOwnership && options.grants?.length) {
+        await withConnection(conn, conn.database, 'granting privileges on the restored database', (c) => applyGrants(c, conn.database, options.grants!));
+      }
     } catch (err) {
       input.destroy();
       throw err;
     }
   },
 
-  async createDatabase(conn: ConnectionInfo, name: string): Promise<void> {
+  async createDatabase(conn: ConnectionInfo, name: string, properties?: DatabaseProperties | null): Promise<string[]> {
     requireSafeDatabaseName(name);
-    await withConnection(conn, undefined, `creating database "${name}"`, (c) =>
-      c.query(`CREATE DATABASE ${quoteIdent(name)} CHARACTER SET utf8mb4`),
-    );
+    await withConnection(conn, undefined, `creating database "${name}"`, async (c) => {
+      const { sql, values } = createDatabaseSql(name, properties ?? null);
+      try {
+        await c.query(sql, values);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        // A collation or charset this server does not have: say which, not just "unknown".
+        if (properties && (code === 'ER_UNKNOWN_COLLATION' || code === 'ER_UNKNOWN_CHARACTER_SET' || code === 'ER_COLLATION_CHARSET_MISMATCH')) {
+          throw new EngineError(
+            `cannot create database "${name}" like the backed-up one: this server has no character set ${properties.character_set} with collation ${properties.collation} (${(err as Error).message})`,
+          );
+        }
+        throw err;
+      }
+    });
+    return [];
+  },
+
+  async databaseProperties(conn: ConnectionInfo): Promise<DatabaseProperties> {
+    return withConnection(conn, conn.database, 'reading database properties', async (c) => {
+      // SELECT *: SCHEMA_COMMENT exists on MariaDB 10.5+ only.
+      const [rows] = await c.query<mysql2.RowDataPacket[]>('SELECT * FROM information_schema.schemata WHERE schema_name = ?', [conn.database]);
+      if (rows.length === 0) throw new EngineError(`database "${conn.database}" does not exist`);
+      const row = Object.fromEntries(Object.entries(rows[0]).map(([k, v]) => [k.toLowerCase(), v])) as Record<string, unknown>;
+      const comment = typeof row.schema_comment === 'string' && row.schema_comment !== '' ? row.schema_comment : null;
+      return {
+        name: conn.database,
+        character_set: String(row.default_character_set_name),
+        collation: String(row.default_collation_name),
+        comment,
+      };
+    });
+  },
+
+  async ownership(conn: ConnectionInfo): Promise<Ownership> {
+    return withConnection(conn, conn.database, 'reading definers and grants', async (c) => {
+      const grants = await readGrants(c, conn.database);
+      const roles = await readOwnershipRoles(c, conn.database, grants);
+      return { roles, grants };
+    });
+  },
+
+  async missingRoles(conn: ConnectionInfo, roles: string[]): Promise<string[]> {
+    if (roles.length === 0) return [];
+    return withConnection(conn, undefined, 'looking up accounts', async (c) => {
+      const missing: string[] = [];
+      for (const role of roles) {
+        const { user, host } = parseAccount(role);
+        let rows: mysql2.RowDataPacket[];
+        try {
+          [rows] = await c.query<mysql2.RowDataPacket[]>('SELECT 1 FROM mysql.user WHERE user = ? AND host = ?', [user, host]);
+        } catch (err) {
+          if ((err as { code?: string }).code === 'ER_TABLEACCESS_DENIED_ERROR' || (err as { code?: string }).code === 'ER_DBACCESS_DENIED_ERROR') {
+            throw new EngineError(`cannot check which accounts exist: "${conn.user}" may not read mysql.user on ${conn.host}:${conn.port}`);
+          }
+          throw err;
+        }
+        if (rows.length === 0) missing.push(role);
+      }
+      return missing;
+    });
+  },
+
+  async maxStatementBytes(conn: ConnectionInfo): Promise<number | null> {
+    return withConnection(conn, undefined, 'reading max_allowed_packet', async (c) => {
+      // The global value: each new session (the restore client's) starts with it.
+      const [rows] = await c.query<mysql2.RowDataPacket[]>('SELECT @@global.max_allowed_packet AS n');
+      return Number(rows[0].n);
+    });
   },
 
   async dropDatabase(conn: ConnectionInfo, name: string): Promise<void> {

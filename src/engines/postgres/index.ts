@@ -7,9 +7,11 @@ import type { Readable } from 'node:stream';
 import {
   EngineError,
   type ConnectionInfo,
+  type DatabaseProperties,
   type DumpOptions,
   type DumpProcess,
   type Engine,
+  type Ownership,
   type RestoreOptions,
   type ServerInfo,
 } from '../engine.js';
@@ -17,6 +19,7 @@ import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors
 import { feedTool, runTool, toolEnvironment, toolOutput } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
+import { createDatabaseLike, readDatabaseProperties, readOwnershipRoles } from './properties.js';
 
 const CONNECT_TIMEOUT_SECONDS = 5;
 
@@ -169,8 +172,10 @@ export const postgres = {
         );
         const counts: Record<string, number> = {};
         for (const { schema, table } of tables.rows) {
+          // ONLY: an inheritance parent's count must not include its children's rows,
+          // which the dump holds (and counts) as their own tables.
           const res = await client.query<{ n: string }>(
-            `SELECT count(*)::text AS n FROM ${quoteIdent(schema)}.${quoteIdent(table)}`,
+            `SELECT count(*)::text AS n FROM ONLY ${quoteIdent(schema)}.${quoteIdent(table)}`,
           );
           counts[`${schema}.${table}`] = Number(res.rows[0].n);
         }
@@ -228,9 +233,10 @@ export const postgres = {
         // original roles need not exist: objects belong to the restoring user. One
         // transaction, so that a failure anywhere (a bad checksum found at the very end of
         // the stream included) commits nothing.
+        // With preserveOwnership, owners and GRANTs come back as they were: the caller
+        // checked that the roles exist.
         args: [
-          '--no-owner',
-          '--no-acl',
+          ...(options.preserveOwnership ? [] : ['--no-owner', '--no-acl']),
           '--exit-on-error',
           '--single-transaction',
           ...(options.clean ? ['--clean', '--if-exists'] : []),
@@ -248,13 +254,46 @@ export const postgres = {
     }
   },
 
-  async createDatabase(conn: ConnectionInfo, name: string): Promise<void> {
+  async createDatabase(conn: ConnectionInfo, name: string, properties?: DatabaseProperties | null): Promise<string[]> {
     requireSafeDatabaseName(name);
-    // template0, because template1 may hold objects an administrator added, which would
-    // collide with the objects of a restored dump.
-    await withMaintenance(conn, `creating database "${name}"`, (client) =>
-      client.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0`),
-    );
+    try {
+      return await withMaintenance(conn, `creating database "${name}"`, async (client) => {
+        const num = Number((await client.query<{ n: string }>(`SELECT current_setting('server_version_num') AS n`)).rows[0].n);
+        return createDatabaseLike(client, quoteIdent(name), properties ?? null, num);
+      });
+    } catch (err) {
+      // A locale this server lacks: say which, and that the backup's sort order needs it.
+      if (properties && err instanceof EngineError && /locale|collation|encoding/i.test(err.message) && !/already exists/.test(err.message)) {
+        const locale = properties.locale_provider === 'libc' ? properties.lc_collate : `${properties.locale_provider} ${properties.icu_locale}`;
+        throw new EngineError(
+          `cannot create database "${name}" like the backed-up one (encoding ${properties.encoding}, locale ${locale}): ${err.message}; the server needs that locale for text to sort as it did`,
+          err.permanent,
+        );
+      }
+      throw err;
+    }
+  },
+
+  async databaseProperties(conn: ConnectionInfo): Promise<DatabaseProperties> {
+    return withDatabase(conn, 'reading database properties', (client) => readDatabaseProperties(client, conn.database));
+  },
+
+  async ownership(conn: ConnectionInfo): Promise<Ownership> {
+    // The GRANTs themselves are in the dump; only the roles must exist where it lands.
+    return withDatabase(conn, 'reading owners and grantees', async (client) => ({ roles: await readOwnershipRoles(client) }));
+  },
+
+  async missingRoles(conn: ConnectionInfo, roles: string[]): Promise<string[]> {
+    if (roles.length === 0) return [];
+    return withMaintenance(conn, 'looking up roles', async (client) => {
+      const res = await client.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])', [roles]);
+      const present = new Set(res.rows.map((r) => r.rolname));
+      return roles.filter((r) => !present.has(r));
+    });
+  },
+
+  async maxStatementBytes(): Promise<number | null> {
+    return null;
   },
 
   async dropDatabase(conn: ConnectionInfo, name: string): Promise<void> {
