@@ -6,6 +6,7 @@ import { postgres } from './postgres/index.js';
 
 export * from './engine.js';
 export { ConnectionUrlError, isSafeDatabaseName, parseConnectionUrl, redactConnectionUrl } from './connection.js';
+export { databaseIdentity, sameDatabase, type DatabaseIdentity } from './identity.js';
 export { mysql } from './mysql/index.js';
 export { postgres } from './postgres/index.js';
 

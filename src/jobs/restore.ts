@@ -3,19 +3,20 @@
  * while it streams, decompress, and feed pg_restore / mariadb. A restore never touches
  * the source branch's database, and a failed one drops the database it created.
  */
+import dns from 'node:dns/promises';
 import { pipeline } from 'node:stream/promises';
 import type { AppContext } from '../context.js';
-import type { Artifact, Backup, Job, JobsTable } from '../catalog/schema.js';
+import type { Artifact, Backup, Branch, Job, JobsTable } from '../catalog/schema.js';
 import type { Updateable } from 'kysely';
 import { nowIso } from '../catalog/ids.js';
-import { engineFor, EngineError, parseConnectionUrl, type ConnectionInfo, type Engine } from '../engines/index.js';
+import { engineFor, EngineError, parseConnectionUrl, sameDatabase, type ConnectionInfo, type Engine, type EngineKind } from '../engines/index.js';
 import { decompressor, type Compression } from '../pipeline/compress.js';
 import { HashCounter } from '../pipeline/hash.js';
 import { ChecksumMismatchError } from '../pipeline/verify.js';
 import { ageDecrypt } from '../pipeline/encrypt.js';
 import { identityFilesFor, temporaryIdentityFile } from '../encryption.js';
 import { recordedProperties, recordedRestoreOptions, restorePreflight } from './fidelity.js';
-import { openVerifiedArtifact, readableArtifacts } from './artifacts.js';
+import { copyDamage, markDamaged, openVerifiedArtifact, readableCopies } from './artifacts.js';
 
 export type JobUpdate = Updateable<JobsTable>;
 
@@ -36,8 +37,9 @@ function messageOf(e: unknown): string {
 }
 
 /**
- * Stream one artifact into `conn.database`. Errors with ChecksumMismatchError when the
- * bytes are not the ones recorded (the restore tool is stopped before the end).
+ * Stream one artifact into `conn.database`. Errors with DamagedCopyError when the stored
+ * bytes are not the ones recorded (the restore tool is stopped before the end), with
+ * DecryptionError when the copy is intact but no identity at hand decrypts it.
  */
 export async function restoreArtifact(
   ctx: AppContext,
@@ -59,17 +61,48 @@ export async function restoreArtifact(
     throw e;
   });
   const [flowR, restoreR] = await Promise.allSettled([flow, engine.restore(conn, unpack, { signal: opts.signal, clean: opts.clean, ...fidelity })]);
-  // A bad checksum explains whatever the restore tool then said about its cut-off input,
-  // and so does an identity that cannot decrypt.
-  if (flowR.status === 'rejected' && flowR.reason instanceof ChecksumMismatchError) throw flowR.reason;
-  if (flowR.status === 'rejected' && encryption && /age\b.*(no identity matched|failed)/i.test(messageOf(flowR.reason))) {
-    throw new DecryptionError(`cannot decrypt the backup: ${messageOf(flowR.reason)} (the backup is encrypted to ${encryption.recipients.join(', ')})`);
+  // A flow that completed let every byte through the sha256 check: the copy is intact and
+  // the restore tool's error is the whole story.
+  if (flowR.status === 'fulfilled') {
+    if (restoreR.status === 'rejected') throw restoreR.reason;
+    return;
+  }
+  opts.signal.throwIfAborted();
+  // The flow broke off. Damage explains whatever age, zstd or the restore tool said after
+  // it, but the sha256 check speaks only at the end of the stream, and age or zstd usually
+  // fail first on a damaged chunk (age reports a damaged recipient stanza even as "no
+  // identity matched"). So unless the check already spoke, the copy is read again whole.
+  if (flowR.reason instanceof ChecksumMismatchError) throw new DamagedCopyError(artifact, flowR.reason.message);
+  let damage: string | null;
+  try {
+    damage = await copyDamage(ctx, artifact, opts.signal);
+  } catch (e) {
+    opts.signal.throwIfAborted();
+    throw new Error(`${messageOf(restoreR.status === 'rejected' ? restoreR.reason : flowR.reason)}; reading the copy again to check it failed too: ${messageOf(e)}`);
+  }
+  if (damage !== null) {
+    await markDamaged(ctx, artifact, damage);
+    throw new DamagedCopyError(artifact, damage);
+  }
+  if (encryption && /no identity matched any of the recipients/i.test(messageOf(flowR.reason))) {
+    throw new DecryptionError(`cannot decrypt the backup: no identity matches (it is encrypted to ${encryption.recipients.join(', ')}; the copy in "${artifact.destination_name}" is intact)`);
   }
   if (restoreR.status === 'rejected') throw restoreR.reason;
-  if (flowR.status === 'rejected') throw flowR.reason;
+  throw flowR.reason;
 }
 
-/** The backup is encrypted and no identity that can decrypt it is at hand. */
+/** A stored copy whose bytes are not the ones written; another copy may still be good. */
+export class DamagedCopyError extends Error {
+  constructor(artifact: Artifact, detail: string) {
+    super(`copy in "${artifact.destination_name}" is damaged: ${detail}`);
+    this.name = 'DamagedCopyError';
+  }
+}
+
+/**
+ * The backup is encrypted and no identity that can decrypt it is at hand. Every copy is
+ * the same ciphertext, so no other copy can help.
+ */
 export class DecryptionError extends Error {
   constructor(message: string) {
     super(message);
@@ -93,6 +126,41 @@ export async function withIdentities<T>(ctx: AppContext, job: Job, work: (files:
   } finally {
     tmp.remove();
   }
+}
+
+/** "loopback" for every address of this machine's loopback, so 127.0.0.1, ::1 and ::ffff:127.0.0.1 compare equal. */
+function addressKey(address: string): string {
+  return /^(127\.|::1$|::ffff:127\.)/i.test(address) ? 'loopback' : address.toLowerCase();
+}
+
+async function addressesOf(host: string): Promise<Set<string>> {
+  try {
+    return new Set((await dns.lookup(host, { all: true })).map((a) => addressKey(a.address)));
+  } catch {
+    return new Set([addressKey(host)]);
+  }
+}
+
+/**
+ * Why `target` is the backup's own source database (branch `source`) and must not be
+ * restored into, or null. The servers decide (engines/identity.ts), never the spelling of
+ * the URLs. Only when they cannot be asked (the source server may be gone: what backups
+ * are for) are the host names resolved and compared as addresses, with the port and name.
+ */
+export async function sourceConflict(ctx: AppContext, kind: EngineKind, source: Branch, target: ConnectionInfo): Promise<string | null> {
+  const refusal = `that is the backup's own source database ("${source.conn_database}" of branch "${source.name}", reached by another name); a restore never writes into its source`;
+  if (source.connection_url_enc !== null) {
+    const from = parseConnectionUrl(ctx.secrets.open(source.connection_url_enc)).info;
+    try {
+      return (await sameDatabase(kind, from, target)) ? refusal : null;
+    } catch (e) {
+      if (!(e instanceof EngineError)) throw e;
+      ctx.log.info({ branch: source.id, err: e.message }, 'cannot ask the servers whether a restore target is the source; comparing addresses');
+    }
+  }
+  if (!source.conn_host || source.conn_port !== target.port || source.conn_database !== target.database) return null;
+  const [a, b] = [await addressesOf(source.conn_host), await addressesOf(target.host)];
+  return [...a].some((x) => b.has(x)) ? refusal : null;
 }
 
 /** Connection info for the maintenance side of `conn`'s server (same host and user). */
@@ -123,11 +191,18 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
       notes = await engine.createDatabase(conn, conn.database, recordedProperties(backup));
       created = true;
       await ctx.db.updateTable('jobs').set({ params: JSON.stringify({ ...params, created: true }) }).where('id', '=', job.id).execute();
-    } else if (!params.overwrite && !(await engine.databaseIsEmpty(conn))) {
-      return fail(`database "${conn.database}" is not empty; restore with overwrite: true to restore over it`);
+    } else {
+      // Checked again here, before anything is written: the request was checked when it was
+      // made, but URLs and servers may have changed since.
+      const source = await ctx.db.selectFrom('branches').selectAll().where('id', '=', backup.branch_id).executeTakeFirst();
+      const clash = source ? await sourceConflict(ctx, backup.engine, source, conn) : null;
+      if (clash) return fail(`refused: ${clash}`);
+      if (!params.overwrite && !(await engine.databaseIsEmpty(conn))) {
+        return fail(`database "${conn.database}" is not empty; restore with overwrite: true to restore over it`);
+      }
     }
-    const artifacts = await readableArtifacts(ctx, backup.id);
-    if (artifacts.length === 0) return await undo(fail('the backup has no stored artifact to restore from'));
+    const { copies: artifacts, refusal } = await readableCopies(ctx, backup);
+    if (refusal !== null) return await undo(fail(refusal));
     const problems: string[] = [];
     for (const artifact of artifacts) {
       signal.throwIfAborted();
@@ -153,12 +228,13 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
           problems.push(e.message);
           break;
         }
-        const what = e instanceof ChecksumMismatchError ? `artifact in "${artifact.destination_name}" is corrupt: ${e.message}` : `restore from "${artifact.destination_name}" failed: ${messageOf(e)}`;
-        problems.push(what);
-        // Another copy may be good, but only a clean slate can take a second attempt:
-        // PostgreSQL restores in one transaction; a database we created can be made anew.
-        const retryable = artifacts.indexOf(artifact) < artifacts.length - 1 && (backup.engine === 'postgresql' || created);
-        if (!retryable) break;
+        problems.push(e instanceof DamagedCopyError ? e.message : `restore from the copy in "${artifact.destination_name}" failed: ${messageOf(e)}`);
+        ctx.log.warn({ job: job.id, artifact: artifact.id, problem: problems[problems.length - 1] }, 'a restore attempt failed; trying the next copy if there is one');
+        if (artifacts.indexOf(artifact) === artifacts.length - 1) break;
+        // The next copy lands on a clean slate: PostgreSQL restores in one transaction, so
+        // nothing of this attempt stayed; a MariaDB dump drops every object (tables, views,
+        // routines, events) before creating it, so it lands cleanly over a partial attempt;
+        // a database Strongbox created is simply made anew.
         if (created && backup.engine !== 'postgresql') {
           await engine.dropDatabase(conn, conn.database);
           await engine.createDatabase(conn, conn.database, recordedProperties(backup));

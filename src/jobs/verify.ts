@@ -12,7 +12,7 @@ import { HashCounter } from '../pipeline/hash.js';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { openDestinationById } from '../destinations.js';
-import { manifestKey, readableArtifacts } from './artifacts.js';
+import { manifestKey, readableCopies } from './artifacts.js';
 import { restoreArtifact, withIdentities, type JobUpdate } from './restore.js';
 import { recordedProperties, statementTooLarge, verificationWarnings } from './fidelity.js';
 
@@ -24,6 +24,8 @@ export interface ArtifactCheck {
   artifact_id: string;
   destination: string;
   ok: boolean;
+  /** The stored bytes are not the ones written (size or sha256 differ): the copy is damaged. */
+  damaged: boolean;
   size: number | null;
   sha256: string | null;
   error: string | null;
@@ -44,7 +46,7 @@ function messageOf(e: unknown): string {
 }
 
 async function checkArtifact(ctx: AppContext, backup: Backup, a: Artifact, signal: AbortSignal): Promise<ArtifactCheck> {
-  const check: ArtifactCheck = { artifact_id: a.id, destination: a.destination_name, ok: false, size: null, sha256: null, error: null };
+  const check: ArtifactCheck = { artifact_id: a.id, destination: a.destination_name, ok: false, damaged: false, size: null, sha256: null, error: null };
   try {
     const { provider } = await openDestinationById(ctx, a.destination_id);
     const st = await provider.stat(a.path);
@@ -56,6 +58,7 @@ async function checkArtifact(ctx: AppContext, backup: Backup, a: Artifact, signa
     const problems: string[] = [];
     if (st.size !== a.size) problems.push(`size ${st.size} differs from the ${a.size} bytes recorded`);
     if (check.sha256 !== a.sha256) problems.push(`sha256 ${check.sha256} differs from the recorded ${a.sha256}`);
+    check.damaged = problems.length > 0;
     try {
       const chunks: Buffer[] = [];
       for await (const c of await provider.read(manifestKey(a.path))) chunks.push(c as Buffer);
@@ -73,7 +76,9 @@ async function checkArtifact(ctx: AppContext, backup: Backup, a: Artifact, signa
     check.error = messageOf(e);
   }
   const now = nowIso(ctx.clock());
-  await ctx.db.updateTable('artifacts').set({ verified_at: now, verification: check.ok ? 'passed' : 'failed', updated_at: now }).where('id', '=', a.id).execute();
+  // The copy's error says what its last check found, so GET .../artifacts shows why.
+  const error = check.ok ? null : check.damaged ? `damaged: ${check.error}` : check.error;
+  await ctx.db.updateTable('artifacts').set({ verified_at: now, verification: check.ok ? 'passed' : 'failed', error, updated_at: now }).where('id', '=', a.id).execute();
   return check;
 }
 
@@ -126,7 +131,8 @@ async function sourceConnection(ctx: AppContext, backup: Backup): Promise<Connec
 export async function runVerify(ctx: AppContext, job: Job, signal: AbortSignal): Promise<JobUpdate> {
   const params = JSON.parse(job.params) as VerifyParams;
   const backup = await ctx.db.selectFrom('backups').selectAll().where('id', '=', job.backup_id).executeTakeFirstOrThrow();
-  const artifacts = await readableArtifacts(ctx, backup.id);
+  // A backup that failed only because some destination did is verified from the copies it has.
+  const { copies: artifacts, refusal } = await readableCopies(ctx, backup);
   const checks: ArtifactCheck[] = [];
   for (const a of artifacts) checks.push(await checkArtifact(ctx, backup, a, signal));
   let restore: RestoreCheck | null = null;
@@ -135,9 +141,9 @@ export async function runVerify(ctx: AppContext, job: Job, signal: AbortSignal):
 
   const warnings = await verificationWarnings(ctx, engineFor(backup.engine), backup, await sourceConnection(ctx, backup));
   const problems: string[] = [];
-  if (artifacts.length === 0) problems.push('the backup has no stored artifact');
-  for (const c of checks) if (!c.ok) problems.push(`${c.destination}: ${c.error}`);
-  if (params.restore && !good && artifacts.length) problems.push('no good artifact to restore from');
+  if (refusal !== null) problems.push(refusal);
+  for (const c of checks) if (!c.ok) problems.push(`copy in "${c.destination}" ${c.damaged ? 'is damaged' : 'failed its check'}: ${c.error}`);
+  if (params.restore && !good && artifacts.length) problems.push('no intact copy to restore from');
   if (restore && !restore.ok) problems.push(restore.error ?? 'the restore check failed');
   const passed = problems.length === 0;
   const now = nowIso(ctx.clock());

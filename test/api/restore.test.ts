@@ -164,7 +164,7 @@ for (const kind of ['postgresql', 'mysql'] as const) {
       assert.equal((await api(server, 'POST', `${dbPath}/branches`, { name, backup_id: b.id })).status, 201);
       const branch = await waitForRestore(server, dbPath, name);
       assert.equal(branch.restore.state, 'failed');
-      assert.match(branch.restore.error, /corrupt: checksum mismatch/);
+      assert.match(branch.restore.error, /copy in "local" is damaged: checksum mismatch/);
       assert.match(branch.restore.error, /was dropped/);
       assert.equal(await databaseExists(kind, name), false, 'no half-restored database is left');
 

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../context.js';
 import { artifactsOf, createBackup, DEFAULT_RETENTION, listBackups } from '../../catalog/backups.js';
 import type { Branch } from '../../catalog/schema.js';
-import { openFirstReadable, readableArtifacts, deleteBackupArtifacts } from '../../jobs/artifacts.js';
+import { openFirstReadable, readableCopies, deleteBackupArtifacts } from '../../jobs/artifacts.js';
 import { newId, nowIso } from '../../catalog/ids.js';
 import { insertJob, newJob, restoreInProgress } from '../../catalog/jobs.js';
 import { parseTimestamp, type IntervalUnit } from '../../time.js';
@@ -163,8 +163,8 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
         requireRestoreAccess(req.principal, branch, { organizationId: org.id, databaseId: database.id, branchId: branch.id });
         if (backup.deleted_at !== null) throw conflict('this backup was deleted; its artifacts are gone');
-        const artifacts = await readableArtifacts(ctx, backup.id);
-        if (artifacts.length === 0 || backup.state === 'pending' || backup.state === 'running') throw conflict(`backup is ${backup.state}: it has no stored artifact to download`);
+        const { copies: artifacts, refusal } = await readableCopies(ctx, backup);
+        if (refusal !== null) throw conflict(refusal);
         // The first copy that can be opened; checked as it streams, so a corrupt one is cut
         // off before its end, never sent whole.
         const { artifact, stream } = await openFirstReadable(ctx, artifacts);
@@ -288,7 +288,9 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         if (req.body.restore) requireRestoreAccess(req.principal, branch, scope);
         if (backup.deleted_at !== null) throw conflict('this backup was deleted; there is nothing left to verify');
         if (backup.state === 'pending' || backup.state === 'running') throw conflict(`this backup is ${backup.state}; verify it once it has finished`);
-        if ((await readableArtifacts(ctx, backup.id)).length === 0) throw conflict('this backup has no stored artifact to verify');
+        // Not only `success`: a backup that failed because some destination did is verified from its stored copies.
+        const { refusal } = await readableCopies(ctx, backup);
+        if (refusal !== null) throw conflict(refusal);
         if (req.body.age_identity !== undefined && !req.body.restore) throw invalidParams('age_identity is only needed for a full verification ({"restore": true})');
         const job = newJob({
           organizationId: org.id,

@@ -5,7 +5,8 @@ import type { AppContext } from '../../context.js';
 import { newId, nowIso } from '../../catalog/ids.js';
 import type { Branch as BranchRow, Database as DatabaseRow, Job } from '../../catalog/schema.js';
 import { ConnectionUrlError, engineFor, EngineError, parseConnectionUrl, type ConnectionInfo, type EngineKind } from '../../engines/index.js';
-import { readableArtifacts } from '../../jobs/artifacts.js';
+import { readableCopies } from '../../jobs/artifacts.js';
+import { sourceConflict } from '../../jobs/restore.js';
 import { restorePreflight } from '../../jobs/fidelity.js';
 import { newJob } from '../../catalog/jobs.js';
 import { addInterval } from '../../time.js';
@@ -105,8 +106,10 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             branchId: source.id,
           });
           if (backup.deleted_at !== null) throw conflict('that backup was deleted; it cannot be restored');
-          if (backup.state !== 'success') throw conflict(`that backup is ${backup.state}; only a successful backup can be restored`);
-          if ((await readableArtifacts(ctx, backup.id)).length === 0) throw conflict('that backup has no stored artifact left to restore from');
+          // Not only `success`: a backup that failed because some destination did restores
+          // from the copies that were stored (GET .../artifacts lists them as `success`).
+          const { refusal } = await readableCopies(ctx, backup);
+          if (refusal !== null) throw conflict(refusal);
         }
         const exists = await ctx.db.selectFrom('branches').select('id').where('database_id', '=', database.id).where('name', '=', body.name).where('deleted_at', 'is', null).executeTakeFirst();
         if (exists) throw conflict(`Branch "${body.name}" already exists`);
@@ -130,10 +133,13 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           targetUrl = body.connection_url!;
           target = parsed!.info;
         }
-        if (source && source.conn_host === target.host && source.conn_port === target.port && source.conn_database === target.database) {
-          throw conflict("a restore never writes into the backup's own source database");
-        }
         const server = create ? null : await probeOr422(() => engine.probe(target));
+        // Asked of the servers, once the target answered: "localhost", "127.0.0.1" and "[::1]"
+        // (or a proxy) reach one database.
+        if (source && !create) {
+          const clash = await probeOr422(() => sourceConflict(ctx, database.kind, source, target));
+          if (clash !== null) throw conflict(clash);
+        }
         // What would fail the restore before it writes anything is said now, not in the job.
         if (backup) {
           const preflight = await probeOr422(() => restorePreflight(engine, backup, target, body.preserve_ownership === true));
