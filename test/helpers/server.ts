@@ -136,7 +136,7 @@ export async function waitForRestore(server: TestServer, dbPath: string, branch:
 }
 
 /** Register a database and a branch through the API; returns the branch's API path. */
-export async function registerBranch(server: TestServer, org: string, db: string, kind: 'postgresql' | 'mysql', branch: string, connectionUrl: string, production = false): Promise<string> {
+export async function registerBranch(server: Pick<TestServer, 'url' | 'token'>, org: string, db: string, kind: 'postgresql' | 'mysql', branch: string, connectionUrl: string, production = false): Promise<string> {
   const d = await api(server, 'POST', `/v1/organizations/${org}/databases`, { name: db, kind });
   if (d.status !== 201 && d.status !== 409) throw new Error(`create database: ${d.status} ${JSON.stringify(d.body)}`);
   const b = await api(server, 'POST', `/v1/organizations/${org}/databases/${db}/branches`, { name: branch, production, connection_url: connectionUrl });
