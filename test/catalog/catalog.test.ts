@@ -63,7 +63,7 @@ function contextFor(catalog: Catalog, dataDir: string): AppContext {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-catalog-data-'));
 
     before(async () => {
-      ({ url, drop } = await newTestCatalog());
+      ({ url, drop } = await newTestCatalog(catalogKind(), { fresh: true }));
       catalog = await openCatalog(url);
     });
     after(async () => {
