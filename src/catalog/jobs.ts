@@ -13,6 +13,9 @@ export function newJob(input: {
   now: Date;
   /** A sealed secret the job needs (see secrets.ts); cleared when the job ends. */
   secretEnc?: string | null;
+  /** A restore drill: the policy that scheduled it and its unique key. */
+  policyId?: string | null;
+  drillKey?: string | null;
 }): Job {
   const now = nowIso(input.now);
   return {
@@ -37,6 +40,9 @@ export function newJob(input: {
     attempts: 0,
     cancel_requested: 0,
     secret_enc: input.secretEnc ?? null,
+    scratch_database: null,
+    policy_id: input.policyId ?? null,
+    drill_key: input.drillKey ?? null,
   };
 }
 

@@ -43,6 +43,9 @@ export async function createDefaultPolicies(db: CatalogDb, database: Database, n
       last_ran_at: null,
       next_run_at: null,
       deleted_at: null,
+      verify_every: null,
+      verification_frequency_value: null,
+      verification_frequency_unit: null,
     };
     row.next_run_at = computeNextRun(row, now);
     await db.insertInto('backup_policies').values(row).execute();

@@ -193,6 +193,11 @@ export interface BackupPoliciesTable {
   last_ran_at: string | null;
   next_run_at: string | null;
   deleted_at: string | null;
+  /** Restore drills: a full verification of every Nth successful backup of each branch; null = off. */
+  verify_every: ColumnType<number | null, number | null | undefined, number | null>;
+  /** Restore drills: at least one full verification per this period (hour/day/week/month); null = off. */
+  verification_frequency_value: ColumnType<number | null, number | null | undefined, number | null>;
+  verification_frequency_unit: ColumnType<'hour' | 'day' | 'week' | 'month' | null, 'hour' | 'day' | 'week' | 'month' | null | undefined, 'hour' | 'day' | 'week' | 'month' | null>;
 }
 
 export type ArtifactState = 'pending' | 'success' | 'failed' | 'deleted';
@@ -245,6 +250,38 @@ export interface JobsTable {
   cancel_requested: ColumnType<number, number | undefined, number>;
   /** A secret the job needs (an age identity given with a restore), sealed; cleared when it ends. */
   secret_enc: ColumnType<string | null, string | null | undefined, string | null>;
+  /** A full verification's scratch database, recorded before it is created and cleared once dropped. */
+  scratch_database: ColumnType<string | null, string | null | undefined, string | null>;
+  /** For a restore drill: the policy that scheduled it. */
+  policy_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** For a restore drill: unique, so that a drill is enqueued once however many workers look. */
+  drill_key: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** What a backup's dump holds (pipeline/rowcount/contents.ts DumpContents as JSON). */
+export interface BackupContentsTable {
+  backup_id: string;
+  contents: string;
+  created_at: string;
+}
+
+/**
+ * Something worth an alert (a failed restore drill): written when it happens, for the
+ * notification channels to deliver (delivered_at) when they exist.
+ */
+export interface EventsTable {
+  id: string;
+  organization_id: string;
+  /** e.g. 'verification.failed'. */
+  kind: string;
+  severity: 'info' | 'warning' | 'error';
+  database_id: string | null;
+  branch_id: string | null;
+  backup_id: string | null;
+  job_id: string | null;
+  message: string;
+  created_at: string;
+  delivered_at: string | null;
 }
 
 export interface CatalogSchema {
@@ -262,6 +299,8 @@ export interface CatalogSchema {
   schema_snapshots: SchemaSnapshotsTable;
   audit_log: AuditLogTable;
   catalog_settings: CatalogSettingsTable;
+  backup_contents: BackupContentsTable;
+  events: EventsTable;
 }
 
 export interface AuditLogTable {

@@ -9,6 +9,7 @@ import type { Backup, BackupUpdate, StorageDestination } from '../catalog/schema
 import { newId, nowIso } from '../catalog/ids.js';
 import { destinationsFor } from '../catalog/organizations.js';
 import { recordSnapshot } from '../catalog/snapshots.js';
+import { saveContents } from '../catalog/contents.js';
 import { engineFor, parseConnectionUrl, EngineError, type ConnectionInfo, type DatabaseProperties, type Engine, type Ownership } from '../engines/index.js';
 import { compressor, compressionSuffix, type Compression } from '../pipeline/compress.js';
 import { HashCounter } from '../pipeline/hash.js';
@@ -195,6 +196,11 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
     }
     const rowCounts = counter.counts();
+    // What the dump holds (tables by schema and table with data digests, the other objects),
+    // for a full verification to compare a restored copy with.
+    const parsed = counter.contents();
+    const contents = parsed && dumpHistory ? { ...parsed, dump_options: { dump_history: true } } : parsed;
+    if (contents) await saveContents(ctx.db, backup.id, contents, ctx.clock());
     if (rowCounts === null) ctx.log.warn({ backup: backup.id, reason: counter.reason() }, 'no row counts from the dump stream; full verification will not compare them');
     const sha256 = stored.digest();
     const size = stored.bytes;
@@ -219,6 +225,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       raw_size: raw.bytes,
       sha256,
       table_row_counts: rowCounts,
+      contents,
       largest_statement: sizer?.largest ?? null,
       dump_history: dumpHistory,
       database_properties: extras.properties,

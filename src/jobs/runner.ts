@@ -14,6 +14,7 @@ import { openDestinationById } from '../destinations.js';
 import { JobStopped, runBackup } from './backup.js';
 import { runRestore, undoInterruptedRestore } from './restore.js';
 import { runVerify } from './verify.js';
+import { dropLeftoverScratch } from './scratch.js';
 import { runRepair } from './repair.js';
 
 type Queue = 'backups' | 'jobs';
@@ -267,6 +268,9 @@ export class JobRunner {
       }
       log.warn({ job: j.id, kind: j.kind }, 'marked an interrupted job as failed');
     }
+    // Scratch databases of verifications that no longer run (taken over just now, or whose
+    // drop failed before) are dropped: a restore drill never leaves one behind.
+    await dropLeftoverScratch(this.#ctx).catch((e) => log.error({ err: e }, 'could not look for leftover scratch databases'));
     return recovered;
   }
 

@@ -1,12 +1,14 @@
 /**
  * Verification: proves a backup can come back. Quick: re-read every artifact and check
  * its size and sha256 against the catalog and its manifest. Full (`restore: true`):
- * also restore into a scratch database, read every table, compare row counts with those
- * recorded at backup time, and drop the scratch database whatever happens.
+ * also restore into a scratch database, dump it again and compare its contents (data
+ * digests per table, the inventory of the other objects) with those recorded at backup
+ * time (comparison.ts; row counts for older backups), and drop the scratch database
+ * whatever happens, even after a crash (scratch.ts).
  */
 import type { AppContext } from '../context.js';
 import type { Artifact, Backup, Job } from '../catalog/schema.js';
-import { newId, nowIso } from '../catalog/ids.js';
+import { nowIso } from '../catalog/ids.js';
 import { engineFor, parseConnectionUrl, type ConnectionInfo } from '../engines/index.js';
 import { HashCounter } from '../pipeline/hash.js';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +16,8 @@ import { Writable } from 'node:stream';
 import { openDestinationById } from '../destinations.js';
 import { manifestKey, readableCopies } from './artifacts.js';
 import { restoreArtifact, withIdentities, type JobUpdate } from './restore.js';
+import { compareRestored, type Comparison } from './comparison.js';
+import { clearScratch, recordScratch, scratchDatabaseName } from './scratch.js';
 import { recordedProperties, statementTooLarge, verificationWarnings } from './fidelity.js';
 
 export interface VerifyParams {
@@ -35,6 +39,10 @@ export interface RestoreCheck {
   ok: boolean;
   database: string;
   tables: number;
+  /** How the copy was compared, and every difference found (comparison.ts). */
+  method?: Comparison['method'];
+  differences?: Comparison['differences'];
+  differences_total?: number;
   mismatches: Array<{ table: string; expected: number | null; actual: number | null }>;
   /** Something worth knowing that is not a failure. */
   note: string | null;
@@ -89,35 +97,29 @@ async function checkRestore(ctx: AppContext, backup: Backup, artifact: Artifact,
   const engine = engineFor(backup.engine);
   const source = parseConnectionUrl(ctx.secrets.open(branch.connection_url_enc)).info;
   // Scratch copies live on the source's server, under a name no user picks.
-  const scratch = { ...source, database: `sbx_verify_${jobId}_${newId(4)}` };
+  const scratch = { ...source, database: scratchDatabaseName(jobId) };
   const check: RestoreCheck = { ok: false, database: scratch.database, tables: 0, mismatches: [], note: null, error: null };
   // A statement the server would refuse fails the restore at once, named, with what to raise.
   const tooLarge = await statementTooLarge(engine, backup, source);
   if (tooLarge) return { ...check, error: `restore not attempted: ${tooLarge}` };
   // Created like the backed-up database (encoding, locale, collation), or text would
   // compare and sort differently in the copy than in the source.
+  // Recorded before it exists: if this process dies, recovery knows what to drop.
+  await recordScratch(ctx, jobId, scratch.database);
   await engine.createDatabase(source, scratch.database, recordedProperties(backup));
   try {
     await withIdentities(ctx, job, (identityFiles) => restoreArtifact(ctx, engine, backup, artifact, scratch, { signal, identityFiles }));
-    const actual = await engine.tableRowCounts(scratch);
-    check.tables = Object.keys(actual).length;
-    const expected = backup.table_row_counts === null ? null : (JSON.parse(backup.table_row_counts) as Record<string, number>);
-    if (expected === null) {
-      check.note = 'no row counts were recorded at backup time: every table was read, counts not compared';
-    } else {
-      for (const table of new Set([...Object.keys(expected), ...Object.keys(actual)])) {
-        const e = table in expected ? expected[table] : null;
-        const a = table in actual ? actual[table] : null;
-        if (e !== a) check.mismatches.push({ table, expected: e, actual: a });
-      }
-    }
-    check.ok = check.mismatches.length === 0 && check.error === null;
-    if (check.mismatches.length) check.error = `row counts differ in ${check.mismatches.length} table(s): ${check.mismatches.slice(0, 5).map((m) => `${m.table} (${m.expected} recorded, ${m.actual} restored)`).join(', ')}`;
+    const compared = await compareRestored(ctx, engine, backup, scratch, signal);
+    Object.assign(check, compared);
+    check.ok = compared.error === null;
   } catch (e) {
     if (signal.aborted) throw e;
     check.error = `restore failed: ${messageOf(e)}`;
   } finally {
-    await engine.dropDatabase(source, scratch.database).catch((e) => ctx.log.error({ err: messageOf(e), database: scratch.database }, 'could not drop a verification scratch database'));
+    await engine
+      .dropDatabase(source, scratch.database)
+      .then(() => clearScratch(ctx, jobId))
+      .catch((e) => ctx.log.error({ err: messageOf(e), database: scratch.database }, 'could not drop a verification scratch database; recovery will try again'));
   }
   return check;
 }

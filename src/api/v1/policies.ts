@@ -26,6 +26,10 @@ const fields = {
   schedule_time: Type.String({ maxLength: 5, description: 'HH:MM, 24-hour UTC' }),
   schedule_day: Nullable(Type.Integer({ description: '0 = Sunday .. 6 = Saturday; weekly and monthly policies only' })),
   schedule_week: Nullable(Type.Integer({ description: '0..3: the 7-day window of the month (days 1-7, 8-14, 15-21, 22-28); monthly policies only' })),
+  // Restore drills (our extension): full verifications the scheduler enqueues by itself.
+  verify_every: Nullable(Type.Integer({ minimum: 1, maximum: 1000, description: 'restore drill: fully verify every Nth successful backup of each branch (null: off)' })),
+  verification_frequency_value: Nullable(Type.Integer({ minimum: 1, maximum: 365, description: 'restore drill: at least one full verification per this many units (null: off)' })),
+  verification_frequency_unit: Nullable(FrequencyUnit),
 };
 
 const CreateBody = Type.Object(
@@ -40,6 +44,9 @@ const CreateBody = Type.Object(
     schedule_time: fields.schedule_time,
     schedule_day: Type.Optional(fields.schedule_day),
     schedule_week: Type.Optional(fields.schedule_week),
+    verify_every: Type.Optional(fields.verify_every),
+    verification_frequency_value: Type.Optional(fields.verification_frequency_value),
+    verification_frequency_unit: Type.Optional(fields.verification_frequency_unit),
   },
   { additionalProperties: false },
 );
@@ -56,9 +63,19 @@ const PatchBody = Type.Object(
     schedule_time: Type.Optional(fields.schedule_time),
     schedule_day: Type.Optional(fields.schedule_day),
     schedule_week: Type.Optional(fields.schedule_week),
+    verify_every: Type.Optional(fields.verify_every),
+    verification_frequency_value: Type.Optional(fields.verification_frequency_value),
+    verification_frequency_unit: Type.Optional(fields.verification_frequency_unit),
   },
   { additionalProperties: false },
 );
+
+/** A drill period needs both its value and its unit, or neither. */
+function checkDrill(p: Pick<BackupPolicy, 'verification_frequency_value' | 'verification_frequency_unit'>): void {
+  if ((p.verification_frequency_value === null) !== (p.verification_frequency_unit === null)) {
+    throw invalidParams('verification_frequency_value and verification_frequency_unit must be set together (e.g. 1 and "week"), or both null');
+  }
+}
 
 function checkSchedule(p: Pick<BackupPolicy, 'frequency_value' | 'frequency_unit' | 'schedule_time' | 'schedule_day' | 'schedule_week'>): void {
   const problems = validateSchedule({
@@ -128,8 +145,12 @@ export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           last_ran_at: null,
           next_run_at: null,
           deleted_at: null,
+          verify_every: b.verify_every ?? null,
+          verification_frequency_value: b.verification_frequency_value ?? null,
+          verification_frequency_unit: b.verification_frequency_unit ?? null,
         };
         checkSchedule(row);
+        checkDrill(row);
         if (await nameTaken(database.id, row.name)) throw conflict(`Backup policy "${row.name}" already exists`);
         row.next_run_at = computeNextRun(row, now);
         await ctx.db.insertInto('backup_policies').values(row).execute();
@@ -163,6 +184,7 @@ export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           if (b.schedule_week === undefined && b.frequency_unit !== 'month') next.schedule_week = null;
         }
         checkSchedule(next);
+        checkDrill(next);
         if (b.name !== undefined && (await nameTaken(database.id, b.name, current.id))) throw conflict(`Backup policy "${b.name}" already exists`);
         next.next_run_at = computeNextRun(next, ctx.clock());
         const { id, ...changes } = next;

@@ -110,6 +110,9 @@ export function presentPolicy(p: BackupPolicy) {
     last_ran_at: p.last_ran_at,
     next_run_at: p.next_run_at,
     required: p.required === 1,
+    verify_every: p.verify_every,
+    verification_frequency_value: p.verification_frequency_value,
+    verification_frequency_unit: p.verification_frequency_unit,
   };
 }
 

@@ -145,6 +145,10 @@ export const BackupPolicyRef = Type.Object(
     last_ran_at: Nullable(Type.String()),
     next_run_at: Nullable(Type.String()),
     required: Type.Boolean(),
+    // Restore drills: our extension (README, "Restore drills").
+    verify_every: Nullable(Type.Integer()),
+    verification_frequency_value: Nullable(Type.Integer()),
+    verification_frequency_unit: Nullable(Type.String()),
   },
   { additionalProperties: false },
 );

@@ -1,11 +1,15 @@
-// Exact per-table row counts read from a dump as it streams past (no second scan of the database).
-// A pass-through stage per engine: bytes unchanged; counts() is null (reason() says why) when the dump was not countable.
+// Exact per-table row counts, data digests and an inventory of the other objects, read from a
+// dump as it streams past (no second scan of the database, no second pass over the data).
+// A pass-through stage per engine: bytes unchanged; counts() and contents() are null
+// (reason() says why) when the dump could not be read.
 import type { Transform } from 'node:stream';
 import { MysqlDumpRowCounter } from './mysqldump.js';
 import { PgCustomRowCounter } from './pgcustom.js';
+import type { DumpContents } from './contents.js';
 
 export { MysqlDumpRowCounter } from './mysqldump.js';
 export { PgCustomRowCounter } from './pgcustom.js';
+export * from './contents.js';
 
 export type RowCountKind = 'postgresql' | 'mysql';
 
@@ -18,6 +22,11 @@ export interface RowCounter {
    * the dump could not be counted, or has not ended yet.
    */
   counts(): Record<string, number> | null;
+  /**
+   * Tables keyed by (schema, table) with rows and data digests, and the inventory of the
+   * other objects, once the stream has ended; null when counts() is.
+   */
+  contents(): DumpContents | null;
   /** Why counts() is null; null when it is not. */
   reason(): string | null;
 }
@@ -31,6 +40,7 @@ export function rowCounterFor(kind: RowCountKind): RowCounter {
   return {
     stream: counter,
     counts: () => counter.counts(),
+    contents: () => counter.contents(),
     reason: () => counter.reason(),
   };
 }

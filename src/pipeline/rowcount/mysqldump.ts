@@ -26,8 +26,21 @@
  * with --skip-comments) counts() is null and reason() says why. The bytes always flow
  * through unchanged, and memory stays bounded: a keyword, a name (capped), a
  * DELIMITER line, the first 4 KiB (header check) and the last 128 bytes (trailer check).
+ *
+ * Beside the counts it records what the dump holds (`contents()`):
+ * - per table, a sha256 of its rows exactly as the dump writes them: the bytes of each
+ *   row's parentheses, rows joined by ",", so neither how the rows are split into INSERT
+ *   statements nor the whitespace between them changes the digest;
+ * - an inventory: the sha256 of every CREATE statement (tables with their columns,
+ *   indexes and constraints, views, triggers, functions, procedures, events, sequences)
+ *   and of every SETVAL (a sequence's value), each by kind and name. A reference to the
+ *   dumped database's own name (`db`.`seq`, as in NEXTVAL defaults) is left out of the
+ *   digest, because a restore under another name rewrites it on purpose. Each statement
+ *   is kept while it passes (DDL, small), up to 4 MiB; past that it is hashed as it is.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import type { DumpContents, InventoryEntry } from './contents.js';
 
 const enum Lex {
   Code,
@@ -146,6 +159,57 @@ const TRAILER_RE = /(?:^|\n)-- Dump completed[^\n]*\n?\s*$/;
 
 interface TableSlot {
   rows: number;
+  /** sha256 of the rows' bytes as the dump writes them, joined by ",". */
+  hash: Hash;
+}
+
+/** A CREATE / SETVAL statement longer than this is hashed as it passes instead of kept. */
+const CAPTURE_CAP = 4 * 1024 * 1024;
+/** The start of a statement kept to read its kind and name. */
+const CAPTURE_HEAD = 4096;
+const COMMA = Buffer.from(',');
+/** "-- Host: 127.0.0.1    Database: shop": the dumped database's name. */
+const DATABASE_RE = /(?:^|\n)-- Host: [^\n]*?Database: ([^\n]*)\n/;
+
+/** Kinds of CREATE statements that share one namespace: a view's placeholder table is replaced by the view. */
+const RELATIONS = new Set(['TABLE', 'VIEW', 'SEQUENCE']);
+const CREATE_KINDS = new Set(['TABLE', 'VIEW', 'SEQUENCE', 'TRIGGER', 'FUNCTION', 'PROCEDURE', 'EVENT', 'PACKAGE', 'INDEX', 'SERVER']);
+
+/**
+ * The kind and name of a CREATE statement's text ("CREATE*\/ /*!50017 DEFINER=`u`@`h`*\/
+ * /*!50003 TRIGGER `t` …"), or null when it names nothing this knows.
+ */
+export function createdObject(text: string): { kind: string; name: string } | null {
+  const token = /\/\*M?!\d*|\*\/|`((?:[^`]|``)*)`|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|([A-Za-z0-9_$\x80-\uffff]+)|(\.)|(\S)/gy;
+  let kind: string | null = null;
+  let afterKind = 0;
+  let name: string | null = null;
+  let expectPart = false;
+  for (let m = token.exec(text); m !== null; m = token.exec(text)) {
+    // The regex is sticky (each token where the last ended): step over the whitespace between tokens.
+    while (/\s/.test(text[token.lastIndex] ?? '')) token.lastIndex++;
+    const [, quoted, word, dot] = m;
+    if (kind === null) {
+      if (word !== undefined && CREATE_KINDS.has(word.toUpperCase())) kind = word.toUpperCase();
+      continue;
+    }
+    afterKind++;
+    if (name === null && word !== undefined && ['IF', 'NOT', 'EXISTS'].includes(word.toUpperCase()) && afterKind <= 3) continue;
+    if (m[0].startsWith('/*') || m[0] === '*/') continue;
+    if (name === null || expectPart) {
+      if (quoted !== undefined) name = quoted.replace(/``/g, '`');
+      else if (word !== undefined) name = word;
+      else break;
+      expectPart = false;
+      continue;
+    }
+    if (dot !== undefined) {
+      expectPart = true;
+      continue;
+    }
+    break;
+  }
+  return kind !== null && name !== null ? { kind, name } : null;
 }
 
 /**
@@ -195,6 +259,29 @@ export class MysqlDumpRowCounter extends Transform {
   #head: Buffer[] = [];
   #headLen = 0;
   #headChecked = false;
+  /** The dumped database's name (from the header), as a qualifier `name`. to leave out of digests. */
+  #dbQualifier: Buffer | null = null;
+
+  /** The chunk being scanned, and the index of the byte #code is looking at. */
+  #buf: Buffer = Buffer.alloc(0);
+  #at = 0;
+
+  // The open run of row bytes not hashed yet: from #regionFrom in #buf, into #regionSlot.
+  #regionSlot: TableSlot | null = null;
+  #regionFrom = 0;
+  /** Index in #buf just after the last row's ")" (-1: no row ended in this chunk). */
+  #rowEnd = -1;
+
+  // The CREATE / SETVAL statement being kept.
+  #capture: Buffer[] | null = null;
+  #captureLen = 0;
+  #captureFrom = 0;
+  /** The statement's digest once it outgrew CAPTURE_CAP, and its first bytes. */
+  #captureHash: Hash | null = null;
+  #captureHead: Buffer | null = null;
+  /** Inventory by kind class and name: the last definition of a name wins. */
+  #objects = new Map<string, InventoryEntry>();
+  #contents: DumpContents | null = null;
   #tail: Buffer = Buffer.alloc(0);
   #peakRetained = 0;
 
@@ -210,6 +297,24 @@ export class MysqlDumpRowCounter extends Transform {
   reason(): string | null {
     if (this.#failed) return this.#reason;
     return this.#finished ? null : 'the dump has not been read to its end yet';
+  }
+
+  /**
+   * What the dump holds, once it has passed whole: every table with its rows and the
+   * sha256 of its row data, and the inventory of the other objects. Null when counts() is.
+   */
+  contents(): DumpContents | null {
+    if (!this.#finished || this.#failed) return null;
+    if (this.#contents === null) {
+      this.#contents = {
+        format: 'strongbox-contents/1',
+        engine: 'mysql',
+        tables: [...this.#tables].map(([table, slot]) => ({ schema: null, table, rows: slot.rows, sha256: slot.hash.digest('hex') })),
+        objects: [...this.#objects.values()],
+        large_objects: null,
+      };
+    }
+    return this.#contents;
   }
 
   /** Bytes the parser holds (fixed buffers and the header/trailer windows), for tests and diagnostics. */
@@ -255,6 +360,11 @@ export class MysqlDumpRowCounter extends Transform {
     this.#reason = reason;
     this.#head = [];
     this.#headLen = 0;
+    this.#tables.clear();
+    this.#objects.clear();
+    this.#capture = null;
+    this.#captureHash = null;
+    this.#regionSlot = null;
   }
 
   // ---- header and trailer ----------------------------------------------------------
@@ -264,6 +374,11 @@ export class MysqlDumpRowCounter extends Transform {
       const take = Math.min(chunk.length, HEADER_SNIFF - this.#headLen);
       this.#head.push(Buffer.from(chunk.subarray(0, take)));
       this.#headLen += take;
+      // The name is needed before the first CREATE statement ends, which may be within the sniffed bytes.
+      if (this.#dbQualifier === null && take > 0) {
+        const m = DATABASE_RE.exec(Buffer.concat(this.#head).toString('utf8'));
+        if (m) this.#dbQualifier = Buffer.from('`' + m[1].replace(/`/g, '``') + '`.', 'utf8');
+      }
       if (this.#headLen >= HEADER_SNIFF) this.#checkHeader();
     }
     if (chunk.length >= TAIL_KEEP) {
@@ -328,6 +443,28 @@ export class MysqlDumpRowCounter extends Transform {
   // ---- lexer -----------------------------------------------------------------------
 
   #scan(buf: Buffer): void {
+    this.#buf = buf;
+    this.#rowEnd = -1;
+    // A row or statement still open from the last chunk goes on from this chunk's start.
+    this.#regionFrom = 0;
+    this.#captureFrom = 0;
+    this.#scanChunk(buf);
+    this.#endChunk(buf);
+  }
+
+  /** The end of an input chunk: hash the open row bytes, keep the open statement's bytes. */
+  #endChunk(buf: Buffer): void {
+    if (this.#regionSlot !== null) {
+      if (this.#stmt === Stmt.Values && this.#depth > 0) {
+        if (buf.length > this.#regionFrom) this.#regionSlot.hash.update(buf.subarray(this.#regionFrom, buf.length));
+      } else {
+        this.#closeRegion();
+      }
+    }
+    if (this.#capture !== null && buf.length > this.#captureFrom) this.#captureAppend(buf.subarray(this.#captureFrom, buf.length));
+  }
+
+  #scanChunk(buf: Buffer): void {
     const end = buf.length;
     let pos = 0;
     while (pos < end) {
@@ -342,6 +479,7 @@ export class MysqlDumpRowCounter extends Transform {
             pos = this.#scanBulk(buf, pos, end);
             if (pos >= end || this.#lex !== Lex.Code) break;
           }
+          this.#at = pos;
           this.#code(buf[pos++]);
           break;
         }
@@ -498,6 +636,7 @@ export class MysqlDumpRowCounter extends Transform {
           // A mysql client command outside strings: \g and \G end a statement, \d sets
           // the delimiter; the rest (mariadb-dump writes \- for its sandbox mode) are
           // nothing to a statement.
+          this.#at = pos;
           const b = buf[pos++];
           this.#lex = Lex.Code;
           if (b === 0x67 || b === 0x47) this.#endStatement();
@@ -571,7 +710,10 @@ export class MysqlDumpRowCounter extends Transform {
         if (b === 0x29) {
           depth--;
           pos++;
-          if (depth === 0) break;
+          if (depth === 0) {
+            this.#rowEnd = pos;
+            break;
+          }
           continue;
         }
       }
@@ -710,10 +852,92 @@ export class MysqlDumpRowCounter extends Transform {
   #slotFor(name: string): TableSlot {
     let slot = this.#tables.get(name);
     if (!slot) {
-      slot = { rows: 0 };
+      slot = { rows: 0, hash: createHash('sha256') };
       this.#tables.set(name, slot);
     }
     return slot;
+  }
+
+  // ---- row digests -----------------------------------------------------------------
+
+  /** A row's "(" at #at: hash it with the rows before it, joined by ",". */
+  #rowStart(slot: TableSlot): void {
+    const at = this.#at;
+    const buf = this.#buf;
+    // "),(" in one chunk: the run goes on, its "," included.
+    if (this.#regionSlot === slot && this.#rowEnd !== -1 && at === this.#rowEnd + 1 && buf[this.#rowEnd] === 0x2c) return;
+    this.#closeRegion();
+    if (slot.rows > 0) slot.hash.update(COMMA);
+    this.#regionSlot = slot;
+    this.#regionFrom = at;
+  }
+
+  /** Hash the run of rows up to the last ")" seen, and close it. */
+  #closeRegion(): void {
+    const slot = this.#regionSlot;
+    if (slot === null) return;
+    if (this.#rowEnd > this.#regionFrom) slot.hash.update(this.#buf.subarray(this.#regionFrom, this.#rowEnd));
+    this.#regionSlot = null;
+  }
+
+  // ---- inventory -------------------------------------------------------------------
+
+  /** Keep the statement that starts with `keyword` (just read; #at is the byte after it). */
+  #startCapture(keyword: string): void {
+    this.#capture = [Buffer.from(keyword, 'latin1')];
+    this.#captureLen = keyword.length;
+    this.#captureFrom = this.#at;
+    this.#captureHash = null;
+    this.#captureHead = null;
+  }
+
+  #captureAppend(part: Buffer): void {
+    if (this.#captureHash !== null) {
+      this.#captureHash.update(part);
+      return;
+    }
+    this.#capture!.push(Buffer.from(part));
+    this.#captureLen += part.length;
+    if (this.#captureLen > CAPTURE_CAP) {
+      // Too long to keep: hash it as it is from here on (a qualifier in it stays in the digest).
+      const all = Buffer.concat(this.#capture!);
+      this.#captureHead = Buffer.from(all.subarray(0, CAPTURE_HEAD));
+      this.#captureHash = createHash('sha256').update(all);
+      this.#capture = [];
+      this.#captureLen = 0;
+    }
+  }
+
+  /** The kept statement ended at #at (its delimiter's last byte): record it. */
+  #endCapture(delimiterLength: number): void {
+    if (this.#capture === null) return;
+    if (this.#at + 1 > this.#captureFrom) this.#captureAppend(this.#buf.subarray(this.#captureFrom, this.#at + 1));
+    let sha256: string;
+    let head: string;
+    if (this.#captureHash !== null) {
+      sha256 = this.#captureHash.digest('hex');
+      head = this.#captureHead!.toString('utf8');
+    } else {
+      let text: Buffer = Buffer.concat(this.#capture);
+      text = text.subarray(0, Math.max(0, text.length - delimiterLength));
+      if (this.#dbQualifier !== null) text = withoutQualifier(text, this.#dbQualifier);
+      sha256 = createHash('sha256').update(text).digest('hex');
+      head = text.subarray(0, CAPTURE_HEAD).toString('utf8');
+    }
+    this.#capture = null;
+    this.#captureHash = null;
+    this.#captureHead = null;
+    const setval = /^(?:DO|SELECT)\s+SETVAL\s*\(\s*(?:`((?:[^`]|``)*)`|([A-Za-z0-9_$]+))/i.exec(head);
+    if (setval) {
+      const name = setval[1] !== undefined ? setval[1].replace(/``/g, '`') : setval[2];
+      this.#objects.set(`SEQUENCE SET\0${name}`, { kind: 'SEQUENCE SET', schema: null, name, sha256 });
+      return;
+    }
+    if (!/^CREATE\b/i.test(head)) return;
+    const object = createdObject(head);
+    if (object === null) return;
+    const space = RELATIONS.has(object.kind) ? 'relation' : object.kind;
+    this.#objects.set(`${space}\0${object.name}`, { kind: object.kind, schema: null, name: object.name, sha256 });
   }
 
   /** A statement that named a table ended (or moved past the name). */
@@ -738,6 +962,8 @@ export class MysqlDumpRowCounter extends Transform {
   #endStatement(): void {
     if (this.#inWord) this.#endWord();
     this.#finishName();
+    this.#closeRegion();
+    this.#endCapture(this.#delimiter.length);
     this.#stmt = Stmt.Start;
     this.#slot = null;
     this.#depth = 0;
@@ -751,12 +977,15 @@ export class MysqlDumpRowCounter extends Transform {
         } else if (keyword === 'CREATE') {
           this.#stmt = Stmt.CreateHead;
           this.#createWords = 0;
+          this.#startCapture('CREATE');
         } else if (keyword === 'DROP') {
           this.#stmt = Stmt.DropHead;
         } else if (keyword === 'DELIMITER') {
           this.#stmt = Stmt.Skip;
           this.#startRawLine();
         } else {
+          // DO SETVAL(`s`, 5, 0): a sequence's value (SELECT SETVAL in older dumps).
+          if (keyword === 'DO' || keyword === 'SELECT') this.#startCapture(keyword);
           this.#stmt = Stmt.Skip;
         }
         break;
@@ -900,8 +1129,9 @@ export class MysqlDumpRowCounter extends Transform {
       case Stmt.Values:
         if (this.#depth > 0) {
           if (b === 0x28) this.#depth++;
-          else if (b === 0x29) this.#depth--;
+          else if (b === 0x29 && --this.#depth === 0) this.#rowEnd = this.#at + 1;
         } else if (b === 0x28 && this.#expectRow) {
+          this.#rowStart(this.#slot!);
           this.#slot!.rows++;
           this.#depth = 1;
           this.#expectRow = false;
@@ -949,4 +1179,19 @@ export class MysqlDumpRowCounter extends Transform {
         break;
     }
   }
+}
+
+/** `text` without any occurrence of `qualifier` (`db`.), outside or inside strings alike. */
+function withoutQualifier(text: Buffer, qualifier: Buffer): Buffer {
+  let at = text.indexOf(qualifier);
+  if (at === -1) return text;
+  const parts: Buffer[] = [];
+  let from = 0;
+  while (at !== -1) {
+    parts.push(text.subarray(from, at));
+    from = at + qualifier.length;
+    at = text.indexOf(qualifier, from);
+  }
+  parts.push(text.subarray(from));
+  return Buffer.concat(parts);
 }

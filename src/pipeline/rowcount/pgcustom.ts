@@ -20,13 +20,28 @@
  * newline (newlines inside values are escaped), and pg_dump up to at least 17 appends
  * the terminator line `\.` and two empty lines, which are not rows.
  *
+ * Beside the counts it records what the archive holds (`contents()`): a sha256 of each
+ * table's COPY rows exactly as they appear in the archive (the bytes of the rows, without
+ * the chunk framing and the `\.` terminator, so the digest does not depend on how
+ * pg_dump happened to chunk them), a sha256 of every TOC entry's definition (columns,
+ * indexes, constraints, functions, triggers, views, sequences with their `setval`...),
+ * and a count and digest of the large objects. Both come from bytes that pass anyway:
+ * no second scan of the database, no extra pass over the data. The TOC is exact (it is
+ * what pg_restore will run) and costs one sha256 of a few KiB per object; ownership and
+ * privileges (ACL entries, owners) and the database-level entries are left out, because a
+ * restore into another database (`--no-owner --no-acl`, another name) changes them on
+ * purpose.
+ *
  * Anything this reader does not understand (not an archive, an unknown version, a
  * compressed archive, a truncated one) never disturbs the data: the bytes keep flowing
  * through unchanged and `counts()` returns null with `reason()` saying why. Memory is
  * bounded: nothing is kept but the current int, the prefix of the current string (at
- * most a few KiB; long strings such as function bodies are skipped) and the counts.
+ * most a few KiB; long strings such as function bodies are hashed as they pass, never
+ * kept), one hash state per table and one small record per TOC entry.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import type { DumpContents, InventoryEntry, TableContents } from './contents.js';
 
 const MAGIC = Buffer.from('PGDMP', 'latin1');
 const FORMAT_CUSTOM = 1;
@@ -67,23 +82,51 @@ class Unreadable extends Error {}
 
 /** One TABLE DATA entry of the table of contents, and the rows seen in its data block. */
 interface TableSlot {
+  /** "schema.table", the legacy key of counts(). */
   key: string;
+  schema: string;
+  table: string;
   rows: number;
   seen: boolean;
+  /** sha256 of the rows' bytes as they appear in the archive. */
+  hash: Hash;
 }
 
-/** What the header/TOC reader asks the byte feeder for. */
-type Need = { kind: 'bytes'; n: number } | { kind: 'str'; keep: number };
+/**
+ * TOC entries that are not in the inventory: data (digested on its own), large objects
+ * (counted and digested from their data), privileges and the database's own entries,
+ * which a restore into another database with --no-owner --no-acl changes on purpose.
+ */
+const NOT_INVENTORIED = new Set([
+  'TABLE DATA',
+  'BLOBS',
+  'BLOB',
+  'BLOB METADATA',
+  'LARGE OBJECTS',
+  'ACL',
+  'DEFAULT ACL',
+  'DATABASE',
+  'DATABASE PROPERTIES',
+  'ENCODING',
+  'STDSTRINGS',
+  'SEARCHPATH',
+]);
+
+/** What the header/TOC reader asks the byte feeder for (`hash`: also the string's sha256). */
+type Need = { kind: 'bytes'; n: number } | { kind: 'str'; keep: number; hash?: boolean };
 /** `bytes`: the bytes asked for, or a string's first `keep` bytes (null for a NULL string). */
 interface Got {
   bytes: Buffer | null;
   /** A string's declared length (-1 for NULL); for `bytes`, the count asked for. */
   length: number;
+  /** Hex sha256 of the whole string, when asked for (null for a NULL string). */
+  sha256?: string | null;
 }
 
 interface Layout {
   intSize: number;
   tables: Map<number, TableSlot>;
+  objects: InventoryEntry[];
 }
 
 /** pg_dump's int at b[at]: a sign byte, then `intSize` bytes little-endian. */
@@ -153,8 +196,8 @@ function* readHeadAndToc(setIntSize: (n: number) => void): Generator<Need, Layou
   const bytes = function* (n: number): Generator<Need, Buffer, Got> {
     return (yield { kind: 'bytes', n }).bytes!;
   };
-  const str = function* (keep: number): Generator<Need, Got, Got> {
-    return yield { kind: 'str', keep };
+  const str = function* (keep: number, hash = false): Generator<Need, Got, Got> {
+    return yield { kind: 'str', keep, hash };
   };
   let intSize = 0;
   const int = function* (): Generator<Need, number, Got> {
@@ -199,6 +242,7 @@ function* readHeadAndToc(setIntSize: (n: number) => void): Generator<Need, Layou
   const tocCount = yield* int();
   if (tocCount < 0) throw new Unreadable(`corrupt table of contents (${tocCount} entries)`);
   const tables = new Map<number, TableSlot>();
+  const objects: InventoryEntry[] = [];
   let decode = nameDecoder(null);
   const text = (got: Got): string | null => (got.bytes === null ? null : decode(got.bytes));
   const truncated = (got: Got): boolean => got.bytes !== null && got.bytes.length < got.length;
@@ -213,7 +257,7 @@ function* readHeadAndToc(setIntSize: (n: number) => void): Generator<Need, Layou
     const descGot = yield* str(KEEP_DESC);
     const desc = descGot.bytes && !truncated(descGot) ? descGot.bytes.toString('latin1') : null;
     if (ver >= K_VERS_1_11) yield* int(); // section
-    const defn = yield* str(desc === 'ENCODING' ? KEEP_ENCODING : 0);
+    const defn = yield* str(desc === 'ENCODING' ? KEEP_ENCODING : 0, true);
     yield* str(0); // dropStmt
     const copyStmt = ver >= K_VERS_1_3 ? yield* str(KEEP_COPY) : null;
     const namespace = ver >= K_VERS_1_6 ? yield* str(KEEP_NAME) : null;
@@ -236,6 +280,13 @@ function* readHeadAndToc(setIntSize: (n: number) => void): Generator<Need, Layou
       const m = /'([^']*)'/.exec(defn.bytes.toString('latin1'));
       if (m) decode = nameDecoder(m[1]);
     }
+    const kind = desc ?? (descGot.bytes ? `${descGot.bytes.toString('latin1')}…` : '?');
+    const name = (text(tag) ?? '') + (truncated(tag) ? '…' : '');
+    const inventoried = !NOT_INVENTORIED.has(kind) && !((kind === 'COMMENT' || kind === 'SECURITY LABEL') && name.startsWith('DATABASE '));
+    if (inventoried) {
+      const schema = namespace === null || namespace.bytes === null ? null : (text(namespace) ?? '') + (truncated(namespace) ? '…' : '');
+      objects.push({ kind, schema: schema === '' ? null : schema, name, sha256: defn.sha256 ?? '' });
+    }
     // relkind (1.16+) tells a plain table ('r') from a foreign table ('f', with
     // --include-foreign-data) whose rows live elsewhere; 0 means not recorded.
     if (desc !== 'TABLE DATA' || !hadDumper || (relkind !== 0 && relkind !== 'r'.charCodeAt(0))) continue;
@@ -246,11 +297,16 @@ function* readHeadAndToc(setIntSize: (n: number) => void): Generator<Need, Layou
     if (!/^COPY\s/i.test(copy)) {
       throw new Unreadable(`TABLE DATA entry ${dumpId} is not COPY data (dumped with --inserts?)`);
     }
-    const key = `${text(namespace ?? { bytes: Buffer.alloc(0), length: 0 })}.${text(tag)}`;
-    tables.set(dumpId, { key, rows: 0, seen: false });
+    const schema = text(namespace ?? { bytes: Buffer.alloc(0), length: 0 }) ?? '';
+    const table = text(tag) ?? '';
+    tables.set(dumpId, { key: `${schema}.${table}`, schema, table, rows: 0, seen: false, hash: createHash('sha256') });
   }
-  return { intSize, tables };
+  return { intSize, tables, objects };
 }
+
+/** A line of COPY text that started with these bytes is held back until it is known not to be the `\.` terminator. */
+const HELD_BACKSLASH = Buffer.from('\\');
+const HELD_BACKSLASH_DOT = Buffer.from('\\.');
 
 const enum Phase {
   Head,
@@ -283,6 +339,7 @@ export class PgCustomRowCounter extends Transform {
   #head: Generator<Need, Layout, Got> | null;
   #need: Need | null = null;
   #tables = new Map<number, TableSlot>();
+  #objects: InventoryEntry[] = [];
   #intSize = 4;
   /** Fixed-size fields (ints, single bytes, the offset) collect here across chunks. */
   #scratch = Buffer.alloc(64);
@@ -291,6 +348,7 @@ export class PgCustomRowCounter extends Transform {
   #strLength: number | null = null;
   #strDone = 0;
   #strKeep: Buffer | null = null;
+  #strHash: Hash | null = null;
 
   // Data blocks.
   #blockType = 0;
@@ -301,6 +359,12 @@ export class PgCustomRowCounter extends Transform {
   /** Cache of the next newline in the current input chunk, so no byte is searched twice. */
   #nlFrom = -1;
   #nlAt = -1;
+
+  // Large objects: one digest over all of them (oid, bytes, size), in archive order.
+  #loHash: Hash = createHash('sha256');
+  #loCount = 0;
+  #loBytes = 0;
+  #contents: DumpContents | null = null;
 
   #peakRetained = 0;
 
@@ -324,6 +388,26 @@ export class PgCustomRowCounter extends Transform {
   reason(): string | null {
     if (this.#reason !== null) return this.#reason;
     return this.#finished ? null : 'the archive has not been read to its end yet';
+  }
+
+  /**
+   * What the archive holds, once it has passed whole: every table keyed by (schema,
+   * table) with its rows and the sha256 of its COPY rows, the inventory of the other
+   * TOC entries, the large objects. Null when counts() is.
+   */
+  contents(): DumpContents | null {
+    if (!this.#finished || this.#reason !== null) return null;
+    if (this.#contents === null) {
+      const tables: TableContents[] = [...this.#tables.values()].map((s) => ({ schema: s.schema, table: s.table, rows: s.rows, sha256: s.hash.digest('hex') }));
+      this.#contents = {
+        format: 'strongbox-contents/1',
+        engine: 'postgresql',
+        tables,
+        objects: this.#objects,
+        large_objects: { count: this.#loCount, sha256: this.#loHash.digest('hex') },
+      };
+    }
+    return this.#contents;
   }
 
   /** Bytes the parser holds right now (partial ints and string prefixes), for tests and diagnostics. */
@@ -369,6 +453,9 @@ export class PgCustomRowCounter extends Transform {
     this.#reason = reason;
     this.#head = null;
     this.#strKeep = null;
+    this.#strHash = null;
+    this.#tables = new Map();
+    this.#objects = [];
   }
 
   #notePeak(): void {
@@ -381,6 +468,7 @@ export class PgCustomRowCounter extends Transform {
     const step = this.#head!.next(got);
     if (step.done) {
       this.#tables = step.value.tables;
+      this.#objects = step.value.objects;
       this.#intSize = step.value.intSize;
       this.#head = null;
       this.#need = null;
@@ -392,6 +480,7 @@ export class PgCustomRowCounter extends Transform {
     this.#strLength = null;
     this.#strDone = 0;
     this.#strKeep = null;
+    this.#strHash = null;
   }
 
   #scan(buf: Buffer): void {
@@ -437,6 +526,11 @@ export class PgCustomRowCounter extends Transform {
           if (this.#scratchLen < 1 + this.#intSize) break;
           const oid = decodeInt(this.#scratch, this.#intSize);
           this.#scratchLen = 0;
+          if (oid !== 0) {
+            this.#loCount++;
+            this.#loBytes = 0;
+            this.#loHash.update(`oid ${oid}\n`);
+          }
           this.#phase = oid === 0 ? Phase.BlockType : Phase.ChunkLength;
           break;
         }
@@ -457,6 +551,8 @@ export class PgCustomRowCounter extends Transform {
             this.#chunkLeft = length;
             this.#phase = Phase.ChunkData;
           } else if (this.#blockType === BLK_BLOBS) {
+            // The size closes each object, so no two sets of objects hash alike.
+            this.#loHash.update(`\nsize ${this.#loBytes}\n`);
             this.#phase = Phase.BlobOid;
           } else {
             this.#endCopyBlock();
@@ -467,6 +563,10 @@ export class PgCustomRowCounter extends Transform {
         case Phase.ChunkData: {
           const take = Math.min(this.#chunkLeft, end - pos);
           if (this.#slot && !this.#copyEnded) this.#countLines(buf, pos, pos + take, this.#slot);
+          else if (this.#blockType === BLK_BLOBS && take > 0) {
+            this.#loHash.update(buf.subarray(pos, pos + take));
+            this.#loBytes += take;
+          }
           pos += take;
           this.#chunkLeft -= take;
           if (this.#chunkLeft === 0) this.#phase = Phase.ChunkLength;
@@ -500,12 +600,13 @@ export class PgCustomRowCounter extends Transform {
       const length = decodeInt(this.#scratch, this.#intSize);
       this.#scratchLen = 0;
       if (length < 0) {
-        this.#advanceHead({ bytes: null, length: -1 });
+        this.#advanceHead({ bytes: null, length: -1, sha256: null });
         return pos;
       }
       this.#strLength = length;
       this.#strDone = 0;
       this.#strKeep = Buffer.alloc(Math.min(length, need.keep));
+      this.#strHash = need.hash ? createHash('sha256') : null;
       this.#notePeak();
     }
     const length = this.#strLength;
@@ -514,14 +615,22 @@ export class PgCustomRowCounter extends Transform {
     if (this.#strDone < keep.length) {
       buf.copy(keep, this.#strDone, pos, pos + Math.min(take, keep.length - this.#strDone));
     }
+    if (this.#strHash && take > 0) this.#strHash.update(buf.subarray(pos, pos + take));
     this.#strDone += take;
     pos += take;
-    if (this.#strDone === length) this.#advanceHead({ bytes: keep, length });
+    if (this.#strDone === length) this.#advanceHead({ bytes: keep, length, sha256: this.#strHash?.digest('hex') ?? null });
     return pos;
   }
 
-  /** Count the COPY rows that end in buf[pos, end). */
+  /**
+   * Count the COPY rows that end in buf[pos, end), and hash their bytes into the table's
+   * digest. A line that starts with a backslash is held back (not yet hashed) until it is
+   * known not to be the `\.` terminator, which is no row and is not hashed.
+   */
   #countLines(buf: Buffer, pos: number, end: number, slot: TableSlot): void {
+    const hash = slot.hash;
+    // buf[from, pos) are row bytes not hashed yet.
+    let from = pos;
     while (pos < end) {
       const line = this.#line;
       if (line !== Line.Other) {
@@ -532,23 +641,30 @@ export class PgCustomRowCounter extends Transform {
             this.#copyEnded = true;
             return;
           }
+          if (line === Line.Backslash) hash.update(HELD_BACKSLASH);
           slot.rows++;
           this.#line = Line.Start;
         } else if (line === Line.Start && b === 0x5c) {
+          if (pos - 1 > from) hash.update(buf.subarray(from, pos - 1));
+          from = pos;
           this.#line = Line.Backslash;
         } else if (line === Line.Backslash && b === 0x2e) {
+          from = pos;
           this.#line = Line.BackslashDot;
         } else {
+          if (line === Line.Backslash) hash.update(HELD_BACKSLASH);
+          else if (line === Line.BackslashDot) hash.update(HELD_BACKSLASH_DOT);
           this.#line = Line.Other;
         }
         continue;
       }
       const nl = this.#nextNewline(buf, pos);
-      if (nl === -1 || nl >= end) return;
+      if (nl === -1 || nl >= end) break;
       slot.rows++;
       this.#line = Line.Start;
       pos = nl + 1;
     }
+    if (end > from) hash.update(buf.subarray(from, end));
   }
 
   /** The next 0x0A at or after `pos` in `buf` (the current input chunk), or -1. */
@@ -561,7 +677,10 @@ export class PgCustomRowCounter extends Transform {
 
   /** A TABLE DATA block ended: a last line without a newline is still a row, unless it is `\.`. */
   #endCopyBlock(): void {
-    if (this.#slot && !this.#copyEnded && this.#line !== Line.Start && this.#line !== Line.BackslashDot) this.#slot.rows++;
+    if (this.#slot && !this.#copyEnded && this.#line !== Line.Start && this.#line !== Line.BackslashDot) {
+      if (this.#line === Line.Backslash) this.#slot.hash.update(HELD_BACKSLASH);
+      this.#slot.rows++;
+    }
     this.#slot = null;
   }
 }
