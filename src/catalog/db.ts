@@ -19,6 +19,7 @@ import * as m0006 from './migrations/0006_audit_log.js';
 import * as m0007 from './migrations/0007_catalog_settings.js';
 import * as m0008 from './migrations/0008_restore_fidelity.js';
 import * as m0009 from './migrations/0009_contents_drills.js';
+import * as m0010 from './migrations/0010_policy_names_unique.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
@@ -153,6 +154,7 @@ const migrations: Record<string, Migration> = {
   '0007_catalog_settings': m0007,
   '0008_restore_fidelity': m0008,
   '0009_contents_drills': m0009,
+  '0010_policy_names_unique': m0010,
 };
 
 class StaticMigrationProvider implements MigrationProvider {
