@@ -12,6 +12,7 @@ import { RateLimiter } from './api/ratelimit.js';
 import { recordAudit } from './api/audit.js';
 import { pathOf } from './api/paging.js';
 import { auditRoutes } from './api/v1/audit.js';
+import { verificationRoutes } from './api/v1/verifications.js';
 import { ApiError, badRequest, dialectOf, notFound, sendError } from './api/errors.js';
 import { parseJsonBody } from './api/json-body.js';
 import { organizationRoutes } from './api/v1/organizations.js';
@@ -146,6 +147,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await v1.register(destinationRoutes(ctx));
       await v1.register(snapshotRoutes(ctx));
       await v1.register(auditRoutes(ctx));
+      await v1.register(verificationRoutes(ctx));
     },
     { prefix: '/v1' },
   );

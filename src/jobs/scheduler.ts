@@ -1,6 +1,7 @@
 /**
  * The scheduler: turns backup policies into backups, exactly one per (policy, branch,
- * slot), and runs the retention sweeper. Safe with several workers on one catalog: a
+ * slot), enqueues the restore drills policies ask for (drills.ts), and runs the retention
+ * sweeper. Safe with several workers on one catalog: a
  * worker claims a slot by moving the policy's `last_ran_at` forward in the same
  * transaction that records the slot's backups, and a unique index on (policy, branch,
  * slot) refuses a second backup for a slot whatever the timing.
@@ -12,6 +13,7 @@ import { restoreInProgress } from '../catalog/jobs.js';
 import { scheduleOf } from '../catalog/policies.js';
 import { dueSlot, nextSlotAfter } from './schedule.js';
 import { sweepExpired, type SweepResult } from './retention.js';
+import { runDrills, type DrillResult } from './drills.js';
 
 export interface ScheduleResult {
   /** Backups queued, and those recorded `ignored` because their branch was busy. */
@@ -86,11 +88,12 @@ export class Scheduler {
     readonly intervalMs = 30_000,
   ) {}
 
-  /** One pass: queue due backups, then sweep expired ones. */
-  async tick(): Promise<ScheduleResult & SweepResult> {
+  /** One pass: queue due backups and restore drills, then sweep expired backups. */
+  async tick(): Promise<ScheduleResult & SweepResult & DrillResult> {
     const scheduled = await runDuePolicies(this.ctx);
+    const drilled = await runDrills(this.ctx);
     const swept = await sweepExpired(this.ctx);
-    return { ...scheduled, ...swept };
+    return { ...scheduled, ...drilled, ...swept };
   }
 
   start(): void {

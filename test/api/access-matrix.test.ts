@@ -124,6 +124,7 @@ const CASES: Record<string, Case> = {
 
   [`POST ${BRANCH}/backups`]: { ok: 201, params: () => ({ branch: 'dev' }), body: () => ({}) },
   [`GET ${BRANCH}/backups`]: { ok: 200 },
+  [`GET ${BRANCH}/verifications`]: { ok: 200 },
   [`GET ${BACKUP}`]: { ok: 200 },
   [`PATCH ${BACKUP}`]: { ok: 200, body: () => ({ protected: false }) },
   [`DELETE ${BACKUP}`]: { ok: 204, prepare: async (f) => ({ id: f.mainVictim }) },

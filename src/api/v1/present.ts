@@ -72,6 +72,7 @@ export function presentVerification(j: Job) {
     id: j.id,
     backup_id: j.backup_id,
     kind: params.restore ? ('full' as const) : ('quick' as const),
+    drill_policy_id: j.policy_id,
     state: j.state,
     error: j.error,
     result: j.result === null ? null : JSON.parse(j.result),

@@ -104,9 +104,15 @@ export const Verification = Type.Object(
     id: Type.String(),
     backup_id: Type.String(),
     kind: Type.Union([Type.Literal('quick'), Type.Literal('full')]),
+    drill_policy_id: Nullable(Type.String({ description: 'a restore drill: the backup policy that scheduled it (null: asked for through the API)' })),
     state: JobStateSchema,
     error: Nullable(Type.String()),
-    result: Nullable(Type.Unknown({ description: 'per-artifact checks and, for a full verification, the restore check' })),
+    result: Nullable(
+      Type.Unknown({
+        description:
+          'per-artifact checks and, for a full verification, the restore check: `method` ("contents": data digests and inventory compared; "row counts": an older backup), `differences` (every one, up to 1000: kind, schema, name, problem, expected, actual), `differences_total`',
+      }),
+    ),
     created_at: Type.String(),
     started_at: Nullable(Type.String()),
     completed_at: Nullable(Type.String()),
