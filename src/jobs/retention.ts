@@ -4,22 +4,90 @@
  * one, one being restored or verified, or the newest successful backup of a branch (the
  * safety floor: a broken schedule, where every new backup fails, must not let expiry
  * erase the last good copy).
+ *
+ * It also removes what unfinished writes left in storage (partial files, unfinished S3
+ * multipart uploads, which the bucket keeps and bills for ever) when the writer died
+ * without anyone recording it, or its clean-up failed: see sweepStalePartials().
  */
+import path from 'node:path/posix';
 import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import { nowIso } from '../catalog/ids.js';
+import { openDestination } from '../destinations.js';
 import { deleteBackupArtifacts } from './artifacts.js';
 
 export interface SweepResult {
   deleted: string[];
   /** Expired backups kept as the last good copy of their branch. */
   keptAsLastGood: string[];
+  /** Leftovers of unfinished writes removed from storage (empty between two partial sweeps). */
+  partialsRemoved: RemovedPartial[];
+}
+
+export interface RemovedPartial {
+  destination: string;
+  key: string;
+}
+
+/**
+ * An unfinished write this old is a leftover: a live writer sends a part (or writes to its
+ * partial file) far more often than that, and a backup or repair still running keeps its
+ * own folder out of the sweep whatever its age.
+ */
+export const STALE_PARTIAL_MS = 24 * 3600_000;
+/** Listing every unfinished upload of every destination costs requests: once an hour is enough. */
+const PARTIAL_SWEEP_EVERY_MS = 3600_000;
+const lastPartialSweep = new WeakMap<AppContext, number>();
+
+/**
+ * Remove the unfinished writes older than `maxAgeMs` from every destination that can list
+ * them (capabilities.listPartials), except in the folders of backups still pending or
+ * running and of backups a job is repairing. A destination that cannot be reached is
+ * logged and tried again at the next sweep.
+ */
+export async function sweepStalePartials(ctx: AppContext, opts: { maxAgeMs?: number } = {}): Promise<RemovedPartial[]> {
+  const { db, log } = ctx;
+  // Storage stamps its own, real times on partials: compare with the real clock, not the
+  // catalog's (which tests move around).
+  const cutoff = Date.now() - (opts.maxAgeMs ?? STALE_PARTIAL_MS);
+  const removed: RemovedPartial[] = [];
+  for (const dest of await db.selectFrom('storage_destinations').selectAll().orderBy('id').execute()) {
+    try {
+      const provider = openDestination(ctx, dest);
+      if (!provider.capabilities.listPartials) continue;
+      const busy = await db
+        .selectFrom('artifacts as a')
+        .innerJoin('backups as b', 'b.id', 'a.backup_id')
+        .select('a.path')
+        .where('a.destination_id', '=', dest.id)
+        .where((eb) =>
+          eb.or([
+            eb('b.state', 'in', ['pending', 'running']),
+            eb.exists(eb.selectFrom('jobs as j').select('j.id').whereRef('j.backup_id', '=', 'b.id').where('j.state', 'in', ['pending', 'running'])),
+          ]),
+        )
+        .execute();
+      const busyFolders = new Set(busy.map((a) => path.dirname(a.path)));
+      const stale = new Set<string>();
+      for await (const p of provider.listPartials('')) {
+        if (p.startedAt.getTime() < cutoff && !busyFolders.has(path.dirname(p.key))) stale.add(p.key);
+      }
+      for (const key of stale) {
+        await provider.removePartials(key);
+        removed.push({ destination: dest.name, key });
+      }
+    } catch (e) {
+      log.warn({ err: e, destination: dest.name }, 'could not sweep the unfinished writes of a destination');
+    }
+  }
+  if (removed.length) log.info({ removed }, 'retention: removed what unfinished writes left in storage');
+  return removed;
 }
 
 export async function sweepExpired(ctx: AppContext): Promise<SweepResult> {
   const { db, log } = ctx;
   const now = nowIso(ctx.clock());
-  const result: SweepResult = { deleted: [], keptAsLastGood: [] };
+  const result: SweepResult = { deleted: [], keptAsLastGood: [], partialsRemoved: [] };
   const expired = await db
     .selectFrom('backups as b')
     .selectAll('b')
@@ -62,5 +130,11 @@ export async function sweepExpired(ctx: AppContext): Promise<SweepResult> {
     .execute();
   for (const b of leftovers) await deleteBackupArtifacts(ctx, b);
   if (result.deleted.length) log.info({ count: result.deleted.length }, 'retention: deleted expired backups');
+  // At the first pass of a process (its start), then hourly.
+  const last = lastPartialSweep.get(ctx);
+  if (last === undefined || Date.now() - last >= PARTIAL_SWEEP_EVERY_MS) {
+    lastPartialSweep.set(ctx, Date.now());
+    result.partialsRemoved = await sweepStalePartials(ctx);
+  }
   return result;
 }

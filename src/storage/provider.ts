@@ -14,6 +14,12 @@ export type ProviderName = 'local' | 's3' | 'google_drive';
 export interface ProviderCapabilities {
   /** Objects can be read by path on this machine (enables pg_restore --jobs, backupman DumpPath). */
   localPath: boolean;
+  /**
+   * listPartials() finds what unfinished writes left, without being told their keys (partial
+   * files, unfinished multipart uploads), so that a sweeper can remove those of writers whose
+   * process died before anyone recorded them. False where the store discards them by itself.
+   */
+  listPartials: boolean;
 }
 
 /** A write in progress. Nothing is visible under the key until `commit()` resolves. */
@@ -32,6 +38,13 @@ export interface ObjectWriter {
 export interface ObjectInfo {
   key: string;
   size: number;
+}
+
+/** What an unfinished write of `key` left behind (removePartials(key) removes it). */
+export interface PartialInfo {
+  key: string;
+  /** When that write started, or last wrote (a local partial file's modification time). */
+  startedAt: Date;
 }
 
 export interface StorageProvider {
@@ -55,6 +68,12 @@ export interface StorageProvider {
   removePartials(key: string): Promise<void>;
   /** Every object whose key starts with `prefix`. Safe to retry. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Every unfinished write under `prefix` (one entry per write; a key may appear more than
+   * once): what removePartials() would remove. Committed objects are never listed. Yields
+   * nothing when `capabilities.listPartials` is false. Safe to retry.
+   */
+  listPartials(prefix: string): AsyncIterable<PartialInfo>;
   /** Absolute local path of the object when `capabilities.localPath`, else null. */
   localPath(key: string): string | null;
   /** A description of where this provider writes, with every secret removed, for logs and the API. */

@@ -4,7 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import type { ObjectInfo, ObjectWriter, StorageProvider } from './provider.js';
+import type { ObjectInfo, ObjectWriter, PartialInfo, StorageProvider } from './provider.js';
 
 /** Options for {@link withRetry}. */
 export interface RetryOptions {
@@ -52,10 +52,19 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, opts: Re
   }
 }
 
+/** A listing retried until its first item only: a restart after that would yield items twice. */
+async function* retryUntilFirst<T>(list: () => AsyncIterable<T>, opts: RetryOptions): AsyncIterable<T> {
+  const first = await withRetry(async () => {
+    const it = list()[Symbol.asyncIterator]();
+    return { it, next: await it.next() };
+  }, opts);
+  for (let next = first.next; !next.done; next = await first.it.next()) yield next.value;
+}
+
 /**
  * Wrap a provider so every call that its contract says is safe to retry is retried with
- * {@link withRetry}. `commit()` is never retried, and `list()` only until its first item
- * (a restart would yield items twice).
+ * {@link withRetry}. `commit()` is never retried, and `list()` and `listPartials()` only
+ * until their first item.
  */
 export function retryingProvider(inner: StorageProvider, opts: RetryOptions = {}): StorageProvider {
   return {
@@ -67,13 +76,8 @@ export function retryingProvider(inner: StorageProvider, opts: RetryOptions = {}
     stat: (key: string) => withRetry(() => inner.stat(key), opts),
     delete: (key: string): Promise<void> => withRetry(() => inner.delete(key), opts),
     removePartials: (key: string): Promise<void> => withRetry(() => inner.removePartials(key), opts),
-    async *list(prefix: string): AsyncIterable<ObjectInfo> {
-      const first = await withRetry(async () => {
-        const it = inner.list(prefix)[Symbol.asyncIterator]();
-        return { it, next: await it.next() };
-      }, opts);
-      for (let next = first.next; !next.done; next = await first.it.next()) yield next.value;
-    },
+    list: (prefix: string): AsyncIterable<ObjectInfo> => retryUntilFirst(() => inner.list(prefix), opts),
+    listPartials: (prefix: string): AsyncIterable<PartialInfo> => retryUntilFirst(() => inner.listPartials(prefix), opts),
     localPath: (key: string) => inner.localPath(key),
     describe: () => inner.describe(),
   } satisfies StorageProvider;

@@ -127,6 +127,44 @@ export function storageConformance(
       dead.stream.destroy();
     });
 
+    test('listPartials names what a dead writer left, by key and start time, until removePartials', async () => {
+      const all = async (prefix: string) => {
+        const out: Array<{ key: string; startedAt: Date }> = [];
+        for await (const p of provider.listPartials(prefix)) out.push(p);
+        return out;
+      };
+      if (!provider.capabilities.listPartials) {
+        assert.deepEqual(await all(''), [], 'without the capability it lists nothing');
+        return;
+      }
+      await provider.put('sweep/kept.bin', Buffer.from('committed'));
+      const before = Date.now();
+      // More than one part of any provider's (5 MiB minimum for S3), so that the upload
+      // really exists on the service; the process "dies" without commit() or abort().
+      const dead = await provider.create('sweep/a/dump.bin');
+      dead.stream.on('error', () => {});
+      dead.stream.write(randomBytes(6 * 1024 * 1024 + 1));
+      const deadline = Date.now() + 10_000;
+      while (!(await all('')).some((p) => p.key === 'sweep/a/dump.bin')) {
+        if (Date.now() > deadline) throw new Error('the dead writer never showed in listPartials');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const listed = await all('');
+      assert.deepEqual([...new Set(listed.map((p) => p.key))], ['sweep/a/dump.bin'], 'committed objects are never listed');
+      for (const p of listed) {
+        assert.ok(p.startedAt instanceof Date);
+        assert.ok(Math.abs(p.startedAt.getTime() - before) < 3600_000, `a plausible start time: ${p.startedAt.toISOString()}`);
+      }
+      assert.deepEqual((await all('sweep/')).map((p) => p.key), listed.map((p) => p.key));
+      assert.deepEqual((await all('sweep/a/dump')).map((p) => p.key), listed.map((p) => p.key));
+      assert.deepEqual(await all('sweep/b'), []);
+      assert.deepEqual(await all('other/'), []);
+      await provider.removePartials('sweep/a/dump.bin');
+      assert.deepEqual(await all(''), []);
+      assert.deepEqual(await listAll(provider, 'sweep/'), [['sweep/kept.bin', 9]]);
+      dead.stream.destroy();
+    });
+
     test('a writer whose stream failed cannot be committed and leaves nothing after abort', async () => {
       const writer = await provider.create('failed/object.bin');
       writer.stream.write(randomBytes(50_000));

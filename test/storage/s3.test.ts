@@ -636,7 +636,7 @@ describe('s3 configuration', () => {
     assert.deepEqual(redactS3Config({ bucket: 'b', secret_access_key: 'raw' } as Record<string, unknown>), { bucket: 'b', secret_access_key: '[redacted]' });
     const provider = s3Provider(config);
     assert.deepEqual(provider.describe(), { provider: 's3', endpoint: null, region: 'us-east-1', bucket: 'backups', prefix: '' });
-    assert.deepEqual(provider.capabilities, { localPath: false });
+    assert.deepEqual(provider.capabilities, { localPath: false, listPartials: true });
     assert.equal(provider.localPath('a/b'), null);
     assert.throws(() => provider.localPath('../a'), StorageError);
   });

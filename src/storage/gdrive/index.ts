@@ -8,7 +8,7 @@
  * newest committed one (see upload.ts).
  */
 import { keySegments, checkPrefix } from '../keys.js';
-import { StorageError, writeWhole, type ObjectInfo, type ObjectWriter, type StorageProvider } from '../provider.js';
+import { StorageError, writeWhole, type ObjectInfo, type ObjectWriter, type PartialInfo, type StorageProvider } from '../provider.js';
 import { DriveApi, FOLDER_MIME, type DriveFile } from './api.js';
 import { chunkBytes, parseDriveConfig, type DriveConfig } from './config.js';
 import { DriveObjectWriter, PARTIAL_NAME, PARTIAL_PROPERTY, isObject, newestObject, partialName } from './upload.js';
@@ -148,7 +148,9 @@ export function googleDriveProvider(config: DriveConfig): StorageProvider {
 
   const provider = {
     provider: 'google_drive',
-    capabilities: { localPath: false },
+    // Partials are found by key only (removePartials): listing them all would walk every
+    // folder of the Drive, and unfinished upload sessions expire on their own after a week.
+    capabilities: { localPath: false, listPartials: false },
 
     create,
 
@@ -194,6 +196,10 @@ export function googleDriveProvider(config: DriveConfig): StorageProvider {
       for (const f of await api.listChildren(folderId, what)) {
         if (f.mimeType !== FOLDER_MIME && f.name.startsWith(mine) && PARTIAL_NAME.test(f.name)) await api.delete(f.id, what);
       }
+    },
+
+    async *listPartials(prefix: string): AsyncIterable<PartialInfo> {
+      checkPrefix(prefix);
     },
 
     async *list(prefix: string): AsyncIterable<ObjectInfo> {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 
 import { keySegments, checkPrefix } from '../keys.js';
-import { StorageError, writeWhole, type ObjectInfo, type ObjectWriter, type StorageProvider } from '../provider.js';
+import { StorageError, writeWhole, type ObjectInfo, type ObjectWriter, type PartialInfo, type StorageProvider } from '../provider.js';
 
 /** Backups are sensitive: only the owner may read them, or even list them. */
 const FILE_MODE = 0o600;
@@ -59,6 +59,46 @@ async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
   }
 }
 
+/**
+ * Why nothing can be written under `dir`, in plain words, or null when that is not the
+ * reason. Needed because a recursive mkdir on a read-only file system reports ENOENT for
+ * the first folder it could not make, which reads as "a folder is missing". Looks at the
+ * deepest folder of `dir` that exists.
+ */
+async function unwritableReason(dir: string): Promise<string | null> {
+  let existing = dir;
+  for (;;) {
+    try {
+      if (!(await fs.stat(existing)).isDirectory()) return null;
+      break;
+    } catch (err) {
+      const up = path.dirname(existing);
+      if (!isMissing(err) || up === existing) return null;
+      existing = up;
+    }
+  }
+  try {
+    await fs.access(existing, fsConstants.W_OK);
+    return null;
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'EROFS') return `the folder ${existing} is not writable (read-only file system)`;
+    if (code === 'EACCES' || code === 'EPERM') return `the folder ${existing} is not writable (permission denied for the user Strongbox runs as)`;
+    return null;
+  }
+}
+
+/** Remove `dir` and its parents up to (not including) `base` while they are empty. */
+async function removeEmptyDirs(dir: string, base: string): Promise<void> {
+  for (let d = dir; d !== base && d.startsWith(base + path.sep); d = path.dirname(d)) {
+    try {
+      await fs.rmdir(d);
+    } catch {
+      break;
+    }
+  }
+}
+
 /** fsync a directory so that a rename in it survives a crash. */
 async function syncDirectory(dir: string): Promise<void> {
   const handle = await fs.open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
@@ -77,16 +117,18 @@ class LocalObjectWriter implements ObjectWriter {
   readonly #handle: FileHandle;
   readonly #partial: string;
   readonly #final: string;
+  readonly #base: string;
   #state: WriterState = 'writing';
   #closing: Promise<void> | null = null;
   #discarding: Promise<void> | null = null;
   #committing: Promise<void> | null = null;
 
-  constructor(key: string, handle: FileHandle, partial: string, final: string) {
+  constructor(key: string, handle: FileHandle, partial: string, final: string, base: string) {
     this.#key = key;
     this.#handle = handle;
     this.#partial = partial;
     this.#final = final;
+    this.#base = base;
     const writer = this;
     this.stream = new Writable({
       highWaterMark: 256 * 1024,
@@ -118,6 +160,8 @@ class LocalObjectWriter implements ObjectWriter {
     this.#discarding ??= (async () => {
       await this.#close().catch(() => {});
       await fs.unlink(this.#partial).catch(() => {});
+      // A failed dump must not leave its backup's folder behind, empty.
+      await removeEmptyDirs(path.dirname(this.#final), this.#base);
     })();
     return this.#discarding;
   }
@@ -141,6 +185,7 @@ class LocalObjectWriter implements ObjectWriter {
       } catch (err) {
         this.#state = 'discarded';
         await fs.unlink(this.#partial).catch(() => {});
+        await removeEmptyDirs(path.dirname(this.#final), this.#base);
         throw fsError('commit', this.#key, err);
       }
       // The object is in place; the directory fsync makes the rename itself durable. If it
@@ -199,9 +244,18 @@ export function localProvider(root: string): StorageProvider {
       try {
         await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
         const handle = await fs.open(partial, 'wx', FILE_MODE);
-        return new LocalObjectWriter(key, handle, partial, final);
+        return new LocalObjectWriter(key, handle, partial, final, base);
       } catch (err) {
-        if (errnoCode(err) === 'ENOENT' && attempt < 3) continue;
+        const code = errnoCode(err);
+        if (code === 'ENOENT' || code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+          const reason = await unwritableReason(dir);
+          if (reason !== null) {
+            await removeEmptyDirs(dir, base);
+            throw new StorageError(`local storage: cannot create "${key}": ${reason}`, true, false, { cause: err });
+          }
+        }
+        if (code === 'ENOENT' && attempt < 3) continue;
+        await removeEmptyDirs(dir, base);
         throw fsError('create', key, err);
       }
     }
@@ -209,7 +263,7 @@ export function localProvider(root: string): StorageProvider {
 
   const provider = {
     provider: 'local',
-    capabilities: { localPath: true },
+    capabilities: { localPath: true, listPartials: true },
 
     create,
 
@@ -261,13 +315,7 @@ export function localProvider(root: string): StorageProvider {
         throw fsError('delete', key, err);
       }
       // Leave no empty per-backup directories behind; stop at the first one still in use.
-      for (let dir = path.dirname(file); dir !== base && dir.startsWith(base + path.sep); dir = path.dirname(dir)) {
-        try {
-          await fs.rmdir(dir);
-        } catch {
-          break;
-        }
-      }
+      await removeEmptyDirs(path.dirname(file), base);
     },
 
     async removePartials(key: string): Promise<void> {
@@ -287,13 +335,7 @@ export function localProvider(root: string): StorageProvider {
           if (!isMissing(err)) throw fsError('delete', key, err);
         });
       }
-      for (let d = dir; d !== base && d.startsWith(base + path.sep); d = path.dirname(d)) {
-        try {
-          await fs.rmdir(d);
-        } catch {
-          break;
-        }
-      }
+      await removeEmptyDirs(dir, base);
     },
 
     async *list(prefix: string): AsyncIterable<ObjectInfo> {
@@ -302,6 +344,12 @@ export function localProvider(root: string): StorageProvider {
       // base because checkPrefix refused "." and ".." segments.
       const dirKey = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
       yield* walk(dirKey === '' ? base : path.join(base, ...dirKey.split('/')), dirKey, prefix);
+    },
+
+    async *listPartials(prefix: string): AsyncIterable<PartialInfo> {
+      checkPrefix(prefix);
+      const dirKey = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+      yield* walkPartials(dirKey === '' ? base : path.join(base, ...dirKey.split('/')), dirKey, prefix);
     },
 
     localPath(key: string): string | null {
@@ -317,6 +365,36 @@ export function localProvider(root: string): StorageProvider {
 
 async function isDirectory(file: string): Promise<boolean> {
   return fs.stat(file).then((st) => st.isDirectory(), () => false);
+}
+
+/** Every partial file under `dir` (whose key is `dirKey`), as the key it was to become, starting with `prefix`. */
+async function* walkPartials(dir: string, dirKey: string, prefix: string): AsyncGenerator<PartialInfo> {
+  let entries;
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (isMissing(err)) return;
+    throw fsError('list', dirKey === '' ? prefix : dirKey, err);
+  }
+  for (const entry of entries) {
+    const entryKey = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
+    if (entry.isDirectory()) {
+      if (`${entryKey}/`.startsWith(prefix) || prefix.startsWith(`${entryKey}/`)) yield* walkPartials(path.join(dir, entry.name), entryKey, prefix);
+      continue;
+    }
+    if (!entry.isFile() || !PARTIAL_NAME.test(entry.name)) continue;
+    // ".<name>.partial-<16 hex>" → "<name>"
+    const name = entry.name.slice(1, -'.partial-0123456789abcdef'.length);
+    const key = dirKey === '' ? name : `${dirKey}/${name}`;
+    if (!key.startsWith(prefix)) continue;
+    try {
+      const st = await fs.stat(path.join(dir, entry.name));
+      yield { key, startedAt: st.mtime };
+    } catch (err) {
+      // Committed or discarded while we were listing: not a leftover.
+      if (!isMissing(err)) throw fsError('list', key, err);
+    }
+  }
 }
 
 /** Every committed file under `dir` (whose key is `dirKey`) with a key starting with `prefix`. */

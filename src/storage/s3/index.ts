@@ -25,7 +25,7 @@ import {
 } from '@aws-sdk/client-s3';
 
 import { checkPrefix, keySegments } from '../keys.js';
-import { StorageError, uploadStream, type ObjectInfo, type ObjectWriter, type StorageProvider } from '../provider.js';
+import { StorageError, uploadStream, type ObjectInfo, type ObjectWriter, type PartialInfo, type StorageProvider } from '../provider.js';
 import { parseS3Config, redactS3Config, secretsOf, type S3Config } from './config.js';
 import { s3Error, type ErrorContext } from './errors.js';
 
@@ -378,7 +378,7 @@ export function s3Provider(config: S3Config): StorageProvider {
 
   const provider = {
     provider: 's3',
-    capabilities: { localPath: false },
+    capabilities: { localPath: false, listPartials: true },
 
     async create(key: string): Promise<ObjectWriter> {
       return new S3ObjectWriter(b, key, objectKey(key));
@@ -457,6 +457,35 @@ export function s3Provider(config: S3Config): StorageProvider {
         }
       } catch (err) {
         throw fail('remove the unfinished uploads of', key, err);
+      }
+    },
+
+    async *listPartials(prefix: string): AsyncIterable<PartialInfo> {
+      checkPrefix(prefix);
+      let keyMarker: string | undefined;
+      let uploadIdMarker: string | undefined;
+      for (;;) {
+        let page;
+        try {
+          page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: root + prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+        } catch (err) {
+          throw fail('list the unfinished uploads of', prefix === '' ? null : prefix, err);
+        }
+        for (const upload of page.Uploads ?? []) {
+          if (upload.Key === undefined || !upload.Key.startsWith(root)) continue;
+          const key = upload.Key.slice(root.length);
+          // Uploads of keys this interface could not name are not ours to remove.
+          try {
+            keySegments(key);
+          } catch {
+            continue;
+          }
+          // A store that does not say when an upload began never has it taken for stale.
+          yield { key, startedAt: upload.Initiated ?? new Date() };
+        }
+        if (!page.IsTruncated || (page.NextKeyMarker === undefined && page.NextUploadIdMarker === undefined)) return;
+        keyMarker = page.NextKeyMarker;
+        uploadIdMarker = page.NextUploadIdMarker;
       }
     },
 
