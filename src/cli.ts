@@ -106,6 +106,12 @@ function formatEta(s: number | null): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
+/** `text` on one line, cut to `max` characters (a table cell; the full text is in `backup get`). */
+function oneLine(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
 function printTable(rows: Array<Record<string, unknown>>, columns: string[]): void {
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c] ?? '').length)));
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd();
@@ -113,7 +119,8 @@ function printTable(rows: Array<Record<string, unknown>>, columns: string[]): vo
   for (const r of rows) process.stdout.write(line(columns.map((c) => String(r[c] ?? ''))) + '\n');
 }
 
-async function followProgress(c: Client, base: string, id: string): Promise<any> {
+/** Follow a backup until it ends; returns the backup and why it failed (null if it did not). */
+async function followProgress(c: Client, base: string, id: string): Promise<{ backup: any; error: string | null }> {
   const tty = process.stdout.isTTY;
   let last = '';
   for (;;) {
@@ -126,7 +133,7 @@ async function followProgress(c: Client, base: string, id: string): Promise<any>
     }
     if (p.state !== 'pending' && p.state !== 'running') {
       if (tty) process.stdout.write('\n');
-      return c.request('GET', `${base}/${id}`);
+      return { backup: await c.request('GET', `${base}/${id}`), error: p.error ?? null };
     }
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -195,9 +202,10 @@ export async function runClientCommand(command: string, argv: string[]): Promise
       const b = await c.request('POST', base, body);
       process.stdout.write(`backup ${b.id} queued (${b.name})\n`);
       if (values.wait) {
-        const final = await followProgress(c, base, b.id);
+        const { backup: final, error } = await followProgress(c, base, b.id);
         process.stdout.write(`backup ${final.id}: ${final.state}, ${formatBytes(final.size)} stored\n`);
         if (final.state !== 'success') {
+          if (error) process.stderr.write(`reason: ${error}\n`);
           const arts = await c.request('GET', `${base}/${b.id}/artifacts`);
           for (const a of arts.data) if (a.error) process.stderr.write(`  ${a.destination}: ${a.error}\n`);
           process.exitCode = 1;
@@ -211,11 +219,25 @@ export async function runClientCommand(command: string, argv: string[]): Promise
       if (values.all) qs.set('all', 'true');
       if (values.state) qs.set('state', values.state);
       if (values.page) qs.set('page', values.page);
-      const list = await c.request('GET', `/v1/organizations/${org}/databases/${db}/branches/${branch}/backups?${qs}`);
-      printTable(
-        list.data.map((b: any) => ({ id: b.id, name: b.name, state: b.state, size: formatBytes(b.size), created: b.created_at, expires: b.expires_at ?? '', protected: b.protected ? 'yes' : '' })),
-        ['id', 'name', 'state', 'size', 'created', 'expires', 'protected'],
+      const base = `/v1/organizations/${org}/databases/${db}/branches/${branch}/backups`;
+      const list = await c.request('GET', `${base}?${qs}`);
+      // The Backup object has no room for the reason (it is PlanetScale's, field for field):
+      // each failed, canceled or ignored backup's comes from its progress.
+      const reasons = await Promise.all(
+        list.data.map(async (b: any) => (['failed', 'canceled', 'ignored'].includes(b.state) ? ((await c.request('GET', `${base}/${encodeURIComponent(b.id)}/progress`)).error ?? '') : '')),
       );
+      const rows = list.data.map((b: any, i: number) => ({
+        id: b.id,
+        name: b.name,
+        state: b.state,
+        size: formatBytes(b.size),
+        created: b.created_at,
+        expires: b.expires_at ?? '',
+        protected: b.protected ? 'yes' : '',
+        reason: oneLine(reasons[i], 100),
+      }));
+      const columns = ['id', 'name', 'state', 'size', 'created', 'expires', 'protected'];
+      printTable(rows, reasons.some((r) => r !== '') ? [...columns, 'reason'] : columns);
       process.stdout.write(`page ${list.current_page} of ${list.total_pages}, ${list.total_count} backups\n`);
       return;
     }
@@ -226,14 +248,16 @@ export async function runClientCommand(command: string, argv: string[]): Promise
       const base = `/v1/organizations/${org}/databases/${db}/branches/${branch}/backups/${encodeURIComponent(id)}`;
       const b = await c.request('GET', base);
       const arts = await c.request('GET', `${base}/artifacts`);
-      process.stdout.write(JSON.stringify({ ...b, artifacts: arts.data }, null, 2) + '\n');
+      // `error` (why it failed, was canceled or ignored) sits beside the state it explains.
+      const { id: backupId, name, state, ...rest } = b;
+      process.stdout.write(JSON.stringify({ id: backupId, name, state, error: arts.backup_error ?? null, ...rest, artifacts: arts.data }, null, 2) + '\n');
       return;
     }
     case 'backup progress': {
       const [org, db, branch] = splitPath(positionals[0], 3, 'ORG/DB/BRANCH');
       if (!positionals[1]) throw new CliError('give the backup id');
-      const final = await followProgress(c, `/v1/organizations/${org}/databases/${db}/branches/${branch}/backups`, encodeURIComponent(positionals[1]));
-      process.stdout.write(`backup ${final.id}: ${final.state}\n`);
+      const { backup: final, error } = await followProgress(c, `/v1/organizations/${org}/databases/${db}/branches/${branch}/backups`, encodeURIComponent(positionals[1]));
+      process.stdout.write(`backup ${final.id}: ${final.state}${error ? `: ${error}` : ''}\n`);
       return;
     }
     case 'backup download': {

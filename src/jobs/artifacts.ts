@@ -12,6 +12,7 @@ import { openDestinationById } from '../destinations.js';
 import { HashCounter } from '../pipeline/hash.js';
 import { ChecksumMismatchError, Sha256Verifier } from '../pipeline/verify.js';
 import type { StorageProvider } from '../storage/provider.js';
+import { cleanErrorText } from '../error-text.js';
 
 /** The manifest written beside every dump. */
 export function manifestKey(artifactPath: string): string {
@@ -125,7 +126,7 @@ export async function deleteBackupArtifacts(ctx: AppContext, backup: Backup): Pr
       await provider.delete(manifestKey(a.path));
       await ctx.db.updateTable('artifacts').set({ state: 'deleted', error: null, updated_at: nowIso(ctx.clock()) }).where('id', '=', a.id).execute();
     } catch (e) {
-      const error = `delete failed, will be retried: ${(e as Error).message}`;
+      const error = cleanErrorText(`delete failed, will be retried: ${(e as Error).message}`);
       failed.push({ destination: a.destination_name, error });
       await ctx.db.updateTable('artifacts').set({ error, updated_at: nowIso(ctx.clock()) }).where('id', '=', a.id).execute();
     }

@@ -22,6 +22,7 @@ import { openDestination } from '../destinations.js';
 import type { ObjectWriter, StorageProvider } from '../storage/provider.js';
 import { addInterval, type IntervalUnit } from '../time.js';
 import { VERSION } from '../version.js';
+import { cleanErrorText } from '../error-text.js';
 
 /** Why a job was stopped from outside; decides the final state. */
 export type StopReason = 'canceled' | 'shutdown' | 'lease_lost' | 'idle_timeout';
@@ -310,7 +311,7 @@ async function finish(ctx: AppContext, backup: Backup, targets: Target[], update
   for (const t of targets) {
     if (t.error === null) continue;
     if (t.writer) await t.writer.abort().catch(() => {});
-    await ctx.db.updateTable('artifacts').set({ state: 'failed', error: t.error, updated_at: nowIso(ctx.clock()) }).where('id', '=', t.artifactId).execute();
+    await ctx.db.updateTable('artifacts').set({ state: 'failed', error: cleanErrorText(t.error), updated_at: nowIso(ctx.clock()) }).where('id', '=', t.artifactId).execute();
   }
   if (update === null) return { state: 'failed', error: failure, completed_at: nowIso(ctx.clock()) };
   return failure === null ? update : { ...update, error: failure };

@@ -10,6 +10,7 @@ import { openDestinationById } from '../destinations.js';
 import { manifestKey, openVerifiedArtifact, readableArtifacts } from './artifacts.js';
 import type { JobUpdate } from './restore.js';
 import type { ObjectWriter } from '../storage/provider.js';
+import { cleanErrorText } from '../error-text.js';
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -57,7 +58,7 @@ export async function runRepair(ctx: AppContext, job: Job, signal: AbortSignal):
       }
     }
     results.push({ destination: target.destination_name, ok: repaired, error: repaired ? null : lastError });
-    if (!repaired) await ctx.db.updateTable('artifacts').set({ error: `repair failed: ${lastError}`, updated_at: nowIso(ctx.clock()) }).where('id', '=', target.id).execute();
+    if (!repaired) await ctx.db.updateTable('artifacts').set({ error: cleanErrorText(`repair failed: ${lastError}`), updated_at: nowIso(ctx.clock()) }).where('id', '=', target.id).execute();
   }
   const failed = results.filter((r) => !r.ok);
   const now = nowIso(ctx.clock());

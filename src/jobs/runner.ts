@@ -16,6 +16,7 @@ import { runRestore, undoInterruptedRestore } from './restore.js';
 import { runVerify } from './verify.js';
 import { dropLeftoverScratch } from './scratch.js';
 import { runRepair } from './repair.js';
+import { cleanErrorText } from '../error-text.js';
 
 type Queue = 'backups' | 'jobs';
 
@@ -200,6 +201,8 @@ export class JobRunner {
       log.info({ queue, id }, 'started');
       try {
         const update = await run(controller.signal);
+        // Every reason a backup or job ends with is stored through here: capped and cleaned once.
+        if (typeof update.error === 'string') update.error = cleanErrorText(update.error);
         // A secret given for a job (an age identity) is kept only while the job runs.
         const cleared = queue === 'jobs' ? { secret_enc: null } : {};
         await db

@@ -19,6 +19,7 @@ import { restoreArtifact, withIdentities, type JobUpdate } from './restore.js';
 import { compareRestored, type Comparison } from './comparison.js';
 import { clearScratch, recordScratch, scratchDatabaseName } from './scratch.js';
 import { recordedProperties, statementTooLarge, verificationWarnings } from './fidelity.js';
+import { cleanErrorText } from '../error-text.js';
 
 export interface VerifyParams {
   restore: boolean;
@@ -81,7 +82,7 @@ async function checkArtifact(ctx: AppContext, backup: Backup, a: Artifact, signa
     check.error = problems.length ? problems.join('; ') : null;
   } catch (e) {
     if (signal.aborted) throw e;
-    check.error = messageOf(e);
+    check.error = cleanErrorText(messageOf(e));
   }
   const now = nowIso(ctx.clock());
   // The copy's error says what its last check found, so GET .../artifacts shows why.
@@ -114,7 +115,7 @@ async function checkRestore(ctx: AppContext, backup: Backup, artifact: Artifact,
     check.ok = compared.error === null;
   } catch (e) {
     if (signal.aborted) throw e;
-    check.error = `restore failed: ${messageOf(e)}`;
+    check.error = cleanErrorText(`restore failed: ${messageOf(e)}`);
   } finally {
     await engine
       .dropDatabase(source, scratch.database)

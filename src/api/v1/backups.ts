@@ -12,8 +12,8 @@ import { requireAccess, type Principal, type Scope } from '../auth.js';
 import { badRequest, conflict, invalidParams, unprocessable } from '../errors.js';
 import { envelope, originOf } from '../paging.js';
 import { resolveBackup, resolveBranch } from '../resolve.js';
-import { presentArtifact, presentBackups, presentVerification } from './present.js';
-import { AgeIdentity, Artifact, Backup, BackupParams, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Progress, Verification } from './schemas.js';
+import { failureReason, presentArtifact, presentBackups, presentVerification } from './present.js';
+import { AgeIdentity, Artifact, Backup, BackupParams, BackupStateSchema, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Nullable, Progress, Verification } from './schemas.js';
 import { checkIdentity } from './identity.js';
 import { progressSnapshot } from '../../pipeline/progress.js';
 
@@ -111,14 +111,23 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         schema: {
           tags: ['Backups'],
           summary: "A backup's stored copies, one per storage destination",
+          description: "Each copy's `error` says why that copy failed; `backup_state` and `backup_error` say how the backup as a whole ended and why (the PlanetScale Backup object has no field for it).",
           params: BackupParams,
-          response: { 200: Type.Object({ type: Type.Literal('list'), data: Type.Array(Artifact) }) },
+          response: {
+            200: Type.Object({
+              type: Type.Literal('list'),
+              data: Type.Array(Artifact),
+              backup_state: BackupStateSchema,
+              backup_error: Nullable(Type.String({ description: 'why the backup failed, was canceled or was ignored' })),
+            }),
+          },
         },
       },
       async (req) => {
         const { org, database, branch, backup } = await resolveBackup(ctx.db, req.principal, req.params);
         requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id, branchId: branch.id });
-        return { type: 'list' as const, data: (await artifactsOf(ctx.db, [backup.id])).map(presentArtifact) };
+        const data = (await artifactsOf(ctx.db, [backup.id])).map(presentArtifact);
+        return { type: 'list' as const, data, backup_state: backup.state, backup_error: failureReason(backup) };
       },
     );
 
@@ -145,6 +154,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           eta_seconds: done ? null : snap.eta_seconds,
           started_at: backup.started_at,
           updated_at: backup.progress_at,
+          error: failureReason(backup),
         };
       },
     );

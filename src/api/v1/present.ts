@@ -117,6 +117,15 @@ export function presentPolicy(p: BackupPolicy) {
   };
 }
 
+/**
+ * Why a backup ended the way it did: failed, canceled or ignored (null while it is pending
+ * or running, and once it succeeded). The PlanetScale Backup object has no field for it, so
+ * our own objects carry it (progress, artifacts) and the CLI shows it.
+ */
+export function failureReason(b: Pick<Backup, 'state' | 'error'>): string | null {
+  return b.state === 'failed' || b.state === 'canceled' || b.state === 'ignored' ? b.error : null;
+}
+
 export function presentArtifact(a: Artifact) {
   return {
     id: a.id,

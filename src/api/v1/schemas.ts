@@ -120,7 +120,7 @@ export const Verification = Type.Object(
   { additionalProperties: false },
 );
 
-const BackupStateSchema = Type.Union([Type.Literal('pending'), Type.Literal('running'), Type.Literal('success'), Type.Literal('failed'), Type.Literal('canceled'), Type.Literal('ignored')]);
+export const BackupStateSchema = Type.Union([Type.Literal('pending'), Type.Literal('running'), Type.Literal('success'), Type.Literal('failed'), Type.Literal('canceled'), Type.Literal('ignored')]);
 
 const ResourceRef = Type.Object(
   {
@@ -252,6 +252,7 @@ export const Progress = Type.Object(
     eta_seconds: Nullable(Type.Number()),
     started_at: Nullable(Type.String()),
     updated_at: Nullable(Type.String()),
+    error: Nullable(Type.String({ description: 'why the backup failed, was canceled or was ignored (null while it runs and when it succeeded)' })),
   },
   { additionalProperties: false },
 );
