@@ -82,6 +82,12 @@ export interface DatabaseProperties {
   /** MySQL/MariaDB: default character set and collation. */
   character_set?: string;
   collation?: string;
+  /**
+   * MariaDB: how many times each cycling sequence has wrapped (only those that have).
+   * mariadb-dump's `SETVAL(seq, value, 0)` leaves the round out, and a value below the
+   * start is then ignored: the restored sequence would start over.
+   */
+  sequence_rounds?: Record<string, number>;
   /** COMMENT ON DATABASE (PostgreSQL) or the schema comment (MariaDB 10.5+); null when none. */
   comment?: string | null;
 }
@@ -123,6 +129,8 @@ export interface RestoreOptions {
    * they are rewritten to the target so that nothing reaches back to the source.
    */
   sourceDatabase?: string;
+  /** MariaDB: DatabaseProperties.sequence_rounds of the dumped database. */
+  sequenceRounds?: Record<string, number>;
 }
 
 export interface Engine {

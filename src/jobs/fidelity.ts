@@ -28,9 +28,10 @@ export async function sourceDatabaseName(ctx: AppContext, backup: Backup): Promi
 }
 
 /** The options of Engine.restore that come from the backup's records. */
-export async function recordedRestoreOptions(ctx: AppContext, backup: Backup, preserveOwnership: boolean): Promise<Pick<RestoreOptions, 'sourceDatabase' | 'preserveOwnership' | 'grants'>> {
+export async function recordedRestoreOptions(ctx: AppContext, backup: Backup, preserveOwnership: boolean): Promise<Pick<RestoreOptions, 'sourceDatabase' | 'preserveOwnership' | 'grants' | 'sequenceRounds'>> {
   return {
     sourceDatabase: (await sourceDatabaseName(ctx, backup)) ?? undefined,
+    sequenceRounds: recordedProperties(backup)?.sequence_rounds,
     preserveOwnership,
     grants: preserveOwnership ? recordedOwnership(backup)?.grants : undefined,
   };

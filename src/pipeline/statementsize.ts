@@ -25,9 +25,12 @@ export class StatementSizer extends Transform {
   private max = 0;
   /** The last byte of the current line that is not white space (0 when none yet). */
   private lastByte = 0;
-  /** At the start of a line, and whether the current line is a `--` comment (the client drops those). */
-  private lineStart = true;
+  /** How much of the current line's start is known: 0 nothing, 1 a first `-`, 2 all it takes. */
+  private head = 0;
+  /** The current line is a `--` comment (the client drops those). */
   private comment = false;
+  /** Bytes of the current line so far, while it may still turn out to be a comment. */
+  private pending = 0;
 
   /** Bytes of the largest statement seen so far (all of them, once the stream ended). */
   get largest(): number {
@@ -38,10 +41,21 @@ export class StatementSizer extends Transform {
     let pos = 0;
     const len = chunk.length;
     while (pos < len) {
-      if (this.lineStart) {
-        // A line split right after its first byte is counted; a few bytes too many at worst.
-        this.comment = chunk[pos] === DASH && pos + 1 < len && chunk[pos + 1] === DASH;
-        this.lineStart = false;
+      if (this.head === 0) {
+        this.comment = false;
+        if (chunk[pos] === DASH) {
+          this.head = 1;
+          this.pending = 1;
+          pos++;
+          continue;
+        }
+        this.head = 2;
+      } else if (this.head === 1) {
+        // The line started with '-' at the end of the last chunk: a comment if '-' follows.
+        this.head = 2;
+        this.comment = chunk[pos] === DASH;
+        if (!this.comment) this.current += this.pending;
+        this.pending = 0;
       }
       const nl = chunk.indexOf(NL, pos);
       const end = nl < 0 ? len : nl;
@@ -55,7 +69,7 @@ export class StatementSizer extends Transform {
       }
       if (!this.comment) this.current += nl + 1 - pos;
       pos = nl + 1;
-      this.lineStart = true;
+      this.head = 0;
       if (this.lastByte === SEMICOLON && !this.comment) {
         if (this.current > this.max) this.max = this.current;
         this.current = 0;

@@ -386,13 +386,28 @@ function serializeValue(v: unknown): unknown {
 /** Every value as the server's own text output, so nothing is lost to JavaScript numbers or dates. */
 const RAW_TEXT_TYPES = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
 
+export interface FingerprintOptions {
+  /**
+   * Keys as quoted identifiers (`"schema"."table"`, `` `table` ``), which cannot collide
+   * the way "schema.table" does for x."y.z" and "x.y".z.
+   */
+  quotedKeys?: boolean;
+  /** PostgreSQL: materialized views too (their contents are recomputed by a restore). */
+  matviews?: boolean;
+  /** MariaDB: every row version of system-versioned tables (FOR SYSTEM_TIME ALL), with row_start/row_end. */
+  history?: boolean;
+}
+
 /**
  * Fingerprint every base table of the database at `url`: row count and a sha256 of all
  * rows read in primary-key order, computed here in Node (not with server-side
  * aggregates, which truncate). Keys are "schema.table" on PostgreSQL, "table" on MySQL,
- * like `Engine.tableRowCounts`.
+ * like `Engine.tableRowCounts` (see FingerprintOptions for unambiguous keys). An
+ * inheritance parent is read without its children (ONLY), which are tables of their own.
+ * MariaDB system-versioned tables count as base tables (their current rows, or all of
+ * them with `history`).
  */
-export async function tableFingerprints(kind: Kind, url: string): Promise<Record<string, TableFingerprint>> {
+export async function tableFingerprints(kind: Kind, url: string, options: FingerprintOptions = {}): Promise<Record<string, TableFingerprint>> {
   const result: Record<string, TableFingerprint> = {};
   if (kind === 'postgresql') {
     await withPgClient(url, async (c) => {
@@ -407,13 +422,13 @@ export async function tableFingerprints(kind: Kind, url: string): Promise<Record
                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                  WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+         WHERE c.relkind IN ('r'${options.matviews ? ", 'm'" : ''}) AND n.nspname NOT IN ('pg_catalog', 'information_schema')
            AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
          ORDER BY 1, 2`);
       for (const { schema, table, pk } of tables.rows) {
         const order = pk?.length ? ` ORDER BY ${pk.map(pgIdent).join(', ')}` : '';
         const res = await c.query({
-          text: `SELECT * FROM ${pgIdent(schema)}.${pgIdent(table)}${order}`,
+          text: `SELECT * FROM ONLY ${pgIdent(schema)}.${pgIdent(table)}${order}`,
           rowMode: 'array',
           types: RAW_TEXT_TYPES,
         });
@@ -422,7 +437,7 @@ export async function tableFingerprints(kind: Kind, url: string): Promise<Record
           Boolean(pk?.length),
         );
         for (const row of res.rows as unknown[][]) hasher.add(row);
-        result[`${schema}.${table}`] = hasher.digest();
+        result[options.quotedKeys ? `${pgIdent(schema)}.${pgIdent(table)}` : `${schema}.${table}`] = hasher.digest();
       }
     });
   } else {
@@ -439,11 +454,12 @@ export async function tableFingerprints(kind: Kind, url: string): Promise<Record
     try {
       await c.query(`SET time_zone = '+00:00'`);
       const [tables] = await c.query<mysql2.RowDataPacket[]>(
-        `SELECT table_name FROM information_schema.tables
-          WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name`,
+        `SELECT table_name, table_type FROM information_schema.tables
+          WHERE table_schema = ? AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY table_name`,
         [database],
       );
-      for (const [table] of tables as unknown as [string][]) {
+      for (const [table, type] of tables as unknown as [string, string][]) {
+        const allVersions = options.history === true && type === 'SYSTEM VERSIONED';
         const [pkRows] = await c.query<mysql2.RowDataPacket[]>(
           `SELECT column_name FROM information_schema.key_column_usage
             WHERE table_schema = ? AND table_name = ? AND constraint_name = 'PRIMARY'
@@ -451,14 +467,17 @@ export async function tableFingerprints(kind: Kind, url: string): Promise<Record
           [database, table],
         );
         const pk = (pkRows as unknown as [string][]).map(([col]) => col);
-        const order = pk.length ? ` ORDER BY ${pk.map(mysqlIdent).join(', ')}` : '';
-        const [rows, fields] = await c.query<mysql2.RowDataPacket[]>(`SELECT * FROM ${mysqlIdent(table)}${order}`);
+        // Every version of a row shares its key; such rows are sorted instead.
+        const ordered = pk.length > 0 && !allVersions;
+        const order = ordered ? ` ORDER BY ${pk.map(mysqlIdent).join(', ')}` : '';
+        const select = allVersions ? `SELECT *, row_start, row_end FROM ${mysqlIdent(table)} FOR SYSTEM_TIME ALL` : `SELECT * FROM ${mysqlIdent(table)}${order}`;
+        const [rows, fields] = await c.query<mysql2.RowDataPacket[]>(select);
         const hasher = new RowHasher(
           fields.map((f) => f.name),
-          pk.length > 0,
+          ordered,
         );
         for (const row of rows as unknown as unknown[][]) hasher.add(row);
-        result[table] = hasher.digest();
+        result[options.quotedKeys ? mysqlIdent(table) : table] = hasher.digest();
       }
     } finally {
       await c.end();

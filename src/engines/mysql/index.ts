@@ -19,7 +19,7 @@ import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors
 import { feedTool, findInPath, runTool, toolEnvironment, toolOutput, toolVersionLine } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { MysqlDumpRewriter } from './rewrite.js';
-import { applyGrants, createDatabaseSql, readGrants, readOwnershipRoles, parseAccount } from './ownership.js';
+import { applyGrants, createDatabaseSql, readGrants, readOwnershipRoles, readSequenceRounds, parseAccount } from './ownership.js';
 
 const CONNECT_TIMEOUT_SECONDS = 5;
 
@@ -187,12 +187,14 @@ export const mysql = {
         '--routines',
         '--triggers',
         '--events',
-        // Every value byte for byte as stored, with no character-set conversion on the way
-        // out or back in: text of any charset and binary strings alike. Not --hex-blob,
-        // which doubles binary values: a 16 MB BLOB would become a 32 MB INSERT that a
-        // server with the default max_allowed_packet refuses. The DDL is unaffected:
-        // mariadb-dump wraps each CREATE in the character set it was written in.
-        '--default-character-set=binary',
+        // Binary strings as they are, escaped, not --hex-blob, which doubles them: a 16 MB
+        // BLOB would become a 32 MB INSERT that a server with the default 16 MiB
+        // max_allowed_packet refuses. Binary values pass utf8mb4 untouched (their charset
+        // is binary); text of any charset goes to utf8mb4 and back, which is lossless for
+        // any text the server holds. Not --default-character-set=binary: it would keep
+        // text unconverted too, but the server then reads UUID and INET6 literals as
+        // 16-byte binary values and stores NULL.
+        '--default-character-set=utf8mb4',
         ...(options.dumpHistory ? ['--dump-history'] : []),
         // The database name as a positional argument without --databases: no CREATE
         // DATABASE / USE in the dump, so it restores into a database of any name.
@@ -234,10 +236,7 @@ export const mysql = {
           `--database=${conn.database}`,
           // mariadb-dump has no such option, so only the client gets it.
           `--connect-timeout=${CONNECT_TIMEOUT_SECONDS}`,
-          // Byte-wise, like the dump was made (older dumps set utf8mb4 themselves): a client
-          // that parsed the input as a multi-byte charset could take an escaped quote for
-          // the second byte of a character.
-          '--default-character-set=binary',
+          '--default-character-set=utf8mb4',
           // Read the dump byte for byte: no interpretation of backslash commands or NULs
           // that happen to occur in data.
           '--binary-mode',
@@ -251,6 +250,7 @@ export const mysql = {
         sourceDatabase: options.sourceDatabase ?? null,
         targetDatabase: conn.database,
         stripDefiners: !options.preserveOwnership,
+        sequenceRounds: options.sequenceRounds,
       });
       // pipeline(), not pipe(): it also passes on an error the input had before this point.
       pipeline(input, rewriter, () => undefined);
@@ -296,6 +296,7 @@ export const mysql = {
         character_set: String(row.default_character_set_name),
         collation: String(row.default_collation_name),
         comment,
+        sequence_rounds: await readSequenceRounds(c, conn.database),
       };
     });
   },

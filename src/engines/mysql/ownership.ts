@@ -36,6 +36,18 @@ export function createDatabaseSql(name: string, properties: DatabaseProperties |
   return { sql, values };
 }
 
+/** Cycling sequences that have wrapped at least once, with their round (MariaDB's cycle_count). */
+export async function readSequenceRounds(c: mysql2.Connection, database: string): Promise<Record<string, number>> {
+  const [seqs] = await c.query<mysql2.RowDataPacket[]>(`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'SEQUENCE'`, [database]);
+  const rounds: Record<string, number> = {};
+  for (const { name } of seqs) {
+    const [rows] = await c.query<mysql2.RowDataPacket[]>(`SELECT cycle_count AS n FROM ${tick(database)}.${tick(String(name))}`);
+    const n = Number(rows[0]?.n ?? 0);
+    if (n > 0) rounds[String(name)] = n;
+  }
+  return rounds;
+}
+
 /** `'user'@'host'` (the form grants use) from information_schema's `user@host` DEFINER text. */
 export function accountFromDefiner(definer: string): string {
   const at = definer.lastIndexOf('@');

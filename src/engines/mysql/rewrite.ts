@@ -3,19 +3,27 @@
  * for a restore under another database name (and, by default, as another account).
  *
  * A dump made without `--databases` still names its source database in a few places:
- * - sequence references in column defaults and views: `DEFAULT nextval(`src`.`seq`)`,
- *   `select lastval(`src`.`seq`)`, which would make the restored table draw numbers from
- *   the source's sequence (or fail where there is no such database);
+ * - sequence references in column defaults: `DEFAULT nextval(`src`.`seq`)`, which would
+ *   make the restored table draw numbers from the source's sequence (or fail where there
+ *   is no such database);
+ * - view definitions, which MariaDB writes with qualified names in some cases
+ *   (`select `src`.`t`.`id` …`, `nextval(`src`.`seq`)`): the restored view would read the
+ *   source's tables;
  * - `ALTER DATABASE `src` CHARACTER SET …` around each routine whose database collation
  *   differs from the database default, which would change the SOURCE database's default
  *   character set while a copy is restored next to it (or fail on another server).
- * Those references are rewritten to the target database. With `stripDefiners`, the
+ * Those references are rewritten to the target database. `LOCK TABLES` / `UNLOCK
+ * TABLES` around each table's rows are dropped: a table whose default draws from a
+ * sequence cannot take rows under them ("Table 'seq' was not locked with LOCK TABLES",
+ * which fails the stock `mariadb-dump | mariadb` too), and InnoDB gains nothing from them.
+ * With `stripDefiners`, the
  * DEFINER clauses of views, routines, triggers and events are dropped too, so that the
  * objects belong to the restoring account (PostgreSQL's `--no-owner`): the source's
  * accounts need not exist, and the restoring account needs no SET USER privilege.
  *
- * Only lines that hold DDL are looked at: a line starting with `CREATE`, `ALTER` or a
- * comment (`/*`), and the continuation lines of a CREATE TABLE statement. Row data
+ * Only lines that hold DDL are looked at: a line starting with `CREATE`, `ALTER`,
+ * `LOCK`, `UNLOCK` or a comment (`/*`), and the continuation lines of a CREATE TABLE
+ * statement. Row data
  * (lines starting with `INSERT` or `(`) streams through untouched and unbuffered, so
  * memory stays flat however large a row is; a DDL line longer than MAX_LINE is passed
  * through as it is.
@@ -33,6 +41,8 @@ export interface DumpRewriteOptions {
   targetDatabase: string;
   /** Drop DEFINER clauses (objects then belong to the restoring account). */
   stripDefiners: boolean;
+  /** Rounds of cycling sequences that have wrapped, to add to their SETVAL (see DatabaseProperties). */
+  sequenceRounds?: Record<string, number>;
 }
 
 /** Backticks for MySQL: doubles any inside. */
@@ -49,11 +59,19 @@ const ACCOUNT = '(?:`(?:[^`]|``)*`(?:@`(?:[^`]|``)*`)?|CURRENT_USER(?:\\(\\))?)'
 const DEFINER_ROUTINE = new RegExp(`^CREATE DEFINER=${ACCOUNT} `);
 const DEFINER_VIEW = new RegExp(`^(/\\*!\\d+ )DEFINER=${ACCOUNT} `);
 const DEFINER_TRIGGER_EVENT = new RegExp(`^(/\\*!\\d+ CREATE\\*/ /\\*!\\d+ )DEFINER=${ACCOUNT}\\s*\\*/ `);
+/** mariadb-dump's table locks around each table's rows, exactly as it writes them. */
+const TABLE_LOCK = /^(?:LOCK TABLES `(?:[^`]|``)+` WRITE|UNLOCK TABLES);\s*$/;
+/** The line of a view's definition: `/*!50001 VIEW `v` AS select … *\/;` */
+const VIEW_LINE = /^\/\*!\d+ VIEW /;
+/** mariadb-dump's position of a sequence: `DO SETVAL(`seq`, next, is_used);` (no round). */
+const SETVAL_LINE = /^DO SETVAL\(`((?:[^`]|``)+)`, (-?\d+), ([01])\);/;
 
 export class MysqlDumpRewriter extends Transform {
   private readonly sequenceRef: RegExp | null;
+  private readonly qualifier: RegExp | null;
   private readonly alterDatabase: RegExp | null;
   private readonly target: string;
+  private readonly rounds: Map<string, number> | null;
   /** The line being buffered (a DDL line), or null. */
   private line: Buffer[] | null = null;
   private lineBytes = 0;
@@ -68,13 +86,17 @@ export class MysqlDumpRewriter extends Transform {
     const src = renames ? escapeRegExp(tick(options.sourceDatabase!)) : null;
     this.sequenceRef = src ? new RegExp(`\\b(nextval|lastval|setval)\\(${src}\\.`, 'gi') : null;
     this.alterDatabase = src ? new RegExp(`^((?:/\\*!\\d+ )?ALTER DATABASE )${src}`, 'i') : null;
+    this.qualifier = src ? new RegExp(`${src}\\.`, 'g') : null;
     this.target = tick(options.targetDatabase);
+    const rounds = Object.entries(options.sequenceRounds ?? {}).filter(([, n]) => Number.isInteger(n) && n > 0);
+    this.rounds = rounds.length ? new Map(rounds) : null;
   }
 
   /** Whether the line starting at buf[pos] is DDL worth buffering; decided by its first byte. */
   private wants(first: number): boolean {
-    // 'C'REATE, 'A'LTER, '/'* comment; anything inside a CREATE TABLE.
-    return this.inCreateTable || first === 0x43 || first === 0x41 || first === 0x2f;
+    // 'C'REATE, 'A'LTER, 'L'OCK, 'U'NLOCK, '/'* comment, 'D'O SETVAL when a round is to
+    // be added; anything inside a CREATE TABLE.
+    return this.inCreateTable || first === 0x43 || first === 0x41 || first === 0x4c || first === 0x55 || first === 0x2f || (first === 0x44 && this.rounds !== null);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
@@ -135,7 +157,16 @@ export class MysqlDumpRewriter extends Transform {
     const text = buf.toString('latin1');
     const trimmed = text.trimEnd();
     if (!this.inCreateTable && /^CREATE (?:OR REPLACE )?TABLE /i.test(text)) this.inCreateTable = true;
+    if (!this.inCreateTable && TABLE_LOCK.test(text)) return;
     let out = text;
+    if (this.rounds) {
+      out = out.replace(SETVAL_LINE, (m, name: string, value: string, used: string) => {
+        // Names in the dump are latin1-decoded bytes; the recorded ones are JavaScript text.
+        const round = this.rounds!.get(Buffer.from(name.replace(/``/g, '`'), 'latin1').toString('utf8'));
+        return round ? `DO SETVAL(\`${name}\`, ${value}, ${used}, ${round});` : m;
+      });
+    }
+    if (this.qualifier && VIEW_LINE.test(out)) out = out.replace(this.qualifier, () => `${this.target}.`);
     if (this.sequenceRef) out = out.replace(this.sequenceRef, (_m, fn: string) => `${fn}(${this.target}.`);
     if (this.alterDatabase) out = out.replace(this.alterDatabase, (_m, head: string) => `${head}${this.target}`);
     if (this.options.stripDefiners && !this.inCreateTable) {

@@ -1,0 +1,623 @@
+/**
+ * "Nasty" test databases: one per engine holding every kind of object a logical backup
+ * must bring back (byte values, large and near-limit values, large objects, arrays, jsonb,
+ * enums, ranges, domains, composite types, partitions and sub-partitions, inheritance,
+ * generated and identity columns, unlogged tables, names with dots, quotes, spaces and
+ * unicode, non-public schemas, sequences near their limits, events, sequence objects,
+ * system-versioned tables, spatial and full-text indexes, several collations,
+ * database-level settings and comment, owners and grants), and our own comparison
+ * queries: an inventory of everything that is not row data, read from the server's
+ * catalogs, and per-table data fingerprints (databases.ts) plus what those miss (large
+ * objects, sequence positions, exact bytes of every text and binary value).
+ *
+ * Like databases.ts, this talks to the servers with the drivers and the stock tools
+ * only, never through src/, so it checks Strongbox instead of repeating its mistakes.
+ */
+import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import pg from 'pg';
+import {
+  ALL_BYTES,
+  TRICKY_TEXTS,
+  mysqlIdent,
+  mysqlUrl,
+  pgIdent,
+  pgUrl,
+  tableFingerprints,
+  withMysqlConnection,
+  withPgClient,
+  type Kind,
+} from './databases.js';
+
+/** The size of the near-limit MariaDB row: under the default 16 MiB max_allowed_packet once escaped, 32 MB as hex. */
+export const NEAR_PACKET_LIMIT = 16_000_000;
+
+/** Roles or accounts a nasty database gives objects or privileges to (the test creates and drops them). */
+export interface NastyRoles {
+  /** Owns a schema and a table (PostgreSQL) / is the DEFINER of a view (MariaDB). */
+  owner: string;
+  /** Is granted privileges. */
+  reader: string;
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+
+/** Words whose order differs between the database's ICU de-DE collation and the server's C.UTF-8. */
+export const SORT_WORDS = ['apple', 'Banana', 'äpfel', 'zebra', 'Zoo', 'Ähre', 'ß', 'ss', 'Ölig', 'oben', '10', '9'];
+
+/** Database-level properties of the PostgreSQL nasty database (none of them the server's defaults). */
+export const PG_DATABASE_SETTINGS: Record<string, string> = {
+  work_mem: '8MB',
+  'app.greeting': "hallo wörld, it's 'quoted'",
+  default_text_search_config: 'pg_catalog.german',
+  search_path: '"x.y", public',
+};
+export const PG_DATABASE_COMMENT = "Datenbank für Tests — ünïcødé, 'quotes'";
+
+/**
+ * Create the PostgreSQL nasty database `name` (ICU de-DE default collation, settings,
+ * comment, connection limit) and fill it. Roles in `roles` must exist. Returns its URL.
+ */
+export async function createPgNasty(name: string, roles: NastyRoles): Promise<string> {
+  await withPgClient(pgUrl('postgres'), async (c) => {
+    await c.query(
+      `CREATE DATABASE ${pgIdent(name)} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'de-DE'
+         LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' CONNECTION LIMIT 50`,
+    );
+    for (const [k, v] of Object.entries(PG_DATABASE_SETTINGS)) {
+      const value = k === 'search_path' ? v : c.escapeLiteral(v);
+      await c.query(`ALTER DATABASE ${pgIdent(name)} SET ${pgIdent(k)} TO ${value}`);
+    }
+    await c.query(`COMMENT ON DATABASE ${pgIdent(name)} IS ${c.escapeLiteral(PG_DATABASE_COMMENT)}`);
+  });
+  const url = pgUrl(name);
+  const owner = pgIdent(roles.owner);
+  const reader = pgIdent(roles.reader);
+  await withPgClient(url, async (c) => {
+    // The database's search_path starts with "x.y"; objects here go to public unless named.
+    await c.query('SET search_path = public');
+    await c.query(`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'ünïcødé 😀')`);
+    // Its own statement: a value added to an enum cannot be used in the transaction that added it.
+    await c.query(`ALTER TYPE mood ADD VALUE 'meh' BEFORE 'ok'`);
+    await c.query(`
+      CREATE EXTENSION citext; CREATE EXTENSION hstore; CREATE EXTENSION btree_gist; CREATE EXTENSION pg_trgm;
+      CREATE SCHEMA x; CREATE SCHEMA "x.y"; CREATE SCHEMA "Ünï ""q"" schema";
+
+      -- Two tables whose "schema.table" strings are the same: x.y.z.
+      CREATE TABLE x."y.z" (id int PRIMARY KEY, v text);
+      CREATE TABLE "x.y".z (id int PRIMARY KEY, v text);
+      INSERT INTO x."y.z" VALUES (1, 'in x, table y.z'), (2, 'two');
+      INSERT INTO "x.y".z VALUES (1, 'in x.y, table z');
+
+      CREATE DOMAIN posint AS integer DEFAULT 1 NOT NULL CHECK (VALUE > 0);
+      CREATE DOMAIN email AS citext CONSTRAINT has_at CHECK (VALUE ~ '@');
+      CREATE TYPE pair AS (a integer, b text);
+      CREATE TYPE floatrange AS RANGE (subtype = float8, subtype_diff = float8mi);
+      CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+      CREATE COLLATION sv (provider = icu, locale = 'sv-SE');
+
+      CREATE TABLE kinds (
+        id integer GENERATED BY DEFAULT AS IDENTITY (START WITH 10 INCREMENT BY 5) PRIMARY KEY,
+        big bigint GENERATED ALWAYS AS IDENTITY (MINVALUE -100 START WITH -100),
+        m mood, p posint, e email, pr pair, fr floatrange, ir int4range, tr tstzrange, nmr nummultirange,
+        arr int[][], tarr text[], jb jsonb, hs hstore, bits bit varying(16), mac macaddr, ip inet,
+        pt point, poly polygon, bx box, xm xml, uid uuid, span interval, n numeric,
+        name_ci text COLLATE ci, name_c text COLLATE "C", name_sv text COLLATE sv,
+        doubled integer GENERATED ALWAYS AS (p * 2) STORED,
+        body text,
+        search tsvector GENERATED ALWAYS AS (to_tsvector('english', coalesce(body, ''))) STORED,
+        EXCLUDE USING gist (name_c WITH =, tr WITH &&)
+      );
+      INSERT INTO kinds (m, p, e, pr, fr, ir, tr, nmr, arr, tarr, jb, hs, bits, mac, ip, pt, poly, bx, xm, uid, span, n, name_ci, name_c, name_sv, body) VALUES
+        ('ünïcødé 😀', 7, 'A@B.example', ROW(1, 'one "quoted"'), '[1.5,2.5)', '[1,10)', '[2024-01-01 00:00+00,2024-02-01 00:00+00)',
+         '{[1,2], [5,6)}', '{{1,NULL},{3,4}}', '{"a,b","c\\"d",NULL,""}', '{"k": "ünï\\n", "n": [1, 2.5e10, null], "": {}}',
+         'a=>1, "b c"=>"d=>e", n=>NULL', B'1010', '08:00:2b:01:02:03', '192.168.0.0/24', '(1.5,-2)', '((0,0),(1,1),(1,0))', '((0,0),(2,2))',
+         '<a x="1">t &amp; ü</a>', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 year 2 mons -3 days 04:05:06.789', 'NaN', 'Straße', 'Zebra', 'ö', 'The quick brown foxes jumped'),
+        ('meh', 1, 'x@y', NULL, 'empty', '(,)', '[-infinity,infinity]', '{}', '{}', '{}', '[]', '', B'', NULL, '::1', NULL, NULL, NULL, NULL, NULL, NULL,
+         '-12345678901234567890.123456789', 'Äpfel', 'apple', 'z', NULL);
+      CREATE INDEX kinds_search ON kinds USING gin (search);
+      CREATE INDEX kinds_body_trgm ON kinds USING gin (body gin_trgm_ops);
+      CREATE INDEX kinds_pt ON kinds USING gist (pt);
+      CREATE INDEX kinds_jb ON kinds USING gin (jb jsonb_path_ops);
+      CREATE INDEX kinds_brin ON kinds USING brin (id);
+      CREATE INDEX kinds_partial ON kinds (p) WHERE p > 5;
+      CREATE INDEX kinds_expr ON kinds (lower(name_c) COLLATE "C" DESC NULLS LAST);
+      CREATE UNIQUE INDEX kinds_ci ON kinds (name_ci) NULLS NOT DISTINCT;
+      CREATE STATISTICS kinds_stats (dependencies) ON p, m FROM kinds;
+      CREATE TEXT SEARCH CONFIGURATION my_german (COPY = pg_catalog.german);
+
+      CREATE TABLE bytes (id int PRIMARY KEY, data bytea);
+
+      CREATE TABLE measurements (id int, at date NOT NULL, region text NOT NULL, v numeric, PRIMARY KEY (id, at, region)) PARTITION BY RANGE (at);
+      CREATE TABLE m_2023 PARTITION OF measurements FOR VALUES FROM ('2023-01-01') TO ('2024-01-01') PARTITION BY LIST (region);
+      CREATE TABLE m_2023_eu PARTITION OF m_2023 FOR VALUES IN ('eu', 'ch');
+      CREATE TABLE m_2023_other PARTITION OF m_2023 DEFAULT;
+      CREATE TABLE m_2024 PARTITION OF measurements FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY HASH (id);
+      CREATE TABLE m_2024_h0 PARTITION OF m_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+      CREATE TABLE m_2024_h1 PARTITION OF m_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+      CREATE TABLE m_default PARTITION OF measurements DEFAULT;
+      INSERT INTO measurements
+        SELECT g, date '2022-12-01' + g * 3, (ARRAY['eu', 'us', 'ch'])[1 + g % 3], g / 7.0 FROM generate_series(1, 300) g;
+
+      -- Inheritance: the parent has rows of its own, and so does its child.
+      CREATE TABLE animals (id int PRIMARY KEY, name text NOT NULL);
+      CREATE TABLE dogs (good boolean DEFAULT true) INHERITS (animals);
+      INSERT INTO animals VALUES (1, 'generic animal');
+      INSERT INTO dogs VALUES (2, 'rex', true), (3, 'fido', false);
+
+      CREATE UNLOGGED TABLE scratchpad (k text PRIMARY KEY, v text);
+      INSERT INTO scratchpad VALUES ('a', 'unlogged but dumped'), ('b', NULL);
+
+      CREATE SEQUENCE near_max MAXVALUE 9223372036854775807 START 9223372036854775805;
+      SELECT nextval('near_max'), nextval('near_max');
+      CREATE SEQUENCE small_cycle AS smallint MINVALUE -32768 MAXVALUE 32767 START 32766 CYCLE;
+      SELECT nextval('small_cycle'), nextval('small_cycle'), nextval('small_cycle');
+      CREATE SEQUENCE down INCREMENT -7 MINVALUE -1000 MAXVALUE 0 START 0;
+      SELECT nextval('down'), nextval('down');
+      CREATE SEQUENCE fresh;
+
+      CREATE TABLE "Ünï ""q"" schema"."table with spaces; and ""quotes""" ("Column ü" int PRIMARY KEY, "sel""ect" text);
+      INSERT INTO "Ünï ""q"" schema"."table with spaces; and ""quotes""" VALUES (1, 'DROP TABLE x; --'), (2, NULL);
+      CREATE TABLE "表 テーブル" (id int PRIMARY KEY, "名前" text);
+      INSERT INTO "表 テーブル" VALUES (1, '名前 😀');
+
+      CREATE TABLE texts (id int PRIMARY KEY, body text);
+
+      CREATE TABLE parents (id int PRIMARY KEY, label text UNIQUE);
+      CREATE TABLE children (id int PRIMARY KEY, parent int REFERENCES parents ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED, qty int);
+      INSERT INTO parents VALUES (1, 'p1'), (2, 'p2');
+      INSERT INTO children VALUES (1, 1, 5), (2, 2, 6), (3, 2, -1);
+      SET CONSTRAINTS ALL IMMEDIATE;
+      -- Not valid: row 3 breaks it. A restore that validated it would fail.
+      ALTER TABLE children ADD CONSTRAINT qty_positive CHECK (qty > 0) NOT VALID;
+
+      CREATE TABLE words (w text PRIMARY KEY);
+      CREATE VIEW sorted_words AS SELECT w FROM words ORDER BY w;
+      CREATE VIEW "x.y"."view.with dot" WITH (security_barrier) AS SELECT id, v FROM "x.y".z WHERE id > 0 WITH CHECK OPTION;
+
+      CREATE FUNCTION item_value(p_qty integer, p_price numeric DEFAULT 1.5) RETURNS numeric
+        LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET work_mem = '1MB' AS $$ BEGIN RETURN p_qty * p_price; END $$;
+      CREATE PROCEDURE bump(INOUT n integer) LANGUAGE sql AS $$ SELECT n + 1 $$;
+      CREATE FUNCTION words_guard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.w := btrim(NEW.w); RETURN NEW; END $$;
+      CREATE TRIGGER words_guard BEFORE INSERT OR UPDATE ON words FOR EACH ROW WHEN (NEW.w IS NOT NULL) EXECUTE FUNCTION words_guard();
+      CREATE AGGREGATE text_concat(text) (SFUNC = textcat, STYPE = text, INITCOND = '');
+      CREATE RULE no_delete_parents AS ON DELETE TO parents WHERE OLD.id = 1 DO INSTEAD NOTHING;
+      ALTER TABLE words ENABLE ROW LEVEL SECURITY;
+      CREATE POLICY everyone ON words USING (true);
+      COMMENT ON TABLE kinds IS 'every kind of column 😀';
+      COMMENT ON COLUMN kinds.m IS 'mood, with ''quotes''';
+      COMMENT ON FUNCTION item_value(integer, numeric) IS 'a function';
+      COMMENT ON SCHEMA x IS 'schema x';
+
+      -- Owners and grants (kept only with preserve_ownership).
+      ALTER SCHEMA "x.y" OWNER TO ${owner};
+      ALTER TABLE "x.y".z OWNER TO ${owner};
+      GRANT USAGE ON SCHEMA x TO ${reader};
+      GRANT SELECT, INSERT ON x."y.z" TO ${reader};
+      GRANT SELECT (w) ON words TO ${reader};
+      GRANT EXECUTE ON FUNCTION item_value(integer, numeric) TO ${reader};
+      ALTER DEFAULT PRIVILEGES IN SCHEMA x GRANT SELECT ON TABLES TO ${reader};
+    `);
+    await c.query('INSERT INTO bytes VALUES (1, $1), (2, $2), (3, NULL), (4, $3)', [ALL_BYTES, Buffer.alloc(0), Buffer.concat(Array.from({ length: 4096 }, () => ALL_BYTES))]);
+    for (const [i, text] of TRICKY_TEXTS.entries()) await c.query('INSERT INTO texts VALUES ($1, $2)', [i + 1, text]);
+    for (const w of SORT_WORDS) await c.query('INSERT INTO words VALUES ($1)', [w]);
+    // Computed at the source under de-DE; a restore REFRESHes it under the new database's collation.
+    await c.query(`CREATE MATERIALIZED VIEW word_order AS SELECT string_agg(w, ',' ORDER BY w) AS agg, count(*) AS n FROM words`);
+    await c.query(`CREATE INDEX word_order_n ON word_order (n)`);
+    // Large objects: empty, every byte value, and one large enough to span several pages.
+    await c.query(`SELECT lo_from_bytea(0, ''::bytea)`);
+    await c.query(`SELECT lo_from_bytea(0, $1)`, [ALL_BYTES]);
+    const big = await c.query<{ oid: number }>(`SELECT lo_from_bytea(0, $1) AS oid`, [Buffer.concat(Array.from({ length: 1200 }, () => ALL_BYTES))]);
+    await c.query(`COMMENT ON LARGE OBJECT ${Number(big.rows[0].oid)} IS 'a large object'`);
+    await c.query(`GRANT SELECT ON LARGE OBJECT ${Number(big.rows[0].oid)} TO ${reader}`);
+  });
+  return url;
+}
+
+/** Lines of `SELECT` output, each row's columns joined by " | ", in the order the query gives. */
+async function pgLines(c: pg.Client, sql: string, label: string): Promise<string[]> {
+  const res = await c.query({ text: sql, rowMode: 'array' });
+  return (res.rows as unknown[][]).map((r) => `${label}: ${r.map((v) => (v === null ? '∅' : String(v))).join(' | ')}`);
+}
+
+const PG_USER_SCHEMA = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'`;
+/** Not created by an extension (those come back with CREATE EXTENSION). */
+const notExt = (catalog: string, oid: string) => `NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${catalog}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
+
+/**
+ * Everything of the PostgreSQL database at `url` that is not row data, as sorted lines:
+ * database properties and the sort order they give, schemas, tables (kind, persistence,
+ * partitioning, inheritance, RLS), columns (type, collation, default, identity,
+ * generation), constraints, indexes, views and materialized views, functions, procedures
+ * and aggregates, triggers, rules, policies, types, collations, sequences with their
+ * positions, extensions, statistics objects, text search configurations, comments, large
+ * objects with digests. With `ownership`, owners and privileges too.
+ */
+export async function pgInventory(url: string, opts: { ownership?: boolean } = {}): Promise<string[]> {
+  return withPgClient(url, async (c) => {
+    await c.query(`SET search_path = pg_catalog; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1`);
+    const own = opts.ownership === true;
+    const L: string[] = [];
+    const add = async (label: string, sql: string) => L.push(...(await pgLines(c, sql, label)));
+    await add('database', `SELECT pg_encoding_to_char(encoding), datcollate, datctype, datlocprovider, daticulocale, datconnlimit,
+                                  shobj_description(oid, 'pg_database'),
+                                  (SELECT array_to_string(array(SELECT unnest(setconfig) ORDER BY 1), ' ; ') FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0)
+                             FROM pg_database d WHERE datname = current_database()`);
+    await add('sort order', `SELECT string_agg(w, ',' ORDER BY w) FROM public.words`);
+    await add('extension', `SELECT extname, extversion, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace`);
+    await add('schema', `SELECT n.nspname, obj_description(n.oid, 'pg_namespace')${own ? ', pg_get_userbyid(n.nspowner), n.nspacl::text' : ''}
+                           FROM pg_namespace n WHERE ${PG_USER_SCHEMA}`);
+    await add('relation', `SELECT n.nspname, c.relname, c.relkind, c.relpersistence, c.relispartition, c.relrowsecurity, c.relforcerowsecurity,
+                                  pg_get_partkeydef(c.oid), pg_get_expr(c.relpartbound, c.oid), c.reloptions::text, obj_description(c.oid, 'pg_class'),
+                                  (SELECT string_agg(p.inhparent::regclass::text, ',' ORDER BY p.inhseqno) FROM pg_inherits p WHERE p.inhrelid = c.oid)
+                                  ${own ? ', pg_get_userbyid(c.relowner), c.relacl::text' : ''}
+                             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') AND ${PG_USER_SCHEMA} AND ${notExt('pg_class', 'c.oid')}`);
+    await add('column', `SELECT n.nspname, c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                                (SELECT collname FROM pg_collation WHERE oid = a.attcollation), pg_get_expr(ad.adbin, ad.adrelid),
+                                a.attidentity, a.attgenerated, a.attislocal, a.attinhcount, col_description(c.oid, a.attnum)
+                                ${own ? ', a.attacl::text' : ''}
+                           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                           LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+                          WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c') AND ${PG_USER_SCHEMA}
+                            AND ${notExt('pg_class', 'c.oid')}`);
+    await add('constraint', `SELECT n.nspname, c.conrelid::regclass::text, c.contypid::regtype::text, c.conname, pg_get_constraintdef(c.oid), c.convalidated, c.condeferrable, c.condeferred
+                               FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE ${PG_USER_SCHEMA}`);
+    await add('index', `SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid), i.indisprimary, i.indisunique, i.indisclustered
+                          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE ${PG_USER_SCHEMA} AND ${notExt('pg_class', 'i.indrelid')}`);
+    await add('view', `SELECT n.nspname, c.relname, pg_get_viewdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE c.relkind IN ('v', 'm') AND ${PG_USER_SCHEMA}`);
+    await add('routine', `SELECT n.nspname, p.proname, p.prokind, pg_get_function_identity_arguments(p.oid),
+                                 CASE WHEN p.prokind = 'a' THEN (SELECT a.aggtransfn::text || '/' || a.aggtranstype::regtype::text || '/' || coalesce(a.agginitval, '∅') FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
+                                      ELSE md5(pg_get_functiondef(p.oid)) END,
+                                 obj_description(p.oid, 'pg_proc')${own ? ', pg_get_userbyid(p.proowner), p.proacl::text' : ''}
+                            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE ${PG_USER_SCHEMA} AND ${notExt('pg_proc', 'p.oid')}`);
+    await add('trigger', `SELECT t.tgrelid::regclass::text, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled FROM pg_trigger t WHERE NOT t.tgisinternal`);
+    await add('rule', `SELECT schemaname, tablename, rulename, definition FROM pg_rules WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`);
+    await add('policy', `SELECT schemaname, tablename, policyname, permissive, roles::text, cmd, qual, with_check FROM pg_policies`);
+    await add('type', `SELECT n.nspname, t.typname, t.typtype, format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault,
+                              (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
+                              (SELECT r.rngsubtype::regtype::text || '/' || r.rngsubdiff::text FROM pg_range r WHERE r.rngtypid = t.oid)
+                              ${own ? ', pg_get_userbyid(t.typowner), t.typacl::text' : ''}
+                         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                        WHERE t.typtype IN ('e', 'd', 'r', 'm') AND ${PG_USER_SCHEMA} AND ${notExt('pg_type', 't.oid')}`);
+    await add('collation', `SELECT n.nspname, c.collname, c.collprovider, c.collisdeterministic, c.collcollate, c.collctype, c.colliculocale
+                              FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE ${PG_USER_SCHEMA}`);
+    await add('sequence', `SELECT schemaname, sequencename, data_type::text, start_value, min_value, max_value, increment_by, cycle, cache_size, last_value
+                             FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`);
+    await add('statistics', `SELECT n.nspname, s.stxname, pg_get_statisticsobjdef(s.oid) FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace`);
+    await add('ts config', `SELECT n.nspname, c.cfgname, (SELECT count(*) FROM pg_ts_config_map m WHERE m.mapcfg = c.oid)
+                              FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE ${PG_USER_SCHEMA}`);
+    await add('large object', `SELECT l.oid, md5(lo_get(l.oid)), length(lo_get(l.oid)), obj_description(l.oid, 'pg_largeobject')${own ? ', pg_get_userbyid(l.lomowner), l.lomacl::text' : ''}
+                                 FROM pg_largeobject_metadata l`);
+    if (own) {
+      await add('default acl', `SELECT pg_get_userbyid(d.defaclrole), n.nspname, d.defaclobjtype, d.defaclacl::text FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace`);
+    }
+    return L.sort();
+  });
+}
+
+/**
+ * Row data of the PostgreSQL database at `url`: a fingerprint per table and
+ * materialized view (keys quoted, so x."y.z" and "x.y".z stay apart) plus the sequences'
+ * positions (is_called included: the next value, not just the last).
+ */
+export async function pgData(url: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(await tableFingerprints('postgresql', url, { quotedKeys: true, matviews: true }))) out[k] = `${v.rows} ${v.sha256}`;
+  await withPgClient(url, async (c) => {
+    const seqs = await c.query<{ s: string; n: string }>(
+      `SELECT format('%I.%I', schemaname, sequencename) AS s FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`,
+    );
+    for (const { s } of seqs.rows) {
+      const r = await c.query(`SELECT last_value::text, is_called FROM ${s}`);
+      out[`sequence ${s}`] = `${r.rows[0].last_value} ${r.rows[0].is_called}`;
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// MariaDB
+
+export const MYSQL_DATABASE_COMMENT = "nasty — ünï 'q'";
+
+/** Every byte value as hex, for SQL. */
+const ALL_HEX = ALL_BYTES.toString('hex');
+
+/**
+ * Create the MariaDB nasty database `name` and fill it. `roles.owner` and `roles.reader`
+ * are account names (user part; host '%'), which must exist. Returns its URL.
+ */
+export async function createMysqlNasty(name: string, roles: NastyRoles, opts: { nearLimitRow?: boolean } = {}): Promise<string> {
+  const db = mysqlIdent(name);
+  const owner = `'${roles.owner}'@'%'`;
+  const reader = `'${roles.reader}'@'%'`;
+  await withMysqlConnection(mysqlUrl('mysql'), (c) =>
+    c.query(`CREATE DATABASE ${db} CHARACTER SET latin1 COLLATE latin1_german1_ci COMMENT ${c.escape(MYSQL_DATABASE_COMMENT)}`),
+  );
+  const url = mysqlUrl(name);
+  await withMysqlConnection(url, async (c) => {
+    await c.query(`
+      SET time_zone = '+00:00';
+      -- Created while the database default is latin1_german1_ci: that is its recorded
+      -- database collation. The default changes afterwards, so mariadb-dump wraps it in
+      -- ALTER DATABASE lines that name the source database.
+      CREATE FUNCTION f_latin(s VARCHAR(20)) RETURNS VARCHAR(40) DETERMINISTIC RETURN CONCAT(s, 'ß');
+      ALTER DATABASE ${db} CHARACTER SET utf8mb4 COLLATE utf8mb4_swedish_ci;
+      CREATE FUNCTION f_utf(s VARCHAR(20)) RETURNS VARCHAR(40) DETERMINISTIC RETURN CONCAT(s, 'ö');
+      CREATE PROCEDURE p_count(OUT n INT) READS SQL DATA BEGIN SELECT COUNT(*) INTO n FROM words; END;
+
+      CREATE SEQUENCE seq_near START WITH 9223372036854775800 MAXVALUE 9223372036854775806 INCREMENT BY 2;
+      SELECT NEXTVAL(seq_near), NEXTVAL(seq_near);
+      CREATE SEQUENCE seq_ids START WITH 1000 INCREMENT BY 10 CACHE 0;
+      CREATE SEQUENCE seq_cycle MINVALUE -5 MAXVALUE 5 START WITH 4 CYCLE CACHE 0;
+      SELECT NEXTVAL(seq_cycle), NEXTVAL(seq_cycle), NEXTVAL(seq_cycle);
+      CREATE TABLE with_seq (id BIGINT NOT NULL DEFAULT NEXTVAL(seq_ids) PRIMARY KEY, v VARCHAR(20));
+      INSERT INTO with_seq (v) VALUES ('a'), ('b'), ('c');
+
+      CREATE TABLE blobs (id INT PRIMARY KEY, b LONGBLOB, vb VARBINARY(300), bn BINARY(4), tb TINYBLOB) ENGINE=InnoDB;
+      INSERT INTO blobs VALUES
+        (1, UNHEX('${ALL_HEX}'), UNHEX('${ALL_HEX}'), UNHEX('00275C0A'), UNHEX('5C00')),
+        (2, '', '', UNHEX('00000000'), ''),
+        (3, NULL, NULL, NULL, NULL);
+
+      CREATE TABLE texts (
+        id INT PRIMARY KEY,
+        l1 TEXT CHARACTER SET latin1 COLLATE latin1_bin,
+        u8 TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
+        sj VARCHAR(20) CHARACTER SET sjis,
+        u16 VARCHAR(20) CHARACTER SET utf16 COLLATE utf16_unicode_ci,
+        gk VARCHAR(20) CHARACTER SET gbk
+      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+      -- Every latin1 byte; Shift-JIS and GBK characters whose second byte is 0x5C (a backslash
+      -- in ASCII), which a client parsing the dump in the wrong charset would mangle.
+      INSERT INTO texts VALUES
+        (1, CAST(UNHEX('${ALL_HEX}') AS CHAR CHARACTER SET latin1), 'emoji 😀 👨‍👩‍👧 e\u0301', _sjis X'835C955C945C', CONVERT('😀 ü 表' USING utf16), _gbk X'D55CB05C'),
+        (2, '', '', '', '', ''),
+        (3, NULL, NULL, NULL, NULL, NULL);
+
+      CREATE TABLE kinds (
+        id INT AUTO_INCREMENT PRIMARY KEY,
+        d DECIMAL(38,12), f DOUBLE, bt BIT(10), e ENUM('a', 'b', 'ünï'), s SET('r', 'w', 'x'), j JSON,
+        dt DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(3), yr YEAR, u BIGINT UNSIGNED, uid UUID, ip INET6,
+        secret VARCHAR(10) INVISIBLE DEFAULT 'hidden',
+        gen_v INT AS (CHAR_LENGTH(e)) VIRTUAL, gen_p VARCHAR(30) AS (CONCAT(e, '/', s)) PERSISTENT,
+        CONSTRAINT d_range CHECK (d IS NULL OR d > -1e20)
+      ) ENGINE=InnoDB AUTO_INCREMENT=100 COMMENT='kinds ünï';
+      INSERT INTO kinds (d, f, bt, e, s, j, dt, ts, tm, yr, u, uid, ip) VALUES
+        (12345678901234567890.123456789012, -1.7976931348623157e308, b'1010101010', 'ünï', 'r,x', '{"a": [1, null, "ü"]}',
+         '1000-01-01 00:00:00.000001', '2038-01-19 03:14:07.999999', '-838:59:59.000', 2155, 18446744073709551615,
+         'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '::ffff:1.2.3.4'),
+        (NULL, NULL, NULL, NULL, '', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+      INSERT INTO kinds (id, e) VALUES (150, 'a');
+      DELETE FROM kinds WHERE id = 150;
+
+      CREATE TABLE geo (id INT PRIMARY KEY, g GEOMETRY NOT NULL, p POINT NOT NULL, SPATIAL INDEX sg (g), SPATIAL INDEX sp (p)) ENGINE=InnoDB;
+      INSERT INTO geo VALUES (1, ST_GeomFromText('POLYGON((0 0,10 0,10 10,0 10,0 0))'), ST_PointFromText('POINT(1.5 -2.25)')),
+                             (2, ST_GeomFromText('LINESTRING(0 0,1 1,2 1)'), POINT(0, 0));
+
+      CREATE TABLE docs (id INT PRIMARY KEY, title VARCHAR(200), body TEXT, FULLTEXT KEY ft (title, body)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+      INSERT INTO docs VALUES (1, 'Backup and restore', 'The quick brown fox'), (2, 'Ünïcødé', 'Straße und Öl');
+
+      CREATE TABLE hist (id INT PRIMARY KEY, v INT) ENGINE=InnoDB WITH SYSTEM VERSIONING;
+      INSERT INTO hist VALUES (1, 1), (2, 2);
+
+      CREATE TABLE parts (id INT NOT NULL, d DATE NOT NULL, v INT, PRIMARY KEY (id, d)) ENGINE=InnoDB
+        PARTITION BY RANGE (YEAR(d)) SUBPARTITION BY HASH (id) SUBPARTITIONS 2
+        (PARTITION p_old VALUES LESS THAN (2020) COMMENT 'old', PARTITION p_new VALUES LESS THAN MAXVALUE);
+      INSERT INTO parts SELECT seq, '2018-01-01' + INTERVAL seq * 11 DAY, seq * 3 FROM seq_1_to_300;
+
+      CREATE TABLE \`x.y\` (id INT PRIMARY KEY, \`col.with.dots\` TEXT);
+      CREATE TABLE \`we"ird 'q' \`\`tick\`\`\` (id INT PRIMARY KEY, \`sp ace\` VARCHAR(10));
+      CREATE TABLE \`ünï表 ü\` (id INT PRIMARY KEY, \`名前\` VARCHAR(10)) DEFAULT CHARSET=utf8mb4;
+      INSERT INTO \`x.y\` VALUES (1, 'dots');
+      INSERT INTO \`we"ird 'q' \`\`tick\`\`\` VALUES (1, 'a b');
+      INSERT INTO \`ünï表 ü\` VALUES (1, '名前');
+
+      CREATE TABLE parents (id INT PRIMARY KEY, label VARCHAR(10) UNIQUE) ENGINE=InnoDB;
+      CREATE TABLE children (id INT PRIMARY KEY, parent INT, CONSTRAINT fk_parent FOREIGN KEY (parent) REFERENCES parents (id) ON DELETE CASCADE) ENGINE=InnoDB;
+      INSERT INTO parents VALUES (1, 'p1'), (2, 'p2');
+      INSERT INTO children VALUES (1, 1), (2, 2);
+
+      CREATE TABLE words (w VARCHAR(20) PRIMARY KEY) ENGINE=InnoDB;
+      INSERT INTO words VALUES ('apple'), ('Banana'), ('äpfel'), ('zebra'), ('Zoo'), ('Ähre'), ('ö');
+
+      CREATE TABLE aria_table (id INT PRIMARY KEY, v TEXT) ENGINE=Aria;
+      INSERT INTO aria_table VALUES (1, 'not InnoDB');
+
+      CREATE VIEW v_words AS SELECT w, f_utf(w) AS decorated FROM words WHERE w <> 'x' WITH CHECK OPTION;
+      CREATE VIEW v_next AS SELECT NEXTVAL(seq_ids) AS n;
+      CREATE ALGORITHM=MERGE DEFINER=${owner} SQL SECURITY DEFINER VIEW v_owned AS SELECT id, label FROM parents;
+      CREATE TRIGGER words_trim BEFORE INSERT ON words FOR EACH ROW SET NEW.w = TRIM(NEW.w);
+      CREATE TRIGGER parents_log AFTER DELETE ON parents FOR EACH ROW INSERT INTO \`x.y\` VALUES (1000 + OLD.id, 'deleted');
+      CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE COMMENT 'noop' DO UPDATE words SET w = w WHERE 0;
+
+      GRANT SELECT, SHOW VIEW ON ${db}.* TO ${reader};
+      GRANT INSERT, DELETE ON ${db}.words TO ${reader};
+      GRANT UPDATE (label) ON ${db}.parents TO ${reader};
+    `);
+    // History: updates and a delete leave row versions that only --dump-history keeps.
+    await c.query(`UPDATE hist SET v = v + 10 WHERE id = 1`);
+    await c.query(`UPDATE hist SET v = v + 10 WHERE id = 1`);
+    await c.query(`DELETE FROM hist WHERE id = 2`);
+    if (opts.nearLimitRow) {
+      // Built on the server: every byte value, repeated up to NEAR_PACKET_LIMIT bytes.
+      await c.query(`INSERT INTO blobs (id, b) VALUES (4, REPEAT(UNHEX('${ALL_HEX}'), ${NEAR_PACKET_LIMIT / 256}))`);
+    }
+  });
+  return url;
+}
+
+/** Query as `label: col | col` lines; values as the server's text. */
+async function mysqlLines(c: import('mysql2/promise').Connection, sql: string, params: unknown[], label: string, normalize: (s: string) => string): Promise<string[]> {
+  const [rows] = await c.query({ sql, values: params, rowsAsArray: true });
+  return (rows as unknown[][]).map((r) => `${label}: ${r.map((v) => (v === null ? '∅' : normalize(Buffer.isBuffer(v) ? v.toString('hex') : String(v)))).join(' | ')}`);
+}
+
+/**
+ * Everything of the MariaDB database at `url` that is not row data, as sorted lines: the
+ * database's character set, collation and comment; tables (type, engine, collation,
+ * options, comment, next AUTO_INCREMENT); columns (type, charset, collation, default,
+ * extra, generation); indexes (kind: FULLTEXT, SPATIAL...); constraints and checks;
+ * partitions; views; routines, triggers and events with the character sets and database
+ * collation they were created under; sequences and their positions. The database's own
+ * name is written as <db> (it is in view definitions and sequence defaults); any other
+ * name stays, so a reference left pointing at the source shows. With `ownership`,
+ * DEFINERs and the privileges granted on the database too.
+ */
+export async function mysqlInventory(url: string, opts: { ownership?: boolean } = {}): Promise<string[]> {
+  const database = new URL(url).pathname.slice(1);
+  const own = opts.ownership === true;
+  const name = new RegExp(`\`${database}\`|'${database}'|\\b${database}\\b`, 'g');
+  const norm = (s: string) => s.replace(name, '<db>');
+  const c = await (await import('mysql2/promise')).default.createConnection({ uri: url, dateStrings: true, supportBigNumbers: true, bigNumberStrings: true });
+  c.on('error', () => undefined);
+  try {
+    const L: string[] = [];
+    const add = async (label: string, sql: string, n = 1) => L.push(...(await mysqlLines(c, sql, Array(n).fill(database), label, norm)));
+    await add('database', `SELECT default_character_set_name, default_collation_name, schema_comment FROM information_schema.schemata WHERE schema_name = ?`);
+    // PAGE_CHECKSUM=1 is Aria's default, which SHOW CREATE TABLE (and so a dump) spells out:
+    // the copy lists it among its options, the source does not, and both mean the same.
+    await add('table', `SELECT table_name, table_type, engine, table_collation, TRIM(REPLACE(create_options, 'page_checksum=1', '')), table_comment, auto_increment, row_format
+                          FROM information_schema.tables WHERE table_schema = ?`);
+    await add('column', `SELECT table_name, ordinal_position, column_name, column_type, character_set_name, collation_name, column_default, is_nullable,
+                                extra, generation_expression, column_comment, is_generated
+                           FROM information_schema.columns WHERE table_schema = ?`);
+    await add('index', `SELECT table_name, index_name, non_unique, seq_in_index, column_name, sub_part, index_type, collation, ignored
+                          FROM information_schema.statistics WHERE table_schema = ?`);
+    await add('constraint', `SELECT table_name, constraint_name, constraint_type FROM information_schema.table_constraints WHERE table_schema = ?`);
+    await add('check', `SELECT table_name, constraint_name, check_clause FROM information_schema.check_constraints WHERE constraint_schema = ?`);
+    await add('foreign key', `SELECT table_name, constraint_name, referenced_table_name, update_rule, delete_rule FROM information_schema.referential_constraints WHERE constraint_schema = ?`);
+    await add('partition', `SELECT table_name, partition_name, subpartition_name, partition_method, subpartition_method, partition_expression,
+                                   subpartition_expression, partition_description, partition_comment
+                              FROM information_schema.partitions WHERE table_schema = ? AND partition_name IS NOT NULL`);
+    await add('view', `SELECT table_name, view_definition, check_option, is_updatable, security_type, algorithm${own ? ', definer' : ''}
+                         FROM information_schema.views WHERE table_schema = ?`);
+    await add('routine', `SELECT routine_name, routine_type, data_type, md5(routine_definition), is_deterministic, sql_data_access, security_type, sql_mode,
+                                 character_set_client, collation_connection, database_collation, routine_comment${own ? ', definer' : ''}
+                            FROM information_schema.routines WHERE routine_schema = ?`);
+    await add('parameter', `SELECT specific_name, ordinal_position, parameter_mode, parameter_name, dtd_identifier FROM information_schema.parameters WHERE specific_schema = ?`);
+    await add('trigger', `SELECT trigger_name, event_manipulation, event_object_table, action_statement, action_timing, action_order, sql_mode,
+                                 character_set_client, collation_connection, database_collation${own ? ', definer' : ''}
+                            FROM information_schema.triggers WHERE trigger_schema = ?`);
+    await add('event', `SELECT event_name, event_definition, event_type, interval_value, interval_field, starts, status, on_completion, event_comment,
+                               character_set_client, collation_connection, database_collation${own ? ', definer' : ''}
+                          FROM information_schema.events WHERE event_schema = ?`);
+    const [seqs] = await c.query<import('mysql2/promise').RowDataPacket[]>(`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = ? AND table_type = 'SEQUENCE'`, [database]);
+    for (const { t } of seqs) {
+      L.push(...(await mysqlLines(c, `SELECT ?, next_not_cached_value, minimum_value, maximum_value, start_value, increment, cache_size, cycle_option, cycle_count FROM ${mysqlIdent(String(t))}`, [String(t)], 'sequence', norm)));
+    }
+    if (own) {
+      await add('grant', `SELECT grantee, privilege_type, is_grantable FROM information_schema.schema_privileges WHERE table_schema = ?`);
+      await add('grant', `SELECT grantee, table_name, privilege_type, is_grantable FROM information_schema.table_privileges WHERE table_schema = ?`);
+      await add('grant', `SELECT grantee, table_name, column_name, privilege_type, is_grantable FROM information_schema.column_privileges WHERE table_schema = ?`);
+    }
+    return L.sort();
+  } finally {
+    await c.end();
+  }
+}
+
+/**
+ * Row data of the MariaDB database at `url`: a fingerprint per table (every row version
+ * of system-versioned tables with `history`), and the exact bytes of every value of the
+ * tables with text in several character sets and binary strings (the fingerprints read
+ * text through utf8mb4; these read it as stored).
+ */
+export async function mysqlData(url: string, opts: { history?: boolean } = {}): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(await tableFingerprints('mysql', url, { quotedKeys: true, history: opts.history }))) out[k] = `${v.rows} ${v.sha256}`;
+  await withMysqlConnection(url, async (c) => {
+    for (const [table, cols] of [['texts', ['l1', 'u8', 'sj', 'u16', 'gk']], ['blobs', ['b', 'vb', 'bn', 'tb']]] as const) {
+      const list = cols.map((col) => `SHA2(CAST(${mysqlIdent(col)} AS BINARY), 256), LENGTH(${mysqlIdent(col)})`).join(', ');
+      const [rows] = await c.query({ sql: `SELECT id, ${list} FROM ${mysqlIdent(table)} ORDER BY id`, rowsAsArray: true });
+      out[`bytes of ${table}`] = createHash('sha256').update(JSON.stringify(rows)).digest('hex');
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// The stock tools
+
+function run(cmd: string, args: string[], opts: { stdin?: NodeJS.ReadableStream; env?: NodeJS.ProcessEnv } = {}): { stdout: NodeJS.ReadableStream; done: Promise<void> } {
+  const child = spawn(cmd, args, { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  if (opts.stdin) opts.stdin.pipe(child.stdin!);
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${stderr}`))));
+  });
+  return { stdout: child.stdout!, done };
+}
+
+/**
+ * Copy database `source` into a new database `target` on the same test server with the
+ * stock tools, the way a user would without Strongbox: `pg_dump -Fc | pg_restore
+ * --no-owner --no-acl` into a database created with the server's defaults, or
+ * `mariadb-dump | mariadb` likewise. Returns the target's URL; throws with the tool's
+ * error when the stock tools cannot restore it (MariaDB cannot, for a database with a
+ * NEXTVAL default or a view its dump writes with qualified names).
+ */
+export async function stockCopy(kind: Kind, source: string, target: string): Promise<string> {
+  if (kind === 'postgresql') {
+    const u = new URL(pgUrl(source));
+    const conn = ['-h', u.hostname, '-p', u.port || '5432', '-U', decodeURIComponent(u.username)];
+    await withPgClient(pgUrl('postgres'), (c) => c.query(`CREATE DATABASE ${pgIdent(target)} TEMPLATE template0`));
+    const dump = run('pg_dump', ['-Fc', ...conn, '-d', source]);
+    const restore = run('pg_restore', ['--no-owner', '--no-acl', '--exit-on-error', ...conn, '-d', target], { stdin: dump.stdout });
+    await Promise.all([dump.done, restore.done]);
+    return pgUrl(target);
+  }
+  const u = new URL(mysqlUrl(source));
+  const conn = ['--no-defaults', '--protocol=TCP', '-h', u.hostname, '-P', u.port || '3306', '-u', decodeURIComponent(u.username)];
+  await withMysqlConnection(mysqlUrl('mysql'), (c) => c.query(`CREATE DATABASE ${mysqlIdent(target)}`));
+  const dump = run('mariadb-dump', [...conn, '--single-transaction', '--routines', '--triggers', '--events', source]);
+  const restore = run('mariadb', [...conn, target], { stdin: dump.stdout });
+  await Promise.all([dump.done, restore.done]);
+  return mysqlUrl(target);
+}
+
+/** Lines only in `a` and only in `b`, for an assertion message that shows the difference. */
+export function lineDiff(a: string[], b: string[]): { onlyIn1: string[]; onlyIn2: string[] } {
+  const sb = new Set(b);
+  const sa = new Set(a);
+  return { onlyIn1: a.filter((l) => !sb.has(l)), onlyIn2: b.filter((l) => !sa.has(l)) };
+}
+
+/** Keys whose values differ between two data maps. */
+export function dataDiff(a: Record<string, string>, b: Record<string, string>): string[] {
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]).sort();
+}
+
+/** Create PostgreSQL roles `names` (no login, no password); ignore ones that exist. */
+export async function createPgRoles(names: string[]): Promise<void> {
+  await withPgClient(pgUrl('postgres'), async (c) => {
+    for (const n of names) await c.query(`DO $$ BEGIN CREATE ROLE ${pgIdent(n)} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+  });
+}
+
+/** Drop PostgreSQL roles `names` (their databases must be gone). */
+export async function dropPgRoles(names: string[]): Promise<void> {
+  await withPgClient(pgUrl('postgres'), async (c) => {
+    for (const n of names) await c.query(`DROP ROLE IF EXISTS ${pgIdent(n)}`);
+  });
+}
+
+/** Create MariaDB accounts `'name'@'%'` (no password, no login use). */
+export async function createMysqlAccounts(names: string[]): Promise<void> {
+  await withMysqlConnection(mysqlUrl('mysql'), async (c) => {
+    for (const n of names) await c.query(`CREATE USER IF NOT EXISTS '${n}'@'%' ACCOUNT LOCK`);
+  });
+}
+
+/** Drop MariaDB accounts `'name'@'%'`. */
+export async function dropMysqlAccounts(names: string[]): Promise<void> {
+  await withMysqlConnection(mysqlUrl('mysql'), async (c) => {
+    for (const n of names) await c.query(`DROP USER IF EXISTS '${n}'@'%'`);
+  });
+}
