@@ -33,6 +33,12 @@ export interface Config {
   secretKey: string | null;
   /** An age identity file used to decrypt backups for restores (STRONGBOX_AGE_IDENTITY_FILE). */
   ageIdentityFile: string | null;
+  /**
+   * The folders local destinations may be in (STRONGBOX_LOCAL_ROOTS, separated by
+   * path.delimiter), absolute and normalized; `<dataDir>/backups`, where every organization's
+   * default destination is, always comes first. See destinations.ts for who may use which part.
+   */
+  localRoots: string[];
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -103,6 +109,16 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('STRONGBOX_AGE_IDENTITY_FILE', `no such file: ${ageIdentityFile}`);
   }
 
+  const localRoots = [path.join(dataDir, 'backups')];
+  for (const raw of (env.STRONGBOX_LOCAL_ROOTS ?? '').split(path.delimiter)) {
+    const dir = raw.trim();
+    if (dir === '') continue;
+    if (!path.isAbsolute(dir)) throw new ConfigError('STRONGBOX_LOCAL_ROOTS', `"${dir}" is not an absolute path`);
+    const root = path.resolve(dir);
+    if (fs.existsSync(root) && !fs.statSync(root).isDirectory()) throw new ConfigError('STRONGBOX_LOCAL_ROOTS', `"${root}" is not a directory`);
+    if (!localRoots.includes(root)) localRoots.push(root);
+  }
+
   const logLevel = (env.STRONGBOX_LOG_LEVEL || 'info') as Config['logLevel'];
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError('STRONGBOX_LOG_LEVEL', 'must be one of fatal, error, warn, info, debug, trace, silent');
@@ -124,6 +140,7 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerMinute: intVar(env, 'STRONGBOX_RATE_LIMIT_PER_MINUTE', 600, 0, 1_000_000),
     secretKey,
     ageIdentityFile,
+    localRoots,
     logLevel,
   };
 }

@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { openCatalog, type Catalog, type CatalogDb, type CatalogLock } from './catalog/db.js';
 import { getSetting, SECRET_KEY_FINGERPRINT, settleSetting } from './catalog/settings.js';
 import { keyFile, loadSecretBox, type SecretBox } from './secrets.js';
+import { tagIdentityFiles } from './encryption.js';
 
 export interface AppContext {
   config: Config;
@@ -88,6 +89,9 @@ export async function createContext(config: Config, opts: ContextOptions = {}): 
   try {
     secrets = loadSecretBox(config.dataDir, config.secretKey, await getSetting(catalog.db, SECRET_KEY_FINGERPRINT));
     await checkSecretKey(config, catalog.db, secrets, clock);
+    // Identities generated before they named their organization: name it, so that a restore
+    // can tell its own organization's keys from another's (encryption.ts identityFilesFor).
+    tagIdentityFiles(config.dataDir, await catalog.db.selectFrom('organizations').select(['id', 'name']).execute());
   } catch (e) {
     await catalog.close().catch(() => {});
     throw e;

@@ -6,6 +6,10 @@
  * file named by STRONGBOX_AGE_IDENTITY_FILE, the identity it generated for an
  * organization under `<data dir>/age/` (until you move it offline), or one given with a
  * restore request.
+ *
+ * Each generated identity file names its organization (a `# strongbox organization:` line),
+ * and a restore only ever tries its own organization's: one organization's key must never
+ * open another's backups, whatever reached its catalog.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -36,6 +40,30 @@ export function generatedIdentityFile(dataDir: string, org: Pick<Organization, '
   return path.join(dataDir, 'age', `${org.id}.key`);
 }
 
+const ORGANIZATION_LINE = '# strongbox organization: ';
+
+/** The organization an identity file was generated for, or null when it does not say. */
+function identityOrganization(file: string): string | null {
+  try {
+    const line = fs.readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith(ORGANIZATION_LINE));
+    return line ? line.slice(ORGANIZATION_LINE.length).trim() : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Name the organization in the identity files generated for these organizations before
+ * the files carried it (age reads "#" lines as comments). Called at start; a file that
+ * already names one is left alone.
+ */
+export function tagIdentityFiles(dataDir: string, orgs: Pick<Organization, 'id' | 'name'>[]): void {
+  for (const org of orgs) {
+    const file = generatedIdentityFile(dataDir, org);
+    if (fs.existsSync(file) && identityOrganization(file) === null) fs.appendFileSync(file, `${ORGANIZATION_LINE}${org.name}\n`);
+  }
+}
+
 /**
  * Give an organization its own identity (an `age-keygen` key file, mode 0600, under the
  * data dir) and make its public key the organization's recipient. Does nothing when the
@@ -51,7 +79,7 @@ export async function ensureOrganizationIdentity(ctx: AppContext, org: Organizat
     });
     // 'wx': never overwrite an identity; two processes starting at once keep the first.
     try {
-      fs.writeFileSync(file, stdout, { mode: 0o600, flag: 'wx' });
+      fs.writeFileSync(file, `${ORGANIZATION_LINE}${org.name}\n${stdout}`, { mode: 0o600, flag: 'wx' });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
@@ -67,23 +95,24 @@ export async function ensureOrganizationIdentity(ctx: AppContext, org: Organizat
 }
 
 /**
- * The identity files to try for an organization, in order: STRONGBOX_AGE_IDENTITY_FILE,
- * then the identity generated for it (if still on this machine), then the other
- * identities this data dir generated.
+ * The identity files to try for an organization, in order: STRONGBOX_AGE_IDENTITY_FILE
+ * (the operator's), then the identity generated for it (if still on this machine), then
+ * identities this data dir generated earlier for an organization of the same name.
  */
 export function identityFilesFor(ctx: AppContext, orgId: string): string[] {
   const files: string[] = [];
   if (ctx.config.ageIdentityFile) files.push(ctx.config.ageIdentityFile);
   const generated = generatedIdentityFile(ctx.config.dataDir, { id: orgId });
-  if (fs.existsSync(generated)) files.push(generated);
-  // Identities generated earlier for organizations of a lost catalog (rebuilt from storage,
-  // the organization has a new id): age picks whichever matches.
+  if (!fs.existsSync(generated)) return files;
+  files.push(generated);
+  // Identities generated for this organization in a lost catalog (rebuilt from storage, it
+  // has a new id but the same name): age picks whichever matches. Never another's.
+  const name = identityOrganization(generated);
+  if (name === null) return files;
   const dir = path.dirname(generated);
-  if (fs.existsSync(dir)) {
-    for (const name of fs.readdirSync(dir).sort()) {
-      const file = path.join(dir, name);
-      if (name.endsWith('.key') && file !== generated) files.push(file);
-    }
+  for (const entry of fs.readdirSync(dir).sort()) {
+    const file = path.join(dir, entry);
+    if (entry.endsWith('.key') && file !== generated && identityOrganization(file) === name) files.push(file);
   }
   return files;
 }

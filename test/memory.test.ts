@@ -77,7 +77,7 @@ describe('memory', () => {
   });
 
   test('backing up a 200+ MB dump to two destinations grows peak RSS by less than 100 MB', async () => {
-    await call('POST', '/v1/organizations/default/storage-destinations', { name: 'second', provider: 'local', config: { path: path.join(dataDir, 'second') } });
+    await call('POST', '/v1/organizations/default/storage-destinations', { name: 'second', provider: 'local', config: { path: path.join(dataDir, 'backups', 'second') } });
     await call('POST', '/v1/organizations/default/databases', { name: 'big', kind: 'postgresql' });
     await call('PATCH', '/v1/organizations/default/databases/big', { storage_destinations: ['local', 'second'] });
     await call('POST', '/v1/organizations/default/databases/big/branches', { name: 'main', connection_url: pgUrl(source) });

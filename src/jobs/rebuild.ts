@@ -3,6 +3,11 @@
  * record of backups can be rebuilt from storage alone after the catalog is lost.
  * Connection secrets are never in storage: rebuilt branches need their connection URL
  * set again before new backups.
+ *
+ * A rebuild works for one organization and sees only its manifests (keys under
+ * `<organization>/`, naming it): several organizations may share a folder or a bucket, and
+ * one must never learn another's database names or backup ids, nor take its backups in.
+ * Each manifest is added in one transaction, and counted only once that committed.
  */
 import type { AppContext } from '../context.js';
 import type { Branch, Database, Organization, StorageDestination } from '../catalog/schema.js';
@@ -67,19 +72,31 @@ function checkManifest(m: any): asserts m is Manifest {
 export async function rebuildCatalog(ctx: AppContext, org: Organization, dest: StorageDestination): Promise<RebuildResult> {
   const storage = openDestination(ctx, dest);
   const result: RebuildResult = { manifests: 0, backups_added: 0, artifacts_added: 0, databases_added: 0, branches_added: 0, problems: [] };
+  // Backups are written under `<organization>/...` (backupFolder), so the key alone says whose a manifest is.
+  const own = `${org.name}/`;
+  let others = 0;
   for await (const obj of storage.list('')) {
     if (!obj.key.endsWith('/manifest.json')) continue;
+    if (!obj.key.startsWith(own)) {
+      others++;
+      continue;
+    }
     result.manifests++;
     try {
       const chunks: Buffer[] = [];
       for await (const c of await storage.read(obj.key)) chunks.push(c as Buffer);
       const m = JSON.parse(Buffer.concat(chunks).toString('utf8'));
       checkManifest(m);
+      // Not echoed: the name it gives is not this caller's business.
+      if (m.organization !== undefined && m.organization !== org.name) throw new Error('the manifest belongs to another organization');
       const folder = obj.key.slice(0, -'/manifest.json'.length);
       const dumpKey = `${folder}/${m.file}`;
       const stored = await storage.stat(dumpKey);
       if (!stored) throw new Error(`the dump ${m.file} is missing beside it`);
       if (stored.size !== m.size) throw new Error(`the dump is ${stored.size} bytes, the manifest says ${m.size}`);
+      // Counted here, added to the result only once the transaction committed: a manifest
+      // that fails half-way adds nothing, and reports nothing as added.
+      const added = { backups_added: 0, artifacts_added: 0, databases_added: 0, branches_added: 0 };
       await ctx.db.transaction().execute(async (trx) => {
         const now = nowIso(ctx.clock());
         let database = await trx.selectFrom('databases').selectAll().where('organization_id', '=', org.id).where('name', '=', m.database).where('deleted_at', 'is', null).executeTakeFirst();
@@ -87,7 +104,7 @@ export async function rebuildCatalog(ctx: AppContext, org: Organization, dest: S
           database = { id: newId(), organization_id: org.id, name: m.database, kind: m.engine, created_at: now, updated_at: now, deleted_at: null, storage_destinations: null } satisfies Database;
           await trx.insertInto('databases').values(database).execute();
           await createDefaultPolicies(trx, database, ctx.clock());
-          result.databases_added++;
+          added.databases_added++;
         } else if (database.kind !== m.engine) throw new Error(`database "${m.database}" is ${database.kind} here but the backup is ${m.engine}`);
         let branch = await trx.selectFrom('branches').selectAll().where('database_id', '=', database.id).where('name', '=', m.branch).where('deleted_at', 'is', null).executeTakeFirst();
         if (!branch) {
@@ -111,7 +128,7 @@ export async function rebuildCatalog(ctx: AppContext, org: Organization, dest: S
             restore_job_id: null,
           } satisfies Branch;
           await trx.insertInto('branches').values(branch).execute();
-          result.branches_added++;
+          added.branches_added++;
         }
         const known = await trx.selectFrom('backups').select(['id', 'branch_id']).where('id', '=', m.backup_id).executeTakeFirst();
         if (known && known.branch_id !== branch.id) throw new Error(`backup ${m.backup_id} is already in the catalog under another branch`);
@@ -155,7 +172,7 @@ export async function rebuildCatalog(ctx: AppContext, org: Organization, dest: S
               encryption: m.encryption ? JSON.stringify(m.encryption) : null,
             })
             .execute();
-          result.backups_added++;
+          added.backups_added++;
         }
         const artifact = await trx.selectFrom('artifacts').select('id').where('backup_id', '=', m.backup_id).where('destination_id', '=', dest.id).where('state', '=', 'success').executeTakeFirst();
         if (!artifact) {
@@ -163,12 +180,14 @@ export async function rebuildCatalog(ctx: AppContext, org: Organization, dest: S
             .insertInto('artifacts')
             .values({ id: newId(), backup_id: m.backup_id, destination_id: dest.id, destination_name: dest.name, provider: dest.provider, path: dumpKey, size: m.size, sha256: m.sha256, state: 'success', error: null, created_at: now, updated_at: now })
             .execute();
-          result.artifacts_added++;
+          added.artifacts_added++;
         }
       });
+      for (const k of Object.keys(added) as (keyof typeof added)[]) result[k] += added[k];
     } catch (e) {
       result.problems.push(`${obj.key}: ${(e as Error).message}`);
     }
   }
+  if (others > 0) result.problems.push(`${others} manifest(s) of other organizations in this destination were left alone`);
   return result;
 }

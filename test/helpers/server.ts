@@ -40,7 +40,9 @@ export async function startServer(env: Record<string, string> = {}, opts: { runn
   const catalog: TestCatalog | null = env.STRONGBOX_CATALOG_URL || catalogKind() === 'sqlite' ? null : await newTestCatalog('postgres');
   // Tests poll fast (10 requests a second): the default rate limit is for people, not for
   // polling loops; the rate-limit test sets its own.
-  const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: '0', STRONGBOX_BOOTSTRAP_TOKEN: `${id}:${secret}`, STRONGBOX_LEASE_SECONDS: '5', STRONGBOX_RATE_LIMIT_PER_MINUTE: '100000', ...(catalog ? { STRONGBOX_CATALOG_URL: catalog.url } : {}), ...env });
+  // Tests keep their extra local destinations in temporary folders of their own: the
+  // temporary directory is an allowed root (the local-roots test sets its own).
+  const config = loadConfig({ STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: '0', STRONGBOX_BOOTSTRAP_TOKEN: `${id}:${secret}`, STRONGBOX_LEASE_SECONDS: '5', STRONGBOX_RATE_LIMIT_PER_MINUTE: '100000', STRONGBOX_LOCAL_ROOTS: os.tmpdir(), ...(catalog ? { STRONGBOX_CATALOG_URL: catalog.url } : {}), ...env });
   const logFile = path.join(dataDir, 'server.log');
   const log = pino({ level: 'debug', redact: LOG_REDACT }, pino.destination({ dest: logFile, sync: true }));
   // No scheduler runs on its own here: tests that want one drive Scheduler.tick() themselves,

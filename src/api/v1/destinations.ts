@@ -5,6 +5,7 @@
  * destination works by writing, reading back and deleting a small probe object.
  */
 import crypto from 'node:crypto';
+import path from 'node:path';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../context.js';
@@ -12,8 +13,9 @@ import { newId, nowIso } from '../../catalog/ids.js';
 import type { StorageDestination } from '../../catalog/schema.js';
 import { openStorage, redactStorageConfig, REDACTED } from '../../storage/registry.js';
 import { StorageError, type ProviderName } from '../../storage/provider.js';
-import { requireAccess } from '../auth.js';
-import { conflict, invalidParams, notFound, unprocessable } from '../errors.js';
+import { requireAccess, type Principal } from '../auth.js';
+import { conflict, forbidden, invalidParams, notFound, unprocessable } from '../errors.js';
+import { confineLocalPath, LocalPathError } from '../../destinations.js';
 import { envelope } from '../paging.js';
 import { resolveOrganization } from '../resolve.js';
 import { NameParam, ListEnvelope, OrgParams, PageQuery } from './schemas.js';
@@ -80,6 +82,21 @@ async function probe(provider: ProviderName, config: Record<string, unknown>): P
 export function destinationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   const base = '/organizations/:organization/storage-destinations';
 
+  /**
+   * A local destination's folder, checked against the allowed roots for this caller and
+   * normalized, before the probe writes anything there (see destinations.ts).
+   */
+  function confined(provider: ProviderName, config: Record<string, unknown>, orgName: string, p: Principal): Record<string, unknown> {
+    // Anything else wrong with the path is for openStorage to say.
+    if (provider !== 'local' || typeof config.path !== 'string' || !path.isAbsolute(config.path)) return config;
+    try {
+      return { ...config, path: confineLocalPath(ctx, config.path, orgName, p.token.superuser === 1) };
+    } catch (e) {
+      if (!(e instanceof LocalPathError)) throw e;
+      throw e.forbidden ? forbidden(`Forbidden: config.path: ${e.message}`) : invalidParams(`config.path: ${e.message}`);
+    }
+  }
+
   async function find(orgId: string, name: string): Promise<StorageDestination> {
     const d = await ctx.db.selectFrom('storage_destinations').selectAll().where('organization_id', '=', orgId).where('name', '=', name).executeTakeFirst();
     if (!d) throw notFound(`Storage destination "${name}" not found`);
@@ -129,14 +146,15 @@ export function destinationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         requireAccess(req.principal, 'write_organization', { organizationId: org.id });
         const exists = await ctx.db.selectFrom('storage_destinations').select('id').where('organization_id', '=', org.id).where('name', '=', req.body.name).executeTakeFirst();
         if (exists) throw conflict(`Storage destination "${req.body.name}" already exists`);
-        await probe(req.body.provider, req.body.config);
+        const config = confined(req.body.provider, req.body.config, org.name, req.principal);
+        await probe(req.body.provider, config);
         const now = nowIso(ctx.clock());
         const row: StorageDestination = {
           id: newId(),
           organization_id: org.id,
           name: req.body.name,
           provider: req.body.provider,
-          config_enc: ctx.secrets.seal(JSON.stringify(req.body.config)),
+          config_enc: ctx.secrets.seal(JSON.stringify(config)),
           is_default: req.body.default ? 1 : 0,
           created_at: now,
           updated_at: now,
@@ -171,7 +189,7 @@ export function destinationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         if (req.body.config !== undefined) {
           const old = configOf(ctx, d);
           // "[redacted]" sent back means "keep what you have".
-          const config = Object.fromEntries(Object.entries(req.body.config).map(([k, v]) => [k, v === REDACTED ? old[k] : v]));
+          const config = confined(d.provider, Object.fromEntries(Object.entries(req.body.config).map(([k, v]) => [k, v === REDACTED ? old[k] : v])), org.name, req.principal);
           // New credentials are fine; pointing elsewhere would strand the artifacts there.
           const moved = JSON.stringify(redactStorageConfig({ provider: d.provider, config })) !== JSON.stringify(redactStorageConfig({ provider: d.provider, config: old }));
           if (moved) {
