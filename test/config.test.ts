@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../src/config.js';
 
@@ -43,4 +45,21 @@ test('a bad value stops with the variable named, and a secret is never echoed', 
   }
   const ok = loadConfig({ STRONGBOX_BOOTSTRAP_TOKEN: 'admin01:0123456789abcdef0123' });
   assert.deepEqual(ok.bootstrapToken, { id: 'admin01', secret: '0123456789abcdef0123' });
+});
+
+test('STRONGBOX_LOCAL_ROOTS: absolute folders, after the data dir\'s backups folder, which is always one', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-config-'));
+  try {
+    assert.deepEqual(loadConfig({ STRONGBOX_DATA_DIR: '/srv/sb' }).localRoots, ['/srv/sb/backups']);
+    assert.deepEqual(loadConfig({ STRONGBOX_DATA_DIR: '/srv/sb', STRONGBOX_LOCAL_ROOTS: `/mnt/nas/${path.delimiter}${path.delimiter}/srv/sb/backups${path.delimiter}/mnt/usb/x/..` }).localRoots, ['/srv/sb/backups', '/mnt/nas', '/mnt/usb']);
+    fs.writeFileSync(path.join(dir, 'file'), '');
+    for (const [value, why] of [
+      ['relative/dir', /STRONGBOX_LOCAL_ROOTS: "relative\/dir" is not an absolute path/],
+      [path.join(dir, 'file'), /STRONGBOX_LOCAL_ROOTS: ".*file" is not a directory/],
+    ] as const) {
+      assert.throws(() => loadConfig({ STRONGBOX_LOCAL_ROOTS: value }), (e: unknown) => e instanceof ConfigError && e.variable === 'STRONGBOX_LOCAL_ROOTS' && why.test(e.message));
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
