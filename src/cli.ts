@@ -15,10 +15,12 @@ export const USAGE = `Usage: strongbox <command>
 
 Server:
   serve                                   run the API and the job runner
-  worker                                  run only the job runner (scale-out, shared catalog)
+  worker                                  run only the job runner (scale-out: PostgreSQL catalog)
   token create [--name N] [--org O] [--admin]
                                           create a service token offline, print <id>:<secret>
-  secrets rotate-key                      re-encrypt every stored secret under a new key (server stopped)
+                                          (SQLite catalog: with the server stopped)
+  secrets rotate-key                      re-encrypt every stored secret under a new key (every process stopped)
+  secrets fingerprint                     print the fingerprint of this process's secret key
   catalog rebuild --destination NAME [--org O]
                                           rebuild the catalog's backups from the manifests in a destination
 
