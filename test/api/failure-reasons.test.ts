@@ -102,10 +102,10 @@ describe('failure reasons', () => {
     assert.equal((await api(server, 'GET', `${branchPath}/backups/${canceled.id}/progress`)).body.error, 'canceled by request');
 
     // Recorded the way the scheduler records a slot that found its branch busy.
-    const branch = await server.ctx.db.selectFrom('branches').selectAll().where('name', '=', 'main').where('deleted_at', 'is', null).executeTakeFirstOrThrow();
-    const database = await server.ctx.db.selectFrom('databases').selectAll().where('id', '=', branch.database_id).executeTakeFirstOrThrow();
+    const database = await server.ctx.db.selectFrom('databases').selectAll().where('name', '=', 'why').executeTakeFirstOrThrow();
+    const branch = await server.ctx.db.selectFrom('branches').selectAll().where('database_id', '=', database.id).where('name', '=', 'main').executeTakeFirstOrThrow();
     const reason = 'ignored: branch "main" already had a backup in progress (x) when the 2030-01-01T00:00:00.000Z slot came';
-    const ignored = await createBackup(server.ctx.db, { database, branch, retentionValue: 1, retentionUnit: 'day', compression: 'zstd', now: new Date(), ignoredBecause: reason });
+    const ignored = await createBackup(server.ctx.db, { database, branch, retentionValue: 1, retentionUnit: 'day', compression: 'zstd', emergency: false, actor: null, now: new Date(), ignoredBecause: reason });
     const progress = await api(server, 'GET', `${branchPath}/backups/${ignored.id}/progress`);
     assert.equal(progress.body.state, 'ignored');
     assert.equal(progress.body.error, reason);
