@@ -33,6 +33,11 @@ export async function runRepair(ctx: AppContext, job: Job, signal: AbortSignal):
       let writer: ObjectWriter | null = null;
       try {
         const { provider: into } = await openDestinationById(ctx, target.destination_id);
+        // The failed copy's own write could not always be aborted (the destination was down
+        // then: an S3 multipart upload stays open, holding its parts). Nothing writes that
+        // key any more, so what it left goes first; a store that cannot list it is no reason
+        // not to repair.
+        await into.removePartials(target.path).catch((e) => ctx.log.warn({ err: e, artifact: target.id }, 'repair: could not remove what the failed write left'));
         writer = await into.create(target.path);
         const { stream } = await openVerifiedArtifact(ctx, source);
         await pipeline(stream, writer.stream, { signal });

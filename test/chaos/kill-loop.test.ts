@@ -78,7 +78,7 @@ describe(`kill -9 loop (${catalogKind()} catalog)`, () => {
   const kills: Kill[] = [];
 
   before(async () => {
-    process.stdout.write(`chaos seed ${seed} (replay: STRONGBOX_CHAOS_SEED=${seed})\n`);
+    process.stdout.write(`chaos seed: ${seed} (replay with STRONGBOX_CHAOS_SEED=${seed})\n`);
     s3 = await startS3Server();
     cluster = await startCluster({ workers: kind === 'postgres' ? 2 : 0 });
     // A few thousand rows and 6 MiB of random bytes: a dump and a restore take a moment,
@@ -124,7 +124,7 @@ describe(`kill -9 loop (${catalogKind()} catalog)`, () => {
   }
 
   test(`${KILLS} kills at random points of backups and restores leave nothing half-done`, async (t) => {
-    t.diagnostic(`chaos seed ${seed} (replay: STRONGBOX_CHAOS_SEED=${seed})`);
+    t.diagnostic(`chaos seed: ${seed} (replay with STRONGBOX_CHAOS_SEED=${seed})`);
     // A good backup of each source to restore from, and how long a job takes here.
     const t0 = Date.now();
     for (const db of ['shop', 'crm'] as const) {

@@ -15,7 +15,7 @@
  *   const provider = s3Provider({ endpoint: s3.endpoint, bucket: s3.bucket, force_path_style: true,
  *     access_key_id: s3.accessKeyId, secret_access_key: s3.secretAccessKey, ... });
  *   s3.failParts(2);   // the next two UploadPart requests get HTTP 500
- *   s3.failShare(0.2, seededRandom(seed));   // each UploadPart fails with probability 0.2
+ *   s3.failShare(0.2, seededRandom(seed));   // one UploadPart in every five fails, at a seeded place
  *   s3.goAway();       // every connection is dropped until s3.restore()
  *   await s3.close();
  */
@@ -69,9 +69,10 @@ export interface S3TestServer {
    */
   fail(op: string, n: number, status?: number, code?: string): void;
   /**
-   * Answer each request of operation `op` (default UploadPart) with HTTP 500 InternalError
-   * with probability `share` (0 stops it), drawing from `random` (a seeded generator makes a
-   * run replayable). Counted in `injected`.
+   * Answer a `share` of the requests of operation `op` (default UploadPart) with HTTP 500
+   * InternalError (0 stops it): in every run of round(1 / share) such requests, exactly one,
+   * at a position drawn from `random` (a seeded generator makes a run replayable). So the
+   * share is exact, not a probability a short test might never reach. Counted in `injected`.
    */
   failShare(share: number, random: () => number, op?: string): void;
   /** Requests answered with an injected fault instead of being passed on, by operation. */
@@ -621,7 +622,8 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
   const peaks: Record<string, number> = {};
   const inFlight: Record<string, number> = {};
   const faults = new Map<string, { n: number; status: number; code: string }>();
-  const shares = new Map<string, { share: number; random: () => number }>();
+  /** Per operation: the run length, the position in the current run, and which one fails. */
+  const shares = new Map<string, { run: number; seen: number; victim: number; random: () => number }>();
   const injected: Record<string, number> = {};
   let mode: ProxyMode = 'pass';
   const sockets = new Set<Socket>();
@@ -640,8 +642,10 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
     if (fault && fault.n > 0) {
       fault.n--;
       injectedFault = fault;
-    } else if (byShare && byShare.random() < byShare.share) {
-      injectedFault = { status: 500, code: 'InternalError' };
+    } else if (byShare) {
+      if (byShare.seen === 0) byShare.victim = Math.floor(byShare.random() * byShare.run);
+      if (byShare.seen === byShare.victim) injectedFault = { status: 500, code: 'InternalError' };
+      byShare.seen = (byShare.seen + 1) % byShare.run;
     }
     if (injectedFault) {
       const { status, code } = injectedFault;
@@ -714,7 +718,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
       faults.set(op, { n, status, code });
     },
     failShare(share: number, random: () => number, op = 'UploadPart') {
-      if (share > 0) shares.set(op, { share, random });
+      if (share > 0) shares.set(op, { run: Math.max(1, Math.round(1 / share)), seen: 0, victim: 0, random });
       else shares.delete(op);
     },
     injected,
