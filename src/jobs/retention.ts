@@ -30,9 +30,9 @@ export interface RemovedPartial {
 }
 
 /**
- * An unfinished write this old is a leftover: a live writer sends a part (or writes to its
- * partial file) far more often than that, and a backup or repair still running keeps its
- * own folder out of the sweep whatever its age.
+ * An unfinished write that no ended backup accounts for is a leftover once this old: a live
+ * writer sends a part (or writes to its partial file) far more often than that, and a
+ * backup or repair still running keeps its own folder out of the sweep whatever its age.
  */
 export const STALE_PARTIAL_MS = 24 * 3600_000;
 /** Listing every unfinished upload of every destination costs requests: once an hour is enough. */
@@ -40,10 +40,11 @@ const PARTIAL_SWEEP_EVERY_MS = 3600_000;
 const lastPartialSweep = new WeakMap<AppContext, number>();
 
 /**
- * Remove the unfinished writes older than `maxAgeMs` from every destination that can list
- * them (capabilities.listPartials), except in the folders of backups still pending or
- * running and of backups a job is repairing. A destination that cannot be reached is
- * logged and tried again at the next sweep.
+ * Remove unfinished writes from every destination that can list them
+ * (capabilities.listPartials): those of backups that have ended at once, any other older
+ * than `maxAgeMs`; never those in the folders of backups still pending or running, or that
+ * a job is repairing. A destination that cannot be reached is logged and tried again at
+ * the next sweep.
  */
 export async function sweepStalePartials(ctx: AppContext, opts: { maxAgeMs?: number } = {}): Promise<RemovedPartial[]> {
   const { db, log } = ctx;
@@ -55,22 +56,35 @@ export async function sweepStalePartials(ctx: AppContext, opts: { maxAgeMs?: num
     try {
       const provider = openDestination(ctx, dest);
       if (!provider.capabilities.listPartials) continue;
-      const busy = await db
+      const partials = [];
+      for await (const p of provider.listPartials('')) partials.push(p);
+      if (partials.length === 0) continue;
+      // Read after the listing: every writer listed had its backup's (or repair's) row
+      // before it began, so a writer still at work shows as busy here.
+      const rows = await db
         .selectFrom('artifacts as a')
         .innerJoin('backups as b', 'b.id', 'a.backup_id')
-        .select('a.path')
+        .select((eb) => [
+          'a.path',
+          eb
+            .or([
+              eb('b.state', 'in', ['pending', 'running']),
+              eb.exists(eb.selectFrom('jobs as j').select('j.id').whereRef('j.backup_id', '=', 'b.id').where('j.state', 'in', ['pending', 'running'])),
+            ])
+            .as('busy'),
+        ])
         .where('a.destination_id', '=', dest.id)
-        .where((eb) =>
-          eb.or([
-            eb('b.state', 'in', ['pending', 'running']),
-            eb.exists(eb.selectFrom('jobs as j').select('j.id').whereRef('j.backup_id', '=', 'b.id').where('j.state', 'in', ['pending', 'running'])),
-          ]),
-        )
         .execute();
-      const busyFolders = new Set(busy.map((a) => path.dirname(a.path)));
+      // One folder per backup: its folder says whose a partial is.
+      const busyFolders = new Set(rows.filter((r) => Boolean(r.busy)).map((r) => path.dirname(r.path)));
+      const settledFolders = new Set(rows.filter((r) => !r.busy).map((r) => path.dirname(r.path)));
       const stale = new Set<string>();
-      for await (const p of provider.listPartials('')) {
-        if (p.startedAt.getTime() < cutoff && !busyFolders.has(path.dirname(p.key))) stale.add(p.key);
+      for (const p of partials) {
+        const folder = path.dirname(p.key);
+        if (busyFolders.has(folder)) continue;
+        // A backup that has ended writes nothing more: its leftovers go at once. Anything
+        // else (a probe, a writer Strongbox has no record of) only once it is old.
+        if (settledFolders.has(folder) || p.startedAt.getTime() < cutoff) stale.add(p.key);
       }
       for (const key of stale) {
         await provider.removePartials(key);
