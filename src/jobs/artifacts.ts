@@ -56,7 +56,7 @@ export async function markDamaged(ctx: AppContext, artifact: Artifact, detail: s
   const now = nowIso(ctx.clock());
   await ctx.db
     .updateTable('artifacts')
-    .set({ verification: 'failed', verified_at: now, error: `damaged: ${detail}`, updated_at: now })
+    .set({ verification: 'failed', verified_at: now, error: cleanErrorText(`damaged: ${detail}`), updated_at: now })
     .where('id', '=', artifact.id)
     .where('state', '=', 'success')
     .execute()
