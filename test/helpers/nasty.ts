@@ -217,7 +217,9 @@ export async function createPgNasty(name: string, roles: NastyRoles): Promise<st
 
 /** Lines of `SELECT` output, each row's columns joined by " | ", in the order the query gives. */
 async function pgLines(c: pg.Client, sql: string, label: string): Promise<string[]> {
-  const res = await c.query({ text: sql, rowMode: 'array' });
+  // Every value as the server's text: a PostgreSQL catalog in the same process sets a
+  // global parser that turns int8 into (rounded) JavaScript numbers.
+  const res = await c.query({ text: sql, rowMode: 'array', types: { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig });
   return (res.rows as unknown[][]).map((r) => `${label}: ${r.map((v) => (v === null ? '∅' : String(v))).join(' | ')}`);
 }
 
