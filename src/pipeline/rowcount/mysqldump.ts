@@ -35,7 +35,9 @@
  *   indexes and constraints, views, triggers, functions, procedures, events, sequences)
  *   and of every SETVAL (a sequence's value), each by kind and name. A reference to the
  *   dumped database's own name (`db`.`seq`, as in NEXTVAL defaults) is left out of the
- *   digest, because a restore under another name rewrites it on purpose. Each statement
+ *   digest, because a restore under another name rewrites it on purpose, and so is the
+ *   DEFINER clause: like owners on PostgreSQL, a restore that does not preserve ownership
+ *   changes it on purpose (to the restoring account). Each statement
  *   is kept while it passes (DDL, small), up to 4 MiB; past that it is hashed as it is.
  */
 import { createHash, type Hash } from 'node:crypto';
@@ -921,6 +923,7 @@ export class MysqlDumpRowCounter extends Transform {
       let text: Buffer = Buffer.concat(this.#capture);
       text = text.subarray(0, Math.max(0, text.length - delimiterLength));
       if (this.#dbQualifier !== null) text = withoutQualifier(text, this.#dbQualifier);
+      text = withoutDefiner(text);
       sha256 = createHash('sha256').update(text).digest('hex');
       head = text.subarray(0, CAPTURE_HEAD).toString('utf8');
     }
@@ -1194,4 +1197,16 @@ function withoutQualifier(text: Buffer, qualifier: Buffer): Buffer {
   }
   parts.push(text.subarray(from));
   return Buffer.concat(parts);
+}
+
+/** The DEFINER=`user`@`host` clause of a CREATE statement's head (the first one only: bodies may say anything). */
+const DEFINER_RE = /DEFINER\s*=\s*(?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|CURRENT_USER(?:\s*\(\s*\))?|[A-Za-z0-9_$.%-]+)(?:\s*@\s*(?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|[A-Za-z0-9_$.%-]+))?/i;
+
+/** `text` without the DEFINER clause of its head, if it has one. */
+function withoutDefiner(text: Buffer): Buffer {
+  // latin1 maps every byte to one character and back: byte offsets stay exact.
+  const head = text.toString('latin1', 0, Math.min(text.length, CAPTURE_HEAD));
+  const m = DEFINER_RE.exec(head);
+  if (!m) return text;
+  return Buffer.concat([text.subarray(0, m.index), text.subarray(m.index + m[0].length)]);
 }

@@ -287,6 +287,26 @@ describe('contents of real mariadb-dump output', () => {
   });
 });
 
+describe('definitions on hand-written mariadb-dump output', () => {
+  const dump = (definer: string, body: string, db = 'shop') =>
+    Buffer.from(
+      `-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64)\n--\n-- Host: 127.0.0.1    Database: ${db}\n` +
+        `-- ------------------------------------------------------\n\nCREATE TABLE \`t\` (\n  \`id\` int(11) DEFAULT nextval(\`${db}\`.\`s\`)\n);\n` +
+        `DELIMITER ;;\n/*!50003 CREATE*/ /*!50017 DEFINER=${definer}*/ /*!50003 TRIGGER tr BEFORE INSERT ON t FOR EACH ROW ${body} */;;\nDELIMITER ;\n` +
+        `\n-- Dump completed on 2026-01-01  0:00:00\n`,
+    );
+  const objects = async (b: Buffer) => (await contentsOfBytes('mysql', fixedChunks(b, 3)))!.objects;
+
+  test('the DEFINER and the dumped database\'s own name are not part of a definition; the body is', async () => {
+    const base = await objects(dump('`root`@`127.0.0.1`', 'SET NEW.id = 1'));
+    assert.deepEqual(base.map((o) => `${o.kind} ${o.name}`), ['TABLE t', 'TRIGGER tr']);
+    assert.deepEqual(await objects(dump('`app`@`%`', 'SET NEW.id = 1')), base, 'another definer');
+    assert.deepEqual(await objects(dump("'root'@'localhost'", 'SET NEW.id = 1')), base, 'quoted the other way');
+    assert.deepEqual(await objects(dump('`root`@`127.0.0.1`', 'SET NEW.id = 1', 'other_name')), base, 'dumped under another database name');
+    assert.notDeepEqual(await objects(dump('`root`@`127.0.0.1`', 'SET NEW.id = 2')), base, 'another body');
+  });
+});
+
 describe('names of CREATE statements as mariadb-dump writes them', () => {
   const cases: Array<[string, { kind: string; name: string } | null]> = [
     ['CREATE TABLE `t` (\n  `id` int)', { kind: 'TABLE', name: 't' }],
