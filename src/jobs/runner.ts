@@ -16,6 +16,7 @@ import { runRestore, undoInterruptedRestore } from './restore.js';
 import { runVerify } from './verify.js';
 import { dropLeftoverScratch } from './scratch.js';
 import { runRepair } from './repair.js';
+import { manifestKey } from './artifacts.js';
 import { cleanErrorText } from '../error-text.js';
 
 type Queue = 'backups' | 'jobs';
@@ -253,6 +254,10 @@ export class JobRunner {
           const { provider } = await openDestinationById(this.#ctx, a.destination_id);
           await provider.delete(a.path);
           await provider.removePartials(a.path);
+          // Killed while or after writing the manifest, before the copy was recorded: a
+          // manifest without its dump would describe a backup that is not there.
+          await provider.delete(manifestKey(a.path));
+          await provider.removePartials(manifestKey(a.path));
         } catch (e) {
           log.warn({ err: e, artifact: a.id }, 'could not remove a partial artifact');
         }
