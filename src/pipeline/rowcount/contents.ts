@@ -57,6 +57,21 @@ export interface ContentDifference {
   actual: number | string | null;
 }
 
+/** Options of the dump readers. */
+export interface ReaderOptions {
+  /**
+   * Digest each table's data (default true). Off, tables get no digest ('') and only
+   * counts and the inventory are recorded: for measuring what digesting costs (bench/).
+   */
+  digests?: boolean;
+}
+
+/** The row hash of a reader whose digests are off: takes bytes, keeps nothing. */
+export function noDigest(): import('node:crypto').Hash {
+  const none = { update: () => none, digest: () => '' };
+  return none as unknown as import('node:crypto').Hash;
+}
+
 /** A key that keeps (schema, name) apart whatever characters the names hold. */
 function keyOf(...parts: Array<string | null>): string {
   return JSON.stringify(parts);

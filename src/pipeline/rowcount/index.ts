@@ -5,7 +5,7 @@
 import type { Transform } from 'node:stream';
 import { MysqlDumpRowCounter } from './mysqldump.js';
 import { PgCustomRowCounter } from './pgcustom.js';
-import type { DumpContents } from './contents.js';
+import type { DumpContents, ReaderOptions } from './contents.js';
 
 export { MysqlDumpRowCounter } from './mysqldump.js';
 export { PgCustomRowCounter } from './pgcustom.js';
@@ -32,10 +32,10 @@ export interface RowCounter {
 }
 
 /** A row counter for the dumps of `kind`: pg_dump --format=custom --compress=0, or mysqldump/mariadb-dump SQL. */
-export function rowCounterFor(kind: RowCountKind): RowCounter {
+export function rowCounterFor(kind: RowCountKind, options: ReaderOptions = {}): RowCounter {
   let counter: PgCustomRowCounter | MysqlDumpRowCounter;
-  if (kind === 'postgresql') counter = new PgCustomRowCounter();
-  else if (kind === 'mysql') counter = new MysqlDumpRowCounter();
+  if (kind === 'postgresql') counter = new PgCustomRowCounter(options);
+  else if (kind === 'mysql') counter = new MysqlDumpRowCounter(options);
   else throw new Error(`no row counter for engine kind "${String(kind)}"`);
   return {
     stream: counter,

@@ -42,7 +42,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import type { DumpContents, InventoryEntry } from './contents.js';
+import { noDigest, type DumpContents, type InventoryEntry, type ReaderOptions } from './contents.js';
 
 const enum Lex {
   Code,
@@ -219,6 +219,7 @@ export function createdObject(text: string): { kind: string; name: string } | nu
  * mariadb-dump SQL stream as it flows through it, bytes unchanged.
  */
 export class MysqlDumpRowCounter extends Transform {
+  readonly #newHash: () => Hash;
   #tables = new Map<string, TableSlot>();
   #reason: string | null = null;
   #failed = false;
@@ -286,6 +287,11 @@ export class MysqlDumpRowCounter extends Transform {
   #contents: DumpContents | null = null;
   #tail: Buffer = Buffer.alloc(0);
   #peakRetained = 0;
+
+  constructor(options: ReaderOptions = {}) {
+    super();
+    this.#newHash = options.digests === false ? noDigest : () => createHash('sha256');
+  }
 
   /** Rows per table (bare names), once the whole dump has passed; else null (see reason()). */
   counts(): Record<string, number> | null {
@@ -854,7 +860,7 @@ export class MysqlDumpRowCounter extends Transform {
   #slotFor(name: string): TableSlot {
     let slot = this.#tables.get(name);
     if (!slot) {
-      slot = { rows: 0, hash: createHash('sha256') };
+      slot = { rows: 0, hash: this.#newHash() };
       this.#tables.set(name, slot);
     }
     return slot;

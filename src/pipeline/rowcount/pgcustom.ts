@@ -41,7 +41,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import type { DumpContents, InventoryEntry, TableContents } from './contents.js';
+import { noDigest, type DumpContents, type InventoryEntry, type ReaderOptions, type TableContents } from './contents.js';
 
 const MAGIC = Buffer.from('PGDMP', 'latin1');
 const FORMAT_CUSTOM = 1;
@@ -192,7 +192,7 @@ function nameDecoder(encoding: string | null): (b: Buffer) => string {
  * Reads the header and the table of contents, pulling bytes from the feeder through
  * `yield`. Returns the TABLE DATA entries by dumpId; throws Unreadable when it cannot.
  */
-function* readHeadAndToc(setIntSize: (n: number) => void): Generator<Need, Layout, Got> {
+function* readHeadAndToc(setIntSize: (n: number) => void, newHash: () => Hash): Generator<Need, Layout, Got> {
   const bytes = function* (n: number): Generator<Need, Buffer, Got> {
     return (yield { kind: 'bytes', n }).bytes!;
   };
@@ -299,7 +299,7 @@ function* readHeadAndToc(setIntSize: (n: number) => void): Generator<Need, Layou
     }
     const schema = text(namespace ?? { bytes: Buffer.alloc(0), length: 0 }) ?? '';
     const table = text(tag) ?? '';
-    tables.set(dumpId, { key: `${schema}.${table}`, schema, table, rows: 0, seen: false, hash: createHash('sha256') });
+    tables.set(dumpId, { key: `${schema}.${table}`, schema, table, rows: 0, seen: false, hash: newHash() });
   }
   return { intSize, tables, objects };
 }
@@ -368,11 +368,16 @@ export class PgCustomRowCounter extends Transform {
 
   #peakRetained = 0;
 
-  constructor() {
+  constructor(options: ReaderOptions = {}) {
     super();
-    this.#head = readHeadAndToc((n) => {
-      this.#intSize = n;
-    });
+    const digests = options.digests !== false;
+    if (!digests) this.#loHash = noDigest();
+    this.#head = readHeadAndToc(
+      (n) => {
+        this.#intSize = n;
+      },
+      digests ? () => createHash('sha256') : noDigest,
+    );
     this.#advanceHead({ bytes: null, length: 0 });
   }
 
