@@ -11,7 +11,7 @@ import { conflict, invalidParams, notFound } from '../errors.js';
 import { envelope } from '../paging.js';
 import { resolveDatabase } from '../resolve.js';
 import { presentPolicy } from './present.js';
-import { BackupPolicyRef, DbParams, IdParam, ListEnvelope, NameParam, Nullable, PageQuery, RetentionUnit } from './schemas.js';
+import { BackupPolicyObject, DbParams, IdParam, ListEnvelope, NameParam, Nullable, PageQuery, RetentionUnit } from './schemas.js';
 
 const PolicyParams = Type.Object({ organization: NameParam, database: NameParam, id: IdParam });
 const Target = Type.Union([Type.Literal('production'), Type.Literal('development')]);
@@ -106,7 +106,7 @@ export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.get(
       base,
-      { schema: { tags: ['BackupPolicies'], summary: 'List backup policies', params: DbParams, querystring: Type.Object(PageQuery, { additionalProperties: false }), response: { 200: ListEnvelope(BackupPolicyRef) } } },
+      { schema: { tags: ['BackupPolicies'], summary: 'List backup policies', params: DbParams, querystring: Type.Object(PageQuery, { additionalProperties: false }), response: { 200: ListEnvelope(BackupPolicyObject) } } },
       async (req) => {
         const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
         requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id });
@@ -119,7 +119,7 @@ export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
 
     app.post(
       base,
-      { schema: { tags: ['BackupPolicies'], summary: 'Create a backup policy', params: DbParams, body: CreateBody, response: { 201: BackupPolicyRef } } },
+      { schema: { tags: ['BackupPolicies'], summary: 'Create a backup policy', params: DbParams, body: CreateBody, response: { 201: BackupPolicyObject } } },
       async (req, reply) => {
         const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
         requireAccess(req.principal, 'write_backups', { organizationId: org.id, databaseId: database.id });
@@ -158,7 +158,7 @@ export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
     );
 
-    app.get(`${base}/:id`, { schema: { tags: ['BackupPolicies'], summary: 'Get a backup policy', params: PolicyParams, response: { 200: BackupPolicyRef } } }, async (req) => {
+    app.get(`${base}/:id`, { schema: { tags: ['BackupPolicies'], summary: 'Get a backup policy', params: PolicyParams, response: { 200: BackupPolicyObject } } }, async (req) => {
       const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
       requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id });
       return presentPolicy(await findPolicy(database.id, req.params.id));
@@ -166,7 +166,7 @@ export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
 
     app.patch(
       `${base}/:id`,
-      { schema: { tags: ['BackupPolicies'], summary: 'Update a backup policy (required ones too)', params: PolicyParams, body: PatchBody, response: { 200: BackupPolicyRef } } },
+      { schema: { tags: ['BackupPolicies'], summary: 'Update a backup policy (required ones too)', params: PolicyParams, body: PatchBody, response: { 200: BackupPolicyObject } } },
       async (req) => {
         const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
         requireAccess(req.principal, 'write_backups', { organizationId: org.id, databaseId: database.id });

@@ -93,7 +93,18 @@ export function presentToken(t: ServiceToken, secret?: string) {
   };
 }
 
+/** A policy as the policy routes show it: presentPolicyRef's fields and the restore drill settings. */
 export function presentPolicy(p: BackupPolicy) {
+  return {
+    ...presentPolicyRef(p),
+    verify_every: p.verify_every,
+    verification_frequency_value: p.verification_frequency_value,
+    verification_frequency_unit: p.verification_frequency_unit,
+  };
+}
+
+/** A policy as the PlanetScale reference shows it inside a Backup, field for field. */
+export function presentPolicyRef(p: BackupPolicy) {
   return {
     id: p.id,
     display_name: p.display_name,
@@ -111,9 +122,6 @@ export function presentPolicy(p: BackupPolicy) {
     last_ran_at: p.last_ran_at,
     next_run_at: p.next_run_at,
     required: p.required === 1,
-    verify_every: p.verify_every,
-    verification_frequency_value: p.verification_frequency_value,
-    verification_frequency_unit: p.verification_frequency_unit,
   };
 }
 
@@ -188,7 +196,7 @@ export async function presentBackups(ctx: AppContext, rows: Backup[], branch: Br
         .filter((r) => r.restored_from_backup_id === b.id)
         .map((r) => ({ id: r.id, name: r.name, created_at: r.created_at, updated_at: r.updated_at, deleted_at: r.deleted_at })),
       actor: b.actor_id === null ? null : { id: b.actor_id, display_name: b.actor_name ?? b.actor_id, avatar_url: '' },
-      backup_policy: ((p) => (p ? presentPolicy(p) : null))(policies.find((p) => p.id === b.backup_policy_id)),
+      backup_policy: ((p) => (p ? presentPolicyRef(p) : null))(policies.find((p) => p.id === b.backup_policy_id)),
       schema_snapshot: ((sn) =>
         sn
           ? {

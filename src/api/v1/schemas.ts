@@ -151,7 +151,18 @@ export const BackupPolicyRef = Type.Object(
     last_ran_at: Nullable(Type.String()),
     next_run_at: Nullable(Type.String()),
     required: Type.Boolean(),
-    // Restore drills: our extension (README, "Restore drills").
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * A backup policy as the policy routes show it: the reference's fields plus our restore
+ * drill settings (README, "Restore drills"). A Backup embeds the reference shape only
+ * (BackupPolicyRef), field for field.
+ */
+export const BackupPolicyObject = Type.Object(
+  {
+    ...BackupPolicyRef.properties,
     verify_every: Nullable(Type.Integer()),
     verification_frequency_value: Nullable(Type.Integer()),
     verification_frequency_unit: Nullable(Type.String()),
