@@ -25,7 +25,8 @@
  * its "-- Dump completed" trailer; otherwise (not a dump, a truncated dump, one made
  * with --skip-comments) counts() is null and reason() says why. The bytes always flow
  * through unchanged, and memory stays bounded: a keyword, a name (capped), a
- * DELIMITER line, the first 4 KiB (header check) and the last 128 bytes (trailer check).
+ * DELIMITER line, the first 4 KiB (header check) and the last 128 bytes (trailer check),
+ * the first 4 KiB of the CREATE statement being digested, and one hash state per table.
  *
  * Beside the counts it records what the dump holds (`contents()`):
  * - per table, a sha256 of its rows exactly as the dump writes them: the bytes of each
@@ -37,8 +38,8 @@
  *   dumped database's own name (`db`.`seq`, as in NEXTVAL defaults) is left out of the
  *   digest, because a restore under another name rewrites it on purpose, and so is the
  *   DEFINER clause: like owners on PostgreSQL, a restore that does not preserve ownership
- *   changes it on purpose (to the restoring account). Each statement
- *   is kept while it passes (DDL, small), up to 4 MiB; past that it is hashed as it is.
+ *   changes it on purpose (to the restoring account). Only the first 4 KiB of a statement
+ *   are kept (to read its kind and name); the rest is hashed as it passes.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -165,10 +166,9 @@ interface TableSlot {
   hash: Hash;
 }
 
-/** A CREATE / SETVAL statement longer than this is hashed as it passes instead of kept. */
-const CAPTURE_CAP = 4 * 1024 * 1024;
-/** The start of a statement kept to read its kind and name. */
+/** The start of a CREATE / SETVAL statement kept to read its kind, name and DEFINER; the rest is hashed as it passes. */
 const CAPTURE_HEAD = 4096;
+const EMPTY = Buffer.alloc(0);
 const COMMA = Buffer.from(',');
 /** "-- Host: 127.0.0.1    Database: shop": the dumped database's name. */
 const DATABASE_RE = /(?:^|\n)-- Host: [^\n]*?Database: ([^\n]*)\n/;
@@ -275,13 +275,18 @@ export class MysqlDumpRowCounter extends Transform {
   /** Index in #buf just after the last row's ")" (-1: no row ended in this chunk). */
   #rowEnd = -1;
 
-  // The CREATE / SETVAL statement being kept.
-  #capture: Buffer[] | null = null;
-  #captureLen = 0;
+  // The CREATE / SETVAL statement being digested: its bytes from #captureFrom in #buf go
+  // through a hold-back of the delimiter's length (the last bytes may be the delimiter),
+  // then a filter that drops the dumped database's qualifier (#capturePending: bytes that
+  // may be its start), then into the head (first CAPTURE_HEAD bytes), then the hash.
+  #capturing = false;
   #captureFrom = 0;
-  /** The statement's digest once it outgrew CAPTURE_CAP, and its first bytes. */
-  #captureHash: Hash | null = null;
+  #captureHold: Buffer = EMPTY;
+  #captureHoldLen = 1;
+  #capturePending: Buffer = EMPTY;
   #captureHead: Buffer | null = null;
+  #captureHeadLen = 0;
+  #captureHash: Hash | null = null;
   /** Inventory by kind class and name: the last definition of a name wins. */
   #objects = new Map<string, InventoryEntry>();
   #contents: DumpContents | null = null;
@@ -325,10 +330,11 @@ export class MysqlDumpRowCounter extends Transform {
     return this.#contents;
   }
 
-  /** Bytes the parser holds (fixed buffers and the header/trailer windows), for tests and diagnostics. */
+  /** Bytes the parser holds (fixed buffers, the header/trailer windows, the DDL statement being kept), for tests and diagnostics. */
   get retainedBytes(): number {
     return (
-      this.#word.length + this.#bareName.length + this.#ident.length + this.#rawLine.length + this.#headLen + this.#tail.length
+      this.#word.length + this.#bareName.length + this.#ident.length + this.#rawLine.length + this.#headLen + this.#tail.length +
+      (this.#capturing ? this.#captureHeadLen + this.#captureHold.length + this.#capturePending.length : 0)
     );
   }
 
@@ -370,7 +376,7 @@ export class MysqlDumpRowCounter extends Transform {
     this.#headLen = 0;
     this.#tables.clear();
     this.#objects.clear();
-    this.#capture = null;
+    this.#capturing = false;
     this.#captureHash = null;
     this.#regionSlot = null;
   }
@@ -469,7 +475,7 @@ export class MysqlDumpRowCounter extends Transform {
         this.#closeRegion();
       }
     }
-    if (this.#capture !== null && buf.length > this.#captureFrom) this.#captureAppend(buf.subarray(this.#captureFrom, buf.length));
+    if (this.#capturing && buf.length > this.#captureFrom) this.#captureAppend(buf.subarray(this.#captureFrom, buf.length));
   }
 
   #scanChunk(buf: Buffer): void {
@@ -890,52 +896,80 @@ export class MysqlDumpRowCounter extends Transform {
 
   // ---- inventory -------------------------------------------------------------------
 
-  /** Keep the statement that starts with `keyword` (just read; #at is the byte after it). */
+  /** Digest the statement that starts with `keyword` (just read; #at is the byte after it). */
   #startCapture(keyword: string): void {
-    this.#capture = [Buffer.from(keyword, 'latin1')];
-    this.#captureLen = keyword.length;
+    this.#capturing = true;
     this.#captureFrom = this.#at;
+    this.#captureHold = EMPTY;
+    this.#captureHoldLen = this.#delimiter.length;
+    this.#capturePending = EMPTY;
+    this.#captureHead ??= Buffer.alloc(CAPTURE_HEAD);
+    this.#captureHeadLen = 0;
     this.#captureHash = null;
-    this.#captureHead = null;
+    this.#captureAppend(Buffer.from(keyword, 'latin1'));
   }
 
+  /** More bytes of the statement; the last ones are held back, as they may be its delimiter. */
   #captureAppend(part: Buffer): void {
-    if (this.#captureHash !== null) {
-      this.#captureHash.update(part);
-      return;
-    }
-    this.#capture!.push(Buffer.from(part));
-    this.#captureLen += part.length;
-    if (this.#captureLen > CAPTURE_CAP) {
-      // Too long to keep: hash it as it is from here on (a qualifier in it stays in the digest).
-      const all = Buffer.concat(this.#capture!);
-      this.#captureHead = Buffer.from(all.subarray(0, CAPTURE_HEAD));
-      this.#captureHash = createHash('sha256').update(all);
-      this.#capture = [];
-      this.#captureLen = 0;
-    }
+    const data = this.#captureHold.length ? Buffer.concat([this.#captureHold, part]) : part;
+    const hold = Math.min(this.#captureHoldLen, data.length);
+    this.#captureHold = Buffer.from(data.subarray(data.length - hold));
+    if (data.length > hold) this.#captureFilter(data.subarray(0, data.length - hold));
   }
 
-  /** The kept statement ended at #at (its delimiter's last byte): record it. */
-  #endCapture(delimiterLength: number): void {
-    if (this.#capture === null) return;
-    if (this.#at + 1 > this.#captureFrom) this.#captureAppend(this.#buf.subarray(this.#captureFrom, this.#at + 1));
-    let sha256: string;
-    let head: string;
-    if (this.#captureHash !== null) {
-      sha256 = this.#captureHash.digest('hex');
-      head = this.#captureHead!.toString('utf8');
-    } else {
-      let text: Buffer = Buffer.concat(this.#capture);
-      text = text.subarray(0, Math.max(0, text.length - delimiterLength));
-      if (this.#dbQualifier !== null) text = withoutQualifier(text, this.#dbQualifier);
-      text = withoutDefiner(text);
-      sha256 = createHash('sha256').update(text).digest('hex');
-      head = text.subarray(0, CAPTURE_HEAD).toString('utf8');
+  /** Drop every occurrence of the dumped database's qualifier, even one cut across chunks. */
+  #captureFilter(part: Buffer): void {
+    const q = this.#dbQualifier;
+    if (q === null) return this.#captureOut(part);
+    const data = this.#capturePending.length ? Buffer.concat([this.#capturePending, part]) : part;
+    let from = 0;
+    for (let at = data.indexOf(q); at !== -1; at = data.indexOf(q, from)) {
+      if (at > from) this.#captureOut(data.subarray(from, at));
+      from = at + q.length;
     }
-    this.#capture = null;
+    // The longest end of the data that could begin the qualifier waits for more bytes.
+    let keep = 0;
+    for (let k = Math.min(q.length - 1, data.length - from); k > 0; k--) {
+      if (data.subarray(data.length - k).equals(q.subarray(0, k))) {
+        keep = k;
+        break;
+      }
+    }
+    if (data.length - keep > from) this.#captureOut(data.subarray(from, data.length - keep));
+    this.#capturePending = Buffer.from(data.subarray(data.length - keep));
+  }
+
+  /** Filtered bytes: into the head while it has room, then into the hash. */
+  #captureOut(data: Buffer): void {
+    if (this.#captureHash === null) {
+      const n = Math.min(data.length, CAPTURE_HEAD - this.#captureHeadLen);
+      data.copy(this.#captureHead!, this.#captureHeadLen, 0, n);
+      this.#captureHeadLen += n;
+      if (n === data.length) return;
+      this.#captureHeadDone();
+      data = data.subarray(n);
+    }
+    this.#captureHash!.update(data);
+  }
+
+  /** The head is complete: it starts the digest, without its DEFINER clause. */
+  #captureHeadDone(): void {
+    this.#captureHash = createHash('sha256').update(withoutDefiner(this.#captureHead!.subarray(0, this.#captureHeadLen)));
+  }
+
+  /** The statement ended at #at (its delimiter's last byte): record it. */
+  #endCapture(): void {
+    if (!this.#capturing) return;
+    if (this.#at + 1 > this.#captureFrom) this.#captureAppend(this.#buf.subarray(this.#captureFrom, this.#at + 1));
+    // What is held back now is the delimiter; what may have begun the qualifier was not it.
+    if (this.#capturePending.length) this.#captureOut(this.#capturePending);
+    if (this.#captureHash === null) this.#captureHeadDone();
+    const sha256 = this.#captureHash!.digest('hex');
+    const head = this.#captureHead!.toString('utf8', 0, this.#captureHeadLen);
+    this.#capturing = false;
     this.#captureHash = null;
-    this.#captureHead = null;
+    this.#captureHold = EMPTY;
+    this.#capturePending = EMPTY;
     const setval = /^(?:DO|SELECT)\s+SETVAL\s*\(\s*(?:`((?:[^`]|``)*)`|([A-Za-z0-9_$]+))/i.exec(head);
     if (setval) {
       const name = setval[1] !== undefined ? setval[1].replace(/``/g, '`') : setval[2];
@@ -972,7 +1006,7 @@ export class MysqlDumpRowCounter extends Transform {
     if (this.#inWord) this.#endWord();
     this.#finishName();
     this.#closeRegion();
-    this.#endCapture(this.#delimiter.length);
+    this.#endCapture();
     this.#stmt = Stmt.Start;
     this.#slot = null;
     this.#depth = 0;

@@ -305,6 +305,21 @@ describe('definitions on hand-written mariadb-dump output', () => {
     assert.deepEqual(await objects(dump('`root`@`127.0.0.1`', 'SET NEW.id = 1', 'other_name')), base, 'dumped under another database name');
     assert.notDeepEqual(await objects(dump('`root`@`127.0.0.1`', 'SET NEW.id = 2')), base, 'another body');
   });
+
+  test('a 6 MiB definition is digested as it passes, not kept', async () => {
+    const body = (fill: string) => `BEGIN\n${`SET @x = '${fill.repeat(1000)}';\n`.repeat(6 * 1024)} END`;
+    const run = async (fill: string) => {
+      const counter = new MysqlDumpRowCounter();
+      await runThrough(fixedChunks(dump('`root`@`localhost`', body(fill)), 64 * 1024), counter);
+      assert.equal(counter.reason(), null);
+      assert.ok(counter.peakRetainedBytes <= 8 * 1024, `retained up to ${counter.peakRetainedBytes} bytes`);
+      return counter.contents()!.objects.find((o) => o.kind === 'TRIGGER')!;
+    };
+    const a = await run('a');
+    assert.equal(a.name, 'tr');
+    assert.deepEqual(await run('a'), a);
+    assert.notEqual((await run('b')).sha256, a.sha256);
+  });
 });
 
 describe('names of CREATE statements as mariadb-dump writes them', () => {
