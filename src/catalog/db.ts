@@ -143,6 +143,16 @@ export interface OpenCatalogOptions {
   lock?: CatalogLock;
 }
 
+/**
+ * int8 columns (sizes) come back as strings by default; the catalog's sizes fit in a
+ * double. Only the catalog's pool parses them as numbers: a process-wide parser would also
+ * round the int8 values the engines read from the databases being backed up (sequence
+ * positions, system identifiers).
+ */
+const catalogTypes = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser,
+};
+
 /** Numbered migrations, in order. Add new files here; never edit a landed one. */
 const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
@@ -202,10 +212,8 @@ export async function openCatalog(url: string, opts: OpenCatalogOptions = {}): P
       },
     };
   } else {
-    // int8 columns (sizes) come back as strings by default; our sizes fit in a double.
-    pg.types.setTypeParser(20, (v) => Number(v));
     const unlock = opts.lock ? await lockPostgres(url, opts.lock) : async () => {};
-    const pool = new pg.Pool({ connectionString: url, max: 10 });
+    const pool = new pg.Pool({ connectionString: url, max: 10, types: catalogTypes });
     const db = new Kysely<CatalogSchema>({ dialect: new PostgresDialect({ pool }) });
     catalog = {
       db,

@@ -17,7 +17,7 @@ import { secretBox } from '../../src/secrets.js';
 import { loadConfig } from '../../src/config.js';
 import { JobRunner } from '../../src/jobs/runner.js';
 import type { AppContext } from '../../src/context.js';
-import { uniqueName } from '../helpers/databases.js';
+import { pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
 import { catalogKind, newTestCatalog } from '../helpers/catalog.js';
 
 const secrets = secretBox(Buffer.alloc(32, 7));
@@ -123,6 +123,14 @@ function contextFor(catalog: Catalog, dataDir: string): AppContext {
       assert.equal(new Set(claimed).size, 30, 'none claimed twice');
       const rows = await catalog.db.selectFrom('backups').select(['state', 'lease_owner', 'attempts']).where('id', 'in', [...ids]).execute();
       assert.ok(rows.every((r) => r.state === 'running' && r.lease_owner !== null && r.attempts === 1));
+    });
+
+    test('the catalog parses its own int8 columns as numbers, and no other connection of the process', async () => {
+      assert.ok(catalog);
+      // The engines read int8 values (sequence positions, system identifiers) from the
+      // databases they back up, in the same process: those must stay exact.
+      const exact = await withPgClient(pgUrl('postgres'), async (c) => (await c.query('SELECT 9223372036854775807::int8 AS v')).rows[0].v);
+      assert.equal(exact, '9223372036854775807');
     });
 
     test('a backup whose lease lapsed is taken over and failed as interrupted, once', async () => {
