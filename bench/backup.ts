@@ -123,12 +123,12 @@ async function strongbox(rounds: number): Promise<{ rounds: Round[]; bytes: numb
       try {
         if ((await fetch(`${base}/health`)).ok) break;
       } catch {
-        if (i > 100) throw new Error('server did not start');
+        if (i > 600) throw new Error('server did not start in 60 s');
         await new Promise((r) => setTimeout(r, 100));
       }
     }
     // Two destinations at once, as the design promises: the default local folder and a second one.
-    await call('POST', '/v1/organizations/default/storage-destinations', { name: 'second', provider: 'local', config: { path: path.join(dataDir, 'second') } });
+    await call('POST', '/v1/organizations/default/storage-destinations', { name: 'second', provider: 'local', config: { path: path.join(dataDir, 'backups', 'second') } });
     await call('POST', '/v1/organizations/default/databases', { name: 'bench', kind: 'postgresql' });
     await call('PATCH', '/v1/organizations/default/databases/bench', { storage_destinations: ['local', 'second'] });
     await call('POST', '/v1/organizations/default/databases/bench/branches', { name: 'main', connection_url: `postgresql://postgres@127.0.0.1:5432/${dbName}` });
