@@ -59,7 +59,7 @@ for (const kind of ['postgresql', 'mysql'] as const) {
       await dropDatabase(kind, source);
     });
 
-    test('every row, every object, and the recorded contents come back on the other server', async () => {
+    test('every row, every object, and the recorded contents come back on the other server', async (t) => {
       const dbName = kind === 'postgresql' ? 'otherpg' : 'othermy';
       const branchPath = await registerBranch(server, 'default', dbName, kind, 'main', sourceUrl);
       const b = await api(server, 'POST', `${branchPath}/backups`, {});
@@ -86,7 +86,7 @@ for (const kind of ['postgresql', 'mysql'] as const) {
       assert.deepEqual(compareContents(recorded, contents!), []);
       const version = await api(server, 'GET', `/v1/organizations/default/databases/${dbName}/branches/elsewhere`);
       assert.equal(version.status, 200);
-      console.log(`restored a ${kind} backup into a private server, version ${other.version}`);
+      t.diagnostic(`restored a ${kind} backup into a private server, version ${other.version}`);
     });
   });
 }
