@@ -26,7 +26,7 @@ export interface RestoreParams {
   create: boolean;
   /** Restore over existing objects (`overwrite: true` on the request). */
   overwrite: boolean;
-  /** Set once the job created the database, so a crash recovery knows to drop it. */
+  /** Set just before the job creates the database, so a crash recovery knows to drop it (if it exists). */
   created?: boolean;
   /** Keep owners and privileges (`preserve_ownership: true` on the request). */
   preserve_ownership?: boolean;
@@ -188,9 +188,12 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
       if (await engine.databaseExists(conn, conn.database)) {
         return fail(`database "${conn.database}" already exists on ${conn.host}:${conn.port}; Strongbox never overwrites a database it did not create`);
       }
+      // Recorded before the database exists: a process killed between CREATE DATABASE and
+      // a record made after it would leave a database that recovery does not know to drop.
+      // (The name was just checked to be free; it is the new branch's own.)
+      await ctx.db.updateTable('jobs').set({ params: JSON.stringify({ ...params, created: true }) }).where('id', '=', job.id).execute();
       notes = await engine.createDatabase(conn, conn.database, recordedProperties(backup));
       created = true;
-      await ctx.db.updateTable('jobs').set({ params: JSON.stringify({ ...params, created: true }) }).where('id', '=', job.id).execute();
     } else {
       // Checked again here, before anything is written: the request was checked when it was
       // made, but URLs and servers may have changed since.

@@ -1,9 +1,12 @@
 /**
- * The narrow windows at the end of a backup that the kill loop can only hit by luck, set up
- * on purpose: a process killed while it wrote a copy's manifest, or after the manifest was
- * written but before the copy was recorded as stored. Recovery must leave nothing of such a
- * copy: a manifest without its dump would describe a backup that is not there (and a catalog
- * rebuilt from storage would bring it back).
+ * Narrow windows that the kill loop can only hit by luck, set up on purpose:
+ * - a backup killed while it wrote a copy's manifest, or after the manifest was written but
+ *   before the copy was recorded as stored: recovery must leave nothing of such a copy (a
+ *   manifest without its dump would describe a backup that is not there, and a catalog
+ *   rebuilt from storage would bring it back);
+ * - a restore killed while its CREATE DATABASE runs (the server completes it after the
+ *   process is gone): recovery must drop that database, which it only knows to do if the
+ *   restore recorded it was creating it before it began.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,8 +14,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { api, registerBranch, startServer, until } from '../helpers/server.js';
 import { catalogKind } from '../helpers/catalog.js';
-import { createDatabase, dropDatabase, pgUrl, uniqueName } from '../helpers/databases.js';
+import { createDatabase, dropDatabase, pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
 import { openDestination } from '../../src/destinations.js';
+import pg from 'pg';
+import { databaseExists, waitForBackupOf, waitForRestoreOf } from '../helpers/chaos.js';
+import { startCluster } from '../helpers/cluster.js';
 import { newId, nowIso } from '../../src/catalog/ids.js';
 
 function filesUnder(dir: string): string[] {
@@ -61,9 +67,52 @@ test('a backup killed while writing or after writing its manifest leaves neither
       const rows = await server.ctx.db.selectFrom('backups').select('state').execute();
       return rows.every((r) => r.state === 'failed') ? true : undefined;
     }, catalogKind() === 'sqlite' ? 2_000 : 15_000, 100);
+    // Failed first, then its copies removed: a moment apart.
+    await until('the copies to be removed', async () => (filesUnder(backupsDir).length === 0 ? true : undefined), 5_000, 50).catch(() => {});
     assert.deepEqual(filesUnder(backupsDir), [], 'no dump, manifest or partial manifest is left');
   } finally {
     await server.close();
     await dropDatabase('postgresql', source);
+  }
+});
+
+test('a restore killed while it creates its database leaves no database behind', async () => {
+  const source = uniqueName('sbx_icr');
+  const target = uniqueName('sbx_icr_t');
+  await createDatabase('postgresql', source);
+  // A real process to kill, on the matrix's catalog.
+  const cluster = await startCluster();
+  const locker = new pg.Client({ connectionString: pgUrl('postgres') });
+  await locker.connect();
+  try {
+    const branchPath = await registerBranch(cluster, 'default', 'app', 'postgresql', 'main', pgUrl(source));
+    const b = (await api(cluster, 'POST', `${branchPath}/backups`, {})).body.id as string;
+    assert.equal((await waitForBackupOf(cluster, branchPath, b)).state, 'success');
+    // CREATE DATABASE ... TEMPLATE template0 waits for this lock on template0: the process
+    // dies while its CREATE DATABASE is in flight, which the server then completes.
+    await locker.query("BEGIN; COMMENT ON DATABASE template0 IS 'held by a Strongbox test'");
+    assert.equal((await api(cluster, 'POST', '/v1/organizations/default/databases/app/branches', { name: target, backup_id: b })).status, 201);
+    // Asked from another session: inside the locker's transaction pg_stat_activity stays as first read.
+    await until('CREATE DATABASE to wait on the lock', () => withPgClient(pgUrl('postgres'), async (c) => {
+      const q = await c.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE 'CREATE DATABASE%' AND strpos(query, $1) > 0", [target]);
+      return q.rowCount ? true : undefined;
+    }), 60_000, 50);
+    await cluster.serve.kill9();
+    await locker.query('ROLLBACK');
+    await until('the orphaned CREATE DATABASE to complete', async () => ((await databaseExists('postgresql', target)) ? true : undefined), 30_000, 50);
+
+    await cluster.serve.start();
+    // SQLite: recovered at start; PostgreSQL: once the 5 s lease lapses, at the next tick.
+    const branch = await waitForRestoreOf(cluster, '/v1/organizations/default/databases/app', target, 30_000);
+    assert.equal(branch.restore.state, 'failed');
+    assert.match(branch.restore.error ?? '', /interrupted/);
+    // Failed first, then its database dropped: a moment apart.
+    await until('recovery to drop the database the interrupted restore created', async () => ((await databaseExists('postgresql', target)) ? undefined : true), 10_000, 100);
+  } finally {
+    await locker.query('ROLLBACK').catch(() => {});
+    await locker.end();
+    await cluster.close();
+    await dropDatabase('postgresql', source);
+    await dropDatabase('postgresql', target);
   }
 });

@@ -103,6 +103,8 @@ describe(`kill -9 loop (${catalogKind()} catalog)`, () => {
   });
 
   const dbPath = (db: Db) => `/v1/organizations/default/databases/${db}`;
+  /** What every process logged about `text` (a job id), for failure messages. */
+  const logsAbout = (text: string) => cluster.processes.flatMap((p) => p.logText().split('\n').filter((l) => l.includes(text)).map((l) => `${p.name}: ${l.slice(0, 400)}`)).slice(-20);
   const say = (m: string) => `[seed ${seed}] ${m}`;
 
   /** The state of a backup or of a restore, read through the API (null while serve is down). */
@@ -168,7 +170,14 @@ describe(`kill -9 loop (${catalogKind()} catalog)`, () => {
 
     // Everything settles: recovered at restart (SQLite) or when its lease lapses (PostgreSQL).
     const states = new Map<string, any>();
-    for (const b of backups) states.set(b.id, await waitForBackupOf(cluster, sources[b.db].path, b.id, 120_000));
+    for (const b of backups) {
+      states.set(b.id, await waitForBackupOf(cluster, sources[b.db].path, b.id, 120_000));
+      // Recovery fails the backup first, then removes its unfinished copies and marks them.
+      await until(`the copies of ${b.id} to settle`, async () => {
+        const arts = await api(cluster, 'GET', `${sources[b.db].path}/backups/${b.id}/artifacts`);
+        return arts.status === 200 && arts.body.data.every((a: any) => a.state !== 'pending') ? true : undefined;
+      }, 20_000, 100);
+    }
     const restoreStates = new Map<string, any>();
     for (const r of restoredNames) restoreStates.set(r.name, await waitForRestoreOf(cluster, dbPath(r.db), r.name, 120_000));
 
@@ -207,12 +216,13 @@ describe(`kill -9 loop (${catalogKind()} catalog)`, () => {
     // Restores: a success equals its source; anything else left no database.
     for (const r of restoredNames) {
       const branch = restoreStates.get(r.name);
-      const exists = await databaseExists(sources[r.db].kind, r.name);
+      // Recovery fails the restore first, then drops the database it had created.
+      const exists = branch.restore.state === 'success' ? true : await until('its database to be dropped', async () => ((await databaseExists(sources[r.db].kind, r.name)) ? undefined : false), 10_000, 100).catch(() => true);
       if (branch.restore.state === 'success') {
         assert.deepEqual(await fingerprintsOf(sources[r.db].kind, r.name), sources[r.db].fingerprints, say(`restored ${r.name} equals its source`));
       } else {
         assert.equal(branch.restore.state, 'failed', say(`restore ${r.name}: ${JSON.stringify(branch.restore)}`));
-        assert.equal(exists, false, say(`the failed restore ${r.name} (${branch.restore.error}) left its database behind`));
+        assert.equal(exists, false, say(`the failed restore ${r.name} (${branch.restore.error}) left its database behind; what the processes logged about it:\n${logsAbout(branch.restore.id).join('\n')}`));
       }
     }
 
