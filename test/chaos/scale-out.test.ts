@@ -29,7 +29,11 @@ const SLACK_SECONDS = 4;
 
 type Kind = 'postgresql' | 'mysql';
 
-describe('scale-out: serve + 2 workers, one PostgreSQL catalog, one S3 endpoint', { skip: catalogKind() === 'sqlite' ? 'needs a PostgreSQL catalog shared by several processes: runs on the postgres leg of the matrix' : false }, () => {
+const TITLE = "each job runs exactly once, a killed worker's backup fails within lease + one tick, the queue keeps moving, every backup restores";
+
+// A skipped test, not a skipped suite: the runner counts tests, and a file must report one.
+if (catalogKind() === 'sqlite') test(TITLE, { skip: 'needs a PostgreSQL catalog shared by several processes: runs on the postgres leg of the matrix' }, () => {});
+else describe('scale-out: serve + 2 workers, one PostgreSQL catalog, one S3 endpoint', () => {
   let s3: S3TestServer;
   let cluster: Cluster;
   const prefix = `scale-${Date.now().toString(36)}`;
@@ -78,7 +82,7 @@ describe('scale-out: serve + 2 workers, one PostgreSQL catalog, one S3 endpoint'
   /** Every "started" line for `id` in every process's log: who ran it, how often. */
   const startsOf = (id: string) => cluster.processes.flatMap((p) => p.logs().filter((l) => l.msg === 'started' && l.id === id).map((l) => ({ process: p.name, pid: l.pid as number })));
 
-  test('each job runs exactly once, a killed worker\'s backup fails within lease + one tick, the queue keeps moving, every backup restores', async (t) => {
+  test(TITLE, async (t) => {
     // Backups to restore from while the queue is busy.
     const base = { shop: await backup('shop'), crm: await backup('crm') };
     for (const [db, id] of Object.entries(base)) assert.equal((await waitForBackupOf(cluster, sources[db as 'shop'].path, id)).state, 'success');
@@ -187,7 +191,7 @@ describe('scale-out: serve + 2 workers, one PostgreSQL catalog, one S3 endpoint'
 
     // Nothing of the killed backup is left in S3: no unfinished upload, no object.
     assert.deepEqual(s3.openUploads().filter((u) => u.key.startsWith(`${prefix}/`)), [], 'no unfinished multipart upload');
-    const stored = await s3Objects(s3, prefix);
+    const stored = await s3Objects(s3, prefix, (key) => interrupted.some((id) => key.includes(id)));
     for (const id of interrupted) assert.deepEqual(stored.filter((o) => o.key.includes(id)), [], `nothing stored for the interrupted backup ${id}`);
 
     // Every successful backup restores, row for row.

@@ -131,12 +131,12 @@ function sha256File(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
-/** Every file under a local destination's folder (keys relative to it, hidden partial files included). */
-export function localObjects(root: string): StoredObject[] {
+/** Every file under a local destination's folder (keys relative to it, hidden partial files included), or those `only` keeps. */
+export function localObjects(root: string, only: (key: string) => boolean = () => true): StoredObject[] {
   if (!fs.existsSync(root)) return [];
   return fs
     .readdirSync(root, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
+    .filter((e) => e.isFile() && only(path.relative(root, path.join(e.parentPath ?? (e as any).path, e.name))))
     .map((e) => {
       const file = path.join(e.parentPath ?? (e as any).path, e.name);
       return { key: path.relative(root, file), size: fs.statSync(file).size, sha256: sha256File(file) };
@@ -144,11 +144,12 @@ export function localObjects(root: string): StoredObject[] {
     .sort((a, b) => a.key.localeCompare(b.key));
 }
 
-/** Every object under `prefix` of the test S3 server, read back through the server itself (not the proxy and its faults). */
-export async function s3Objects(s3: S3TestServer, prefix: string): Promise<StoredObject[]> {
+/** Every object under `prefix` of the test S3 server (or those `only` keeps), read back through the server itself (not the proxy and its faults). */
+export async function s3Objects(s3: S3TestServer, prefix: string, only: (key: string) => boolean = () => true): Promise<StoredObject[]> {
   const provider = s3Provider(parseS3Config({ ...s3DestinationConfig(s3, prefix), endpoint: s3.directEndpoint }));
   const out: StoredObject[] = [];
   for await (const { key, size } of provider.list('')) {
+    if (!only(key)) continue;
     const hash = createHash('sha256');
     for await (const chunk of await provider.read(key)) hash.update(chunk as Buffer);
     out.push({ key, size, sha256: hash.digest('hex') });
