@@ -15,6 +15,8 @@ import { newId, nowIso } from '../catalog/ids.js';
 import { createDefaultPolicies } from '../catalog/policies.js';
 import { openDestination } from '../destinations.js';
 import { isValidName } from '../names.js';
+import { saveContents } from '../catalog/contents.js';
+import { parseContents } from '../pipeline/rowcount/contents.js';
 
 export interface RebuildResult {
   manifests: number;
@@ -49,6 +51,11 @@ interface Manifest {
   completed_at: string;
   expires_at?: string;
   retention: { value: number; unit: string };
+  /** Since 0.2 (absent from older manifests). */
+  contents?: unknown;
+  largest_statement?: number | null;
+  database_properties?: unknown;
+  ownership?: unknown;
 }
 
 function checkManifest(m: any): asserts m is Manifest {
@@ -170,8 +177,15 @@ export async function rebuildCatalog(ctx: AppContext, org: Organization, dest: S
               lease_expires_at: null,
               progress_at: m.completed_at,
               encryption: m.encryption ? JSON.stringify(m.encryption) : null,
+              // What restores and verification rely on, recorded in the manifest since 0.2.
+              largest_statement: Number.isInteger(m.largest_statement) ? m.largest_statement : null,
+              database_properties: m.database_properties ? JSON.stringify(m.database_properties) : null,
+              ownership: m.ownership ? JSON.stringify(m.ownership) : null,
             })
             .execute();
+          // Without its contents a rebuilt backup would verify by row counts only.
+          const contents = parseContents(m.contents ? JSON.stringify(m.contents) : null);
+          if (contents) await saveContents(trx, m.backup_id, contents, ctx.clock());
           added.backups_added++;
         }
         const artifact = await trx.selectFrom('artifacts').select('id').where('backup_id', '=', m.backup_id).where('destination_id', '=', dest.id).where('state', '=', 'success').executeTakeFirst();

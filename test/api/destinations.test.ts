@@ -155,6 +155,16 @@ describe('catalog rebuild', () => {
       const b = await waitForRestore(second, '/v1/organizations/default/databases/shop', restored);
       assert.equal(b.restore.state, 'success', b.restore.error);
       assert.deepEqual(await tableFingerprints('postgresql', pgUrl(restored)), await tableFingerprints('postgresql', pgUrl(source)));
+      // The manifest's contents came back too: a rebuilt backup still verifies by contents.
+      const v = await api(second, 'POST', `${branchPath}/backups/${ids[0]}/verify`, { restore: true });
+      assert.equal(v.status, 202, JSON.stringify(v.body));
+      const done = await until('the full verification', async () => {
+        const list = await api(second!, 'GET', `${branchPath}/backups/${ids[0]}/verifications`);
+        const x = list.body.data.find((e: any) => e.id === v.body.id);
+        return x && x.state !== 'pending' && x.state !== 'running' ? x : undefined;
+      }, 120_000);
+      assert.equal(done.state, 'success', JSON.stringify(done.result));
+      assert.equal(done.result.restore.method, 'contents');
     } finally {
       await second?.close();
       await dropDatabase('postgresql', source);
