@@ -9,29 +9,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import mysql2 from 'mysql2/promise';
-import { EngineError, type ConnectionInfo } from '../engine.js';
-import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
+import type { ConnectionInfo } from '../engine.js';
+import { requireSafeDatabaseName } from '../errors.js';
 import type { DatabaseIdentity } from '../identity.js';
+import { withConnection } from './index.js';
 
-const CONNECT_TIMEOUT_SECONDS = 5;
-
-async function withServer<T>(conn: ConnectionInfo, what: string, work: (c: mysql2.Connection) => Promise<T>): Promise<T> {
-  let c: mysql2.Connection;
-  try {
-    // No database: it need not exist to know which server this is.
-    c = await mysql2.createConnection({ host: conn.host, port: conn.port, user: conn.user, password: conn.password, connectTimeout: CONNECT_TIMEOUT_SECONDS * 1000, multipleStatements: false });
-  } catch (err) {
-    throw connectFailure('mysql', conn, err);
-  }
-  c.on('error', () => undefined);
-  try {
-    return await work(c);
-  } catch (err) {
-    if (err instanceof EngineError) throw err;
-    throw queryFailure('mysql', conn, what, err);
-  } finally {
-    await c.end().catch(() => c.destroy());
-  }
+/** A connection to the server, no database selected: it need not exist to know which server this is. */
+function withServer<T>(conn: ConnectionInfo, what: string, work: (c: mysql2.Connection) => Promise<T>): Promise<T> {
+  return withConnection(conn, undefined, what, work);
 }
 
 async function optionalUuid(c: mysql2.Connection): Promise<string | null> {

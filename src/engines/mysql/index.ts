@@ -83,7 +83,7 @@ async function connect(conn: ConnectionInfo, database: string | undefined): Prom
   }
 }
 
-async function withConnection<T>(
+export async function withConnection<T>(
   conn: ConnectionInfo,
   database: string | undefined,
   what: string,

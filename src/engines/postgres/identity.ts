@@ -8,8 +8,7 @@ import pg from 'pg';
 import type { ConnectionInfo } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
 import type { DatabaseIdentity } from '../identity.js';
-
-const CONNECT_TIMEOUT_SECONDS = 5;
+import { openClient } from './index.js';
 
 /**
  * The database itself first (the account may be allowed nowhere else), then the
@@ -23,21 +22,10 @@ export async function postgresIdentity(conn: ConnectionInfo): Promise<DatabaseId
   requireSafeDatabaseName(conn.database);
   let lastError: unknown;
   for (const database of candidates(conn)) {
-    const client = new pg.Client({
-      host: conn.host,
-      port: conn.port,
-      user: conn.user,
-      database,
-      // A function: an empty password must not make `pg` fall back to this machine's PGPASSWORD or ~/.pgpass.
-      password: () => conn.password,
-      connectionTimeoutMillis: CONNECT_TIMEOUT_SECONDS * 1000,
-      application_name: 'strongbox',
-    });
-    client.on('error', () => undefined);
+    let client: pg.Client;
     try {
-      await client.connect();
+      client = await openClient(conn, database);
     } catch (err) {
-      await client.end().catch(() => undefined);
       lastError = err;
       // Only a missing database (invalid_catalog_name) is worth another try.
       if ((err as { code?: unknown }).code === '3D000') continue;

@@ -36,7 +36,7 @@ export function quoteIdent(name: string): string {
 }
 
 /** Open a connection; driver errors are thrown as they are. */
-async function openClient(conn: ConnectionInfo, database: string): Promise<pg.Client> {
+export async function openClient(conn: ConnectionInfo, database: string): Promise<pg.Client> {
   const client = new pg.Client({
     host: conn.host,
     port: conn.port,
