@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
-import { startS3Server, type S3TestServer } from '../helpers/s3server.js';
+import { s3DestinationConfig, startS3Server, type S3TestServer } from '../helpers/s3server.js';
 import {
   createDatabase,
   createMysqlFixture,
@@ -33,22 +33,7 @@ import {
 
 const ORG = '/v1/organizations/default';
 
-function s3Config(s3: S3TestServer, prefix: string) {
-  return {
-    endpoint: s3.endpoint,
-    region: s3.region,
-    bucket: s3.bucket,
-    prefix,
-    force_path_style: true,
-    access_key_id: s3.accessKeyId,
-    secret_access_key: s3.secretAccessKey,
-    part_size_mb: 5,
-    queue_size: 2,
-    connect_timeout_ms: 500,
-    request_timeout_ms: 3000,
-    max_attempts: 2,
-  };
-}
+const s3Config = (s3: S3TestServer, prefix: string) => s3DestinationConfig(s3, prefix, { connect_timeout_ms: 500, request_timeout_ms: 3000, max_attempts: 2 });
 
 /** The same database as `url`, with the host (and port) spelled otherwise. */
 function respell(url: string, host: string, port?: number): string {

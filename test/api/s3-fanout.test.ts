@@ -8,25 +8,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
-import { startS3Server, type S3TestServer } from '../helpers/s3server.js';
+import { s3DestinationConfig, startS3Server, type S3TestServer } from '../helpers/s3server.js';
 import { createPgFixture, dropDatabase, pgUrl, tableFingerprints, uniqueName } from '../helpers/databases.js';
 
-function s3Config(s3: S3TestServer, prefix: string) {
-  return {
-    endpoint: s3.endpoint,
-    region: s3.region,
-    bucket: s3.bucket,
-    prefix,
-    force_path_style: true,
-    access_key_id: s3.accessKeyId,
-    secret_access_key: s3.secretAccessKey,
-    part_size_mb: 5,
-    queue_size: 2,
-    connect_timeout_ms: 1000,
-    request_timeout_ms: 5000,
-    max_attempts: 4,
-  };
-}
+const s3Config = (s3: S3TestServer, prefix: string) => s3DestinationConfig(s3, prefix, { connect_timeout_ms: 1000, request_timeout_ms: 5000, max_attempts: 4 });
 
 async function restoreInto(server: TestServer, backupId: string, name: string): Promise<any> {
   const r = await api(server, 'POST', '/v1/organizations/default/databases/shop/branches', { name, backup_id: backupId });

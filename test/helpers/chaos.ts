@@ -8,7 +8,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { parseS3Config, s3Provider } from '../../src/storage/s3/index.js';
-import type { S3TestServer } from './s3server.js';
+import { s3DestinationConfig, type S3TestServer } from './s3server.js';
+
+export { s3DestinationConfig };
 import { api, until } from './server.js';
 import { createDatabase, mysqlUrl, pgUrl, tableFingerprints, withMysqlConnection, withPgClient, type TableFingerprint } from './databases.js';
 
@@ -17,24 +19,6 @@ type Target = { url: string; token: string };
 
 export const urlOf = (kind: Kind, db: string) => (kind === 'postgresql' ? pgUrl(db) : mysqlUrl(db));
 
-/** The config of an S3 destination on the test server, under `prefix`, with small parts and quick retries. */
-export function s3DestinationConfig(s3: S3TestServer, prefix: string, extra: Record<string, unknown> = {}) {
-  return {
-    endpoint: s3.endpoint,
-    region: s3.region,
-    bucket: s3.bucket,
-    prefix,
-    force_path_style: true,
-    access_key_id: s3.accessKeyId,
-    secret_access_key: s3.secretAccessKey,
-    part_size_mb: 5,
-    queue_size: 2,
-    connect_timeout_ms: 2000,
-    request_timeout_ms: 10_000,
-    max_attempts: 5,
-    ...extra,
-  };
-}
 
 /**
  * A new database `name` with a table `items` of `rows` rows and, when `randomMiB` > 0, a

@@ -753,3 +753,22 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
     },
   };
 }
+
+/** The config of an S3 destination on the test server, under `prefix`, with small parts and quick retries. */
+export function s3DestinationConfig(s3: S3TestServer, prefix: string, extra: Record<string, unknown> = {}) {
+  return {
+    endpoint: s3.endpoint,
+    region: s3.region,
+    bucket: s3.bucket,
+    prefix,
+    force_path_style: true,
+    access_key_id: s3.accessKeyId,
+    secret_access_key: s3.secretAccessKey,
+    part_size_mb: 5,
+    queue_size: 2,
+    connect_timeout_ms: 2000,
+    request_timeout_ms: 10_000,
+    max_attempts: 5,
+    ...extra,
+  };
+}
