@@ -1,6 +1,6 @@
 /** Backup policies: schedule + retention for the branches of one target of a database. */
 import type { CatalogDb } from './db.js';
-import type { BackupPolicy, Database } from './schema.js';
+import type { BackupPolicy, Branch, Database } from './schema.js';
 import { newId, nowIso } from './ids.js';
 import { DEFAULT_RETENTION, DEFAULT_SCHEDULE, nextRunAt, type Schedule } from '../jobs/schedule.js';
 
@@ -50,4 +50,23 @@ export async function createDefaultPolicies(db: CatalogDb, database: Database, n
     row.next_run_at = computeNextRun(row, now);
     await db.insertInto('backup_policies').values(row).execute();
   }
+}
+
+/**
+ * The branches a policy covers: those of its database (unless the database is deleted)
+ * whose production flag matches its target and that can be dumped (they have a connection
+ * URL). The scheduler's backups and the restore drills both run on exactly these.
+ */
+export async function policyBranches(db: CatalogDb, p: Pick<BackupPolicy, 'database_id' | 'target'>): Promise<{ database: Database; branches: Branch[] } | null> {
+  const database = await db.selectFrom('databases').selectAll().where('id', '=', p.database_id).executeTakeFirst();
+  if (!database || database.deleted_at !== null) return null;
+  const branches = await db
+    .selectFrom('branches')
+    .selectAll()
+    .where('database_id', '=', p.database_id)
+    .where('deleted_at', 'is', null)
+    .where('production', '=', p.target === 'production' ? 1 : 0)
+    .where('connection_url_enc', 'is not', null)
+    .execute();
+  return { database, branches };
 }

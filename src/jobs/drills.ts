@@ -19,6 +19,7 @@ import type { AppContext } from '../context.js';
 import type { BackupPolicy, Branch } from '../catalog/schema.js';
 import { newJob } from '../catalog/jobs.js';
 import { nowIso } from '../catalog/ids.js';
+import { policyBranches } from '../catalog/policies.js';
 
 export type DrillUnit = 'hour' | 'day' | 'week' | 'month';
 type DrillPolicy = Pick<BackupPolicy, 'id' | 'organization_id' | 'database_id' | 'target' | 'verify_every' | 'verification_frequency_value' | 'verification_frequency_unit'>;
@@ -77,17 +78,9 @@ export async function runDrills(ctx: AppContext): Promise<DrillResult> {
     .where((eb) => eb.or([eb('verify_every', 'is not', null), eb('verification_frequency_value', 'is not', null)]))
     .execute();
   for (const p of policies) {
-    const database = await ctx.db.selectFrom('databases').select('deleted_at').where('id', '=', p.database_id).executeTakeFirst();
-    if (!database || database.deleted_at !== null) continue;
-    const branches = await ctx.db
-      .selectFrom('branches')
-      .selectAll()
-      .where('database_id', '=', p.database_id)
-      .where('deleted_at', 'is', null)
-      .where('production', '=', p.target === 'production' ? 1 : 0)
-      .where('connection_url_enc', 'is not', null)
-      .execute();
-    for (const branch of branches) {
+    const covered = await policyBranches(ctx.db, p);
+    if (!covered) continue;
+    for (const branch of covered.branches) {
       const every = p.verify_every !== null ? await drillEvery(ctx, p, branch) : null;
       if (every) result.drills.push(every);
       const periodic = !every && p.verification_frequency_value !== null && p.verification_frequency_unit !== null ? await drillPeriod(ctx, p, branch) : null;

@@ -10,7 +10,7 @@ import type { AppContext } from '../context.js';
 import { nowIso } from '../catalog/ids.js';
 import { createBackup } from '../catalog/backups.js';
 import { restoreInProgress } from '../catalog/jobs.js';
-import { scheduleOf } from '../catalog/policies.js';
+import { policyBranches, scheduleOf } from '../catalog/policies.js';
 import { dueSlot, nextSlotAfter } from './schedule.js';
 import { sweepExpired, type SweepResult } from './retention.js';
 import { runDrills, type DrillResult } from './drills.js';
@@ -38,16 +38,9 @@ export async function runDuePolicies(ctx: AppContext): Promise<ScheduleResult> {
         .where((eb) => eb.or([eb('last_ran_at', 'is', null), eb('last_ran_at', '<', slotIso)]))
         .executeTakeFirst();
       if (Number(claimed.numUpdatedRows) === 0) return; // another worker took this slot
-      const database = await trx.selectFrom('databases').selectAll().where('id', '=', p.database_id).executeTakeFirst();
-      if (!database || database.deleted_at !== null) return;
-      const branches = await trx
-        .selectFrom('branches')
-        .selectAll()
-        .where('database_id', '=', p.database_id)
-        .where('deleted_at', 'is', null)
-        .where('production', '=', p.target === 'production' ? 1 : 0)
-        .where('connection_url_enc', 'is not', null)
-        .execute();
+      const covered = await policyBranches(trx, p);
+      if (!covered) return;
+      const { database, branches } = covered;
       for (const branch of branches) {
         const busy = await trx.selectFrom('backups').select('id').where('branch_id', '=', branch.id).where('state', 'in', ['pending', 'running']).limit(1).executeTakeFirst();
         const restoring = await restoreInProgress(trx, branch);
