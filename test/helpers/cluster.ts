@@ -20,6 +20,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { api } from './server.js';
 import { catalogKind, newTestCatalog, type CatalogKind, type TestCatalog } from './catalog.js';
+import { prng } from '../pipeline/rowcount/helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -360,17 +361,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   return cluster;
 }
 
-/** A seeded PRNG (mulberry32): the same seed gives the same run of choices. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG (mulberry32, the rowcount tests' one): the same seed gives the same run of choices. */
+export const seededRandom = prng;
 
 /** The chaos seed: STRONGBOX_CHAOS_SEED when set (to replay a run), else a fresh one. */
 export function chaosSeed(): number {
