@@ -18,6 +18,7 @@ import { dropLeftoverScratch } from './scratch.js';
 import { runRepair } from './repair.js';
 import { manifestKey } from './artifacts.js';
 import { cleanErrorText } from '../error-text.js';
+import { jobFailures, leaseTakeovers, recordFinished, type FinishedWork } from '../metrics.js';
 
 type Queue = 'backups' | 'jobs';
 
@@ -112,7 +113,8 @@ export class JobRunner {
             .execute();
           return;
         }
-        this.#launch(queue, item.id, (signal) => (queue === 'backups' ? runBackup(this.#ctx, item as Backup, signal) : this.#runJob(item as Job, signal)));
+        const work: FinishedWork = queue === 'backups' ? { kind: 'backup', engine: (item as Backup).engine } : { kind: (item as Job).kind, params: (item as Job).params };
+        this.#launch(queue, item.id, work, (signal) => (queue === 'backups' ? runBackup(this.#ctx, item as Backup, signal) : this.#runJob(item as Job, signal)));
       }
     }
   }
@@ -174,10 +176,12 @@ export class JobRunner {
     return this.#claimFrom('jobs');
   }
 
-  #launch(queue: Queue, id: string, run: (signal: AbortSignal) => Promise<Record<string, unknown>>): void {
+  #launch(queue: Queue, id: string, work: FinishedWork, run: (signal: AbortSignal) => Promise<Record<string, unknown>>): void {
     const { clock, config, log } = this.#ctx;
     const db = this.#db();
     const controller = new AbortController();
+    const startedAt = performance.now();
+    const elapsed = () => (performance.now() - startedAt) / 1000;
     // The heartbeat renews the lease and notices a cancel request made through the API,
     // possibly on another worker.
     const heartbeat = setInterval(
@@ -213,8 +217,10 @@ export class JobRunner {
           .where('lease_owner', '=', this.workerId)
           .execute();
         log.info({ queue, id, state: update.state, error: update.error ?? undefined }, 'finished');
+        recordFinished(work, update, elapsed());
       } catch (e) {
         log.error({ err: e, queue, id }, 'job crashed');
+        recordFinished(work, { state: 'failed', error: 'internal error' }, elapsed());
         await db
           .updateTable(queue)
           .set({ state: 'failed', error: 'internal error (see the server log)', completed_at: nowIso(clock()), updated_at: nowIso(clock()), lease_owner: null, lease_expires_at: null, ...(queue === 'jobs' ? { secret_enc: null } : {}) })
@@ -248,6 +254,8 @@ export class JobRunner {
     for (const b of (await bq.execute()).filter((x) => !this.#running.backups.has(x.id))) {
       if (!(await this.#takeOver('backups', b.id, b.lease_owner, now, message))) continue;
       recovered++;
+      leaseTakeovers.inc();
+      jobFailures.inc({ kind: 'backup', reason: 'interrupted' });
       const artifacts = await db.selectFrom('artifacts').selectAll().where('backup_id', '=', b.id).where('state', '=', 'pending').execute();
       for (const a of artifacts) {
         try {
@@ -271,6 +279,8 @@ export class JobRunner {
     for (const j of (await jq.execute()).filter((x) => !this.#running.jobs.has(x.id))) {
       if (!(await this.#takeOver('jobs', j.id, j.lease_owner, now, message))) continue;
       recovered++;
+      leaseTakeovers.inc();
+      jobFailures.inc({ kind: j.kind, reason: 'interrupted' });
       if (j.kind === 'restore') {
         await undoInterruptedRestore(this.#ctx, j).catch((e) => log.error({ err: e, job: j.id }, 'could not drop the database of an interrupted restore'));
       }

@@ -14,6 +14,7 @@ import { policyBranches, scheduleOf } from '../catalog/policies.js';
 import { dueSlot, nextSlotAfter } from './schedule.js';
 import { sweepExpired, type SweepResult } from './retention.js';
 import { runDrills, type DrillResult } from './drills.js';
+import { schedulerLag, schedulerLastPass } from '../metrics.js';
 
 export interface ScheduleResult {
   /** Backups queued, and those recorded `ignored` because their branch was busy. */
@@ -24,6 +25,8 @@ export interface ScheduleResult {
 export async function runDuePolicies(ctx: AppContext): Promise<ScheduleResult> {
   const now = ctx.clock();
   const result: ScheduleResult = { queued: [], ignored: [] };
+  // The latest this pass enqueued a slot (0 when none was due): how far behind the scheduler runs.
+  let lag = 0;
   const policies = await ctx.db.selectFrom('backup_policies').selectAll().where('deleted_at', 'is', null).execute();
   for (const p of policies) {
     const schedule = scheduleOf(p);
@@ -38,6 +41,7 @@ export async function runDuePolicies(ctx: AppContext): Promise<ScheduleResult> {
         .where((eb) => eb.or([eb('last_ran_at', 'is', null), eb('last_ran_at', '<', slotIso)]))
         .executeTakeFirst();
       if (Number(claimed.numUpdatedRows) === 0) return; // another worker took this slot
+      lag = Math.max(lag, (ctx.clock().getTime() - slot.getTime()) / 1000);
       const covered = await policyBranches(trx, p);
       if (!covered) return;
       const { database, branches } = covered;
@@ -69,6 +73,7 @@ export async function runDuePolicies(ctx: AppContext): Promise<ScheduleResult> {
     });
   }
   if (result.queued.length) ctx.nudge();
+  schedulerLag.set(lag);
   return result;
 }
 
@@ -86,6 +91,7 @@ export class Scheduler {
     const scheduled = await runDuePolicies(this.ctx);
     const drilled = await runDrills(this.ctx);
     const swept = await sweepExpired(this.ctx);
+    schedulerLastPass.set(Date.now() / 1000);
     return { ...scheduled, ...drilled, ...swept };
   }
 
