@@ -23,9 +23,12 @@ import { tokenRoutes } from './api/v1/tokens.js';
 import { policyRoutes } from './api/v1/policies.js';
 import { destinationRoutes } from './api/v1/destinations.js';
 import { snapshotRoutes } from './api/v1/snapshots.js';
+import { authenticateSession, sessionRateKey, sessionRoutes, sessionSecretOf } from './api/session.js';
+import { uiRoutes } from './api/ui.js';
 import { ErrorBody } from './api/v1/schemas.js';
 import { yandexRoutes } from './api/compat/yandex/index.js';
 import { backupmanRoutes } from './api/compat/backupman/index.js';
+import { metricsRoutes } from './api/metrics-route.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -119,13 +122,16 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     if (req.routeOptions.config?.public) return;
     const dialect = dialectOf(req);
+    const creds = credentialsFrom(req, dialect);
+    // The dashboard's session cookie stands in for the token when no header names one (api/session.ts).
+    const session = creds === null && dialect === 'planetscale' && req.headers.authorization === undefined ? sessionSecretOf(req) : null;
     // Counted before the (deliberately slow) secret check, so that guessing is limited too.
-    const wait = limiter.take(credentialsFrom(req, dialect)?.id ?? `ip:${req.ip}`);
+    const wait = limiter.take(creds?.id ?? (session !== null ? sessionRateKey(session) : `ip:${req.ip}`));
     if (wait > 0) {
       reply.header('retry-after', String(wait));
       throw new ApiError(429, 'rate_limited', `rate limit of ${ctx.config.rateLimitPerMinute} requests a minute exceeded; retry in ${wait} s`);
     }
-    req.principal = await authenticate(ctx.db, req, dialect);
+    req.principal = session !== null ? await authenticateSession(ctx, req, reply, session) : await authenticate(ctx.db, req, dialect);
   });
   // Every write is audited (who, what, when, from where, result), refused ones included.
   app.addHook('onResponse', async (req, reply) => {
@@ -135,6 +141,9 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
 
   app.get('/health', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok', version: VERSION }));
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
+  // The web dashboard: its sign-in (sessions) and its built files.
+  await app.register(sessionRoutes(ctx));
+  await app.register(uiRoutes(ctx));
 
   await app.register(
     async (v1) => {
@@ -155,6 +164,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(yandexRoutes(ctx), { prefix: '/managed-postgresql/v1' });
   await app.register(yandexRoutes(ctx), { prefix: '/managed-mysql/v1' });
   await app.register(backupmanRoutes(ctx), { prefix: '/api' });
+  // Prometheus text format, behind a service token (or on STRONGBOX_METRICS_LISTEN without one).
+  await app.register(metricsRoutes(ctx));
   return app;
 }
 

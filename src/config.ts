@@ -40,6 +40,10 @@ export interface Config {
    */
   localRoots: string[];
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** STRONGBOX_METRICS_LISTEN: where to serve /metrics without a token, or null (only the API's /metrics, with one). */
+  metricsListen: { host: string; port: number } | null;
+  /** The built dashboard (STRONGBOX_UI_DIR, absolute); null: dist/ui of the package (api/ui.ts). */
+  uiDir: string | null;
 }
 
 export class ConfigError extends Error {
@@ -73,6 +77,19 @@ function numberVar(env: Env, name: string, def: number): number {
 
 export const TOKEN_ID_RE = /^[A-Za-z0-9_-]{4,64}$/;
 export const TOKEN_SECRET_RE = /^[A-Za-z0-9_.~+/=-]{16,256}$/;
+
+/**
+ * STRONGBOX_METRICS_LISTEN: `host:port`, `[ipv6]:port`, or `:port` for every interface
+ * (that listener has no authentication: a private address is the safer choice).
+ */
+function metricsListenVar(env: Env): Config['metricsListen'] {
+  const raw = (env.STRONGBOX_METRICS_LISTEN ?? '').trim();
+  if (raw === '') return null;
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]*)):(\d{1,5})$/.exec(raw);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError('STRONGBOX_METRICS_LISTEN', `must be "host:port" (e.g. 127.0.0.1:9464, [::1]:9464, or :9464 for every interface), got "${raw}"`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
 
 /** Read and validate the configuration. Throws ConfigError naming the bad variable. */
 export function loadConfig(env: Env = process.env): Config {
@@ -138,9 +155,11 @@ export function loadConfig(env: Env = process.env): Config {
     leaseSeconds: intVar(env, 'STRONGBOX_LEASE_SECONDS', 60, 5, 3600),
     schedulerIntervalSeconds: intVar(env, 'STRONGBOX_SCHEDULER_INTERVAL_SECONDS', 30, 1, 3600),
     rateLimitPerMinute: intVar(env, 'STRONGBOX_RATE_LIMIT_PER_MINUTE', 600, 0, 1_000_000),
+    metricsListen: metricsListenVar(env),
     secretKey,
     ageIdentityFile,
     localRoots,
     logLevel,
+    uiDir: env.STRONGBOX_UI_DIR ? path.resolve(env.STRONGBOX_UI_DIR) : null,
   };
 }

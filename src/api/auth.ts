@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { CatalogDb } from '../catalog/db.js';
 import type { ServiceToken } from '../catalog/schema.js';
-import { tokenAccesses, verifySecret, type Access, type TokenAccess } from '../catalog/tokens.js';
+import { hashSecret, tokenAccesses, verifySecret, type Access, type TokenAccess } from '../catalog/tokens.js';
 import { nowIso } from '../catalog/ids.js';
 import { forbidden, unauthorized, type Dialect } from './errors.js';
 
@@ -56,8 +56,24 @@ export function forgetVerifiedToken(id?: string): void {
 export async function authenticate(db: CatalogDb, request: FastifyRequest, dialect: Dialect): Promise<Principal> {
   const creds = credentialsFrom(request, dialect);
   if (!creds) throw unauthorized();
+  return authenticateCredentials(db, creds);
+}
+
+/** A hash no secret matches, checked when a token id does not exist so that the answer takes as long as for a wrong secret. */
+let decoyHash: Promise<string> | null = null;
+
+/**
+ * The principal of "<id>:<secret>" (a header, or the dashboard's sign-in form), or 401.
+ * With `equalTiming`, an unknown id costs the same scrypt as a wrong secret, so that the
+ * time of the answer does not tell whether the id exists (the sign-in form is the one
+ * place where people type ids by hand and retry).
+ */
+export async function authenticateCredentials(db: CatalogDb, creds: { id: string; secret: string }, opts: { equalTiming?: boolean } = {}): Promise<Principal> {
   const token = await db.selectFrom('service_tokens').selectAll().where('id', '=', creds.id).executeTakeFirst();
-  if (!token || token.deleted_at !== null) throw unauthorized();
+  if (!token || token.deleted_at !== null) {
+    if (opts.equalTiming) await verifySecret(creds.secret, await (decoyHash ??= hashSecret(crypto.randomBytes(32).toString('hex'))));
+    throw unauthorized();
+  }
   if (token.expires_at !== null && token.expires_at <= nowIso()) throw unauthorized('Unauthorized: this service token has expired');
 
   const digest = crypto.createHash('sha256').update(creds.secret).digest();
@@ -67,6 +83,11 @@ export async function authenticate(db: CatalogDb, request: FastifyRequest, diale
     if (!(await verifySecret(creds.secret, token.secret_hash))) throw unauthorized();
     verified.set(token.id, { digest, until: Date.now() + CACHE_MS });
   }
+  return principalOf(db, token);
+}
+
+/** The principal of a token already authenticated (by its secret or a dashboard session): its accesses, read afresh. */
+export async function principalOf(db: CatalogDb, token: ServiceToken): Promise<Principal> {
   // Recording every use would turn each read into a write; once a minute is enough to be useful.
   const now = nowIso();
   if (token.last_used_at === null || Date.parse(now) - Date.parse(token.last_used_at) > 60_000) {

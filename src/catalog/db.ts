@@ -20,6 +20,8 @@ import * as m0007 from './migrations/0007_catalog_settings.js';
 import * as m0008 from './migrations/0008_restore_fidelity.js';
 import * as m0009 from './migrations/0009_contents_drills.js';
 import * as m0010 from './migrations/0010_policy_names_unique.js';
+import * as m0011 from './migrations/0011_notifications.js';
+import * as m0012 from './migrations/0012_ui_sessions.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
@@ -165,6 +167,8 @@ const migrations: Record<string, Migration> = {
   '0008_restore_fidelity': m0008,
   '0009_contents_drills': m0009,
   '0010_policy_names_unique': m0010,
+  '0011_notifications': m0011,
+  '0012_ui_sessions': m0012,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

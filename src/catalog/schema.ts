@@ -281,7 +281,70 @@ export interface EventsTable {
   job_id: string | null;
   message: string;
   created_at: string;
+  /** When the notifications took it: its deliveries (one per matching webhook or channel) are written. */
   delivered_at: string | null;
+  /** JSON: the resource as the API showed it when it happened (migrations/0011); null for older events. */
+  payload: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export type NotificationTargetType = 'webhook' | 'channel';
+export type ChannelType = 'slack' | 'discord' | 'telegram' | 'ntfy' | 'email';
+
+/** What webhooks and notification channels share (migrations/0011_notifications.ts). */
+interface NotificationTargetColumns {
+  id: string;
+  organization_id: string;
+  /** JSON array of event kinds it receives. */
+  events: string;
+  /** Only events of this database; null = every database. */
+  database_id: string | null;
+  enabled: Bool;
+  /** Why Strongbox turned it off (it kept failing); cleared when it is enabled again. */
+  disabled_reason: string | null;
+  /** Deliveries in a row that failed every attempt; reset by a success. */
+  consecutive_failures: ColumnType<number, number | undefined, number>;
+  created_at: string;
+  updated_at: string;
+  last_sent_at: string | null;
+  last_sent_success: Bool | null;
+  /** "200 OK", "timed out after 2 s"...: the last attempt in a few words. */
+  last_sent_result: string | null;
+}
+
+export interface WebhooksTable extends NotificationTargetColumns {
+  url: string;
+  /** The signing secret, sealed (secrets.ts); shown once, when the webhook is created. */
+  secret_enc: string;
+}
+
+export interface NotificationChannelsTable extends NotificationTargetColumns {
+  name: string;
+  type: ChannelType;
+  /** JSON of the settings that are not secret (chat id, SMTP host, recipients...). */
+  config: string;
+  /** JSON of the secret settings (webhook URL, bot token, password), sealed. */
+  secrets_enc: string;
+}
+
+/** The outbox: one row per event and target, sent under a lease, retried with backoff. */
+export interface NotificationDeliveriesTable {
+  id: string;
+  organization_id: string;
+  event_id: string;
+  target_type: NotificationTargetType;
+  target_id: string;
+  /** pending (to send, or to retry at next_attempt_at), success, failed (gave up). */
+  state: 'pending' | 'success' | 'failed';
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: string | null;
+  /** Of the last attempt. */
+  status_code: number | null;
+  error: string | null;
+  duration_ms: number | null;
+  lease_owner: string | null;
+  lease_expires_at: string | null;
+  created_at: string;
+  updated_at: string;
 }
 
 export interface CatalogSchema {
@@ -301,6 +364,10 @@ export interface CatalogSchema {
   catalog_settings: CatalogSettingsTable;
   backup_contents: BackupContentsTable;
   events: EventsTable;
+  webhooks: WebhooksTable;
+  notification_channels: NotificationChannelsTable;
+  notification_deliveries: NotificationDeliveriesTable;
+  ui_sessions: UiSessionsTable;
 }
 
 export interface AuditLogTable {
@@ -317,6 +384,20 @@ export interface AuditLogTable {
   status: number;
   remote_address: string | null;
   created_at: string;
+}
+
+/** A dashboard sign-in (migrations/0012_ui_sessions.ts); the cookie holds the secret, the id is its sha256. */
+export interface UiSessionsTable {
+  /** sha256 (hex) of the session secret the browser holds; never the secret. */
+  id: string;
+  token_id: string;
+  /** Sent back by the dashboard in X-CSRF-Token with every write. */
+  csrf_token: string;
+  user_agent: string | null;
+  created_at: string;
+  last_seen_at: string;
+  /** The idle deadline: last use + the idle lifetime. */
+  expires_at: string;
 }
 
 /** One fact about the catalog itself (see migrations/0007_catalog_settings.ts). */
@@ -339,3 +420,7 @@ export type Job = Selectable<JobsTable>;
 export type BackupPolicy = Selectable<BackupPoliciesTable>;
 export type SchemaSnapshot = Selectable<SchemaSnapshotsTable>;
 export type AuditEntry = Selectable<AuditLogTable>;
+export type Event = Selectable<EventsTable>;
+export type Webhook = Selectable<WebhooksTable>;
+export type NotificationChannel = Selectable<NotificationChannelsTable>;
+export type NotificationDelivery = Selectable<NotificationDeliveriesTable>;
