@@ -19,6 +19,7 @@ import { ALL_ACCESSES, createToken, grantAccesses } from './catalog/tokens.js';
 import { findOrganizationByName } from './catalog/organizations.js';
 import { rebuildCatalog } from './jobs/rebuild.js';
 import { rotateSecretKey } from './rotate.js';
+import { startMetricsListener } from './api/metrics-route.js';
 
 /**
  * The lock each command holds on the catalog (see CatalogLock): on SQLite every command
@@ -52,6 +53,9 @@ async function serve(withHttp: boolean): Promise<void> {
     await app.listen({ host: config.host, port: config.port });
     ctx.log.info(`Strongbox listening on http://${config.host}:${config.port} (catalog: ${ctx.catalog.dialect}, data: ${config.dataDir})`);
   } else ctx.log.info(`Strongbox worker ${runner.workerId} started (catalog: ${ctx.catalog.dialect})`);
+  // /metrics without a token, on its own address: the only way to scrape a worker (it has no API).
+  const metrics = config.metricsListen ? await startMetricsListener(ctx, config.metricsListen) : null;
+  if (metrics) ctx.log.info({ metrics: metrics.url }, `metrics served without authentication on ${metrics.url}/metrics`);
 
   // The runner's and the scheduler's timers are unref'd (a test can drop them), and a worker
   // has no HTTP server: without a handle of its own, a worker's event loop ran empty and it
@@ -71,6 +75,7 @@ async function serve(withHttp: boolean): Promise<void> {
     let code = 0;
     try {
       await app?.close();
+      await metrics?.close();
       await scheduler.stop();
       await runner.stop();
       await ctx.catalog.close();
