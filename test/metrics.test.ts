@@ -1,0 +1,201 @@
+/**
+ * /metrics after real work: a real PostgreSQL backup, a failed one, a verification and a
+ * backup held running; the values are checked against the catalog and the API (last
+ * success = completed_at, stored bytes = the artifacts' sizes, counters moved by one). The
+ * API's /metrics needs a token (and shows only what the token may read); the separate
+ * listener needs none.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from './helpers/server.js';
+import { createDatabase, dropDatabase, pgUrl, uniqueName, withPgClient } from './helpers/databases.js';
+import { scrape, type Scrape } from './helpers/metrics.js';
+import { failureClass } from '../src/metrics.js';
+import { startMetricsListener, type MetricsListener } from '../src/api/metrics-route.js';
+
+describe('GET /metrics', () => {
+  let server: TestServer;
+  const source = uniqueName('sbx_metrics');
+  const broken = uniqueName('sbx_metrics_gone');
+  let branchPath: string;
+  let brokenPath: string;
+  let backup: any;
+  const labels = { organization: 'default', database: 'metricsdb', branch: 'main' };
+
+  const get = async (): Promise<Scrape> => {
+    const r = await scrape(`${server.url}/metrics`, `Bearer ${server.token}`);
+    assert.equal(r.status, 200, r.body);
+    return r.metrics!;
+  };
+
+  before(async () => {
+    server = await startServer();
+    await createDatabase('postgresql', source);
+    await withPgClient(pgUrl(source), (c) => c.query('create table t (id int primary key, v text); insert into t select g, md5(g::text) from generate_series(1, 2000) g'));
+    branchPath = await registerBranch(server, 'default', 'metricsdb', 'postgresql', 'main', pgUrl(source));
+    await createDatabase('postgresql', broken);
+    brokenPath = await registerBranch(server, 'default', 'metricsdb', 'postgresql', 'gone', pgUrl(broken));
+    await dropDatabase('postgresql', broken);
+  });
+  after(async () => {
+    await server?.close();
+    await dropDatabase('postgresql', source);
+    await dropDatabase('postgresql', broken);
+  });
+
+  test('a real backup moves the histograms and shows up in the catalog metrics', async () => {
+    const before = await get();
+    const count = (m: Scrape, name: string, l: Record<string, string>) => m.value(name, l) ?? 0;
+    const r = await api(server, 'POST', `${branchPath}/backups`, {});
+    assert.equal(r.status, 201);
+    backup = await waitForBackup(server, branchPath, r.body.id);
+    assert.equal(backup.state, 'success');
+    const m = await get();
+
+    assert.equal(count(m, 'strongbox_backup_duration_seconds_count', { engine: 'postgresql', outcome: 'success' }), count(before, 'strongbox_backup_duration_seconds_count', { engine: 'postgresql', outcome: 'success' }) + 1);
+    assert.ok(m.value('strongbox_backup_duration_seconds_sum', { engine: 'postgresql', outcome: 'success' })! > 0);
+    assert.equal(count(m, 'strongbox_backup_size_bytes_count', { engine: 'postgresql' }), count(before, 'strongbox_backup_size_bytes_count', { engine: 'postgresql' }) + 1);
+    const row = await server.ctx.db.selectFrom('backups').select(['completed_at', 'size']).where('id', '=', backup.id).executeTakeFirstOrThrow();
+    assert.ok(row.size > 0);
+    // The size histogram saw this backup's stored size.
+    assert.equal(count(m, 'strongbox_backup_size_bytes_sum', { engine: 'postgresql' }) - count(before, 'strongbox_backup_size_bytes_sum', { engine: 'postgresql' }), Number(row.size));
+
+    assert.equal(m.value('strongbox_last_successful_backup_timestamp_seconds', labels), Date.parse(row.completed_at!) / 1000);
+    assert.equal(m.value('strongbox_last_backup_failed', labels), 0);
+    // The database's required development policy covers the branch: it is not overdue.
+    assert.equal(m.value('strongbox_branch_overdue', labels), 0);
+    assert.ok(m.value('strongbox_branch_backup_frequency_seconds', labels)! > 0);
+
+    const artifacts = await api(server, 'GET', `${branchPath}/backups/${backup.id}/artifacts`);
+    const rows = await server.ctx.db.selectFrom('artifacts').select(['destination_name', 'size', 'state']).where('backup_id', '=', backup.id).execute();
+    assert.ok(rows.length > 0 && rows.every((a) => a.state === 'success'));
+    for (const a of rows) {
+      assert.equal(m.value('strongbox_stored_bytes', { organization: 'default', destination: a.destination_name }), rows.filter((x) => x.destination_name === a.destination_name).reduce((n, x) => n + Number(x.size), 0));
+      assert.equal(m.value('strongbox_stored_artifacts', { organization: 'default', destination: a.destination_name }), 1);
+      assert.equal(m.value('strongbox_destination_last_write_failed', { organization: 'default', destination: a.destination_name }), 0);
+    }
+    assert.equal(m.value('strongbox_stored_bytes', { organization: 'default' }), artifacts.body.data.reduce((n: number, a: any) => n + Number(a.size), 0), 'the API shows the same sizes');
+    assert.equal(m.value('strongbox_backups', { organization: 'default', state: 'success' }), 1);
+    assert.equal(m.value('strongbox_catalog_up'), 1);
+    assert.equal(m.value('strongbox_build_info'), 1);
+    // Nothing is queued now, and the gauge says so rather than having no series.
+    assert.equal(m.value('strongbox_jobs', { state: 'queued', kind: 'backup' }), 0);
+    assert.equal(m.value('strongbox_jobs', { state: 'running' }), undefined);
+  });
+
+  test('a failed backup counts as a failure with its class, and marks the branch', async () => {
+    const before = await get();
+    const r = await api(server, 'POST', `${brokenPath}/backups`, {});
+    assert.equal(r.status, 201);
+    const done = await waitForBackup(server, brokenPath, r.body.id);
+    assert.equal(done.state, 'failed');
+    const row = await server.ctx.db.selectFrom('backups').select(['error', 'completed_at']).where('id', '=', r.body.id).executeTakeFirstOrThrow();
+    const reason = failureClass(row.error);
+    const m = await get();
+    const failures = (s: Scrape) => s.value('strongbox_job_failures_total', { kind: 'backup', reason })!;
+    assert.equal(failures(m), failures(before) + 1, `a backup failure of class ${reason} (${row.error})`);
+    assert.equal(m.value('strongbox_job_failures_total', { kind: 'backup' }), before.value('strongbox_job_failures_total', { kind: 'backup' })! + 1, 'one failure, one class');
+    assert.equal(m.value('strongbox_backup_duration_seconds_count', { engine: 'postgresql', outcome: 'failed' }), (before.value('strongbox_backup_duration_seconds_count', { engine: 'postgresql', outcome: 'failed' }) ?? 0) + 1);
+    const gone = { ...labels, branch: 'gone' };
+    assert.equal(m.value('strongbox_last_backup_failed', gone), 1);
+    assert.equal(m.value('strongbox_last_failed_backup_timestamp_seconds', gone), Date.parse(row.completed_at!) / 1000);
+    assert.equal(m.value('strongbox_last_successful_backup_timestamp_seconds', gone), undefined, 'never succeeded: no timestamp');
+    assert.equal(m.value('strongbox_last_backup_failed', labels), 0, 'the other branch is unaffected');
+    assert.equal(m.value('strongbox_backups', { organization: 'default', state: 'failed' }), 1);
+    // The dump failed, not the destination.
+    assert.equal(m.value('strongbox_destination_last_write_failed', { organization: 'default' }), 0);
+  });
+
+  test('a verification is counted and dated', async () => {
+    const before = await get();
+    const v = await api(server, 'POST', `${branchPath}/backups/${backup.id}/verify`, {});
+    assert.equal(v.status, 202, JSON.stringify(v.body));
+    await until('the verification', async () => {
+      const r = await api(server, 'GET', `${branchPath}/backups/${backup.id}/verifications`);
+      const s = r.body.data.find((x: any) => x.id === v.body.id)?.state;
+      return s === 'success' || s === 'failed' ? s : undefined;
+    });
+    const m = await get();
+    assert.equal(m.value('strongbox_verifications_total', { kind: 'quick', outcome: 'passed' }), before.value('strongbox_verifications_total', { kind: 'quick', outcome: 'passed' })! + 1);
+    const row = await server.ctx.db.selectFrom('backups').select(['verified_at']).where('id', '=', backup.id).executeTakeFirstOrThrow();
+    assert.equal(m.value('strongbox_last_verification_timestamp_seconds', labels), Date.parse(row.verified_at!) / 1000);
+    assert.equal(m.value('strongbox_last_verification_failed', labels), 0);
+  });
+
+  test('a running backup shows under its worker', async () => {
+    const locker = new pg.Client({ connectionString: pgUrl(source) });
+    await locker.connect();
+    try {
+      // pg_dump waits on this lock, so the backup is surely running while we look.
+      await locker.query('begin; lock table t in access exclusive mode');
+      const r = await api(server, 'POST', `${branchPath}/backups`, {});
+      const m = await until('the backup to run', async () => {
+        const s = await get();
+        return s.value('strongbox_jobs', { state: 'running', kind: 'backup' }) === 1 ? s : undefined;
+      });
+      assert.equal(m.value('strongbox_jobs', { state: 'running', kind: 'backup', worker: server.runner.workerId }), 1);
+      assert.equal(m.value('strongbox_backups', { organization: 'default', state: 'running' }), 1);
+      await locker.query('rollback');
+      assert.equal((await waitForBackup(server, branchPath, r.body.id)).state, 'success');
+      assert.equal((await get()).value('strongbox_jobs', { state: 'running' }), undefined);
+    } finally {
+      await locker.end();
+    }
+  });
+
+  test('the Prometheus text format, with its content type', async () => {
+    const r = await scrape(`${server.url}/metrics`, server.token);
+    assert.equal(r.status, 200, 'a plain <id>:<secret> works too');
+    assert.match(r.contentType ?? '', /^text\/plain; version=0\.0\.4/);
+    assert.equal(r.metrics!.types.get('strongbox_backup_duration_seconds'), 'histogram');
+    assert.equal(r.metrics!.types.get('strongbox_job_failures_total'), 'counter');
+    assert.equal(r.metrics!.types.get('strongbox_last_successful_backup_timestamp_seconds'), 'gauge');
+    assert.ok(r.metrics!.types.has('process_cpu_seconds_total'), 'the process metrics too');
+  });
+
+  test('without a valid token: 401', async () => {
+    const none = await scrape(`${server.url}/metrics`);
+    assert.equal(none.status, 401);
+    assert.equal(JSON.parse(none.body).code, 'unauthorized');
+    const [id] = server.token.split(':');
+    const wrong = await scrape(`${server.url}/metrics`, `Bearer ${id}:not-the-secret-at-all`);
+    assert.equal(wrong.status, 401);
+    assert.doesNotMatch(wrong.body, /strongbox_/);
+  });
+
+  test("a token sees its organization's catalog metrics only with read_backups on the whole organization", async () => {
+    const t = await api(server, 'POST', '/v1/organizations/default/service-tokens', { name: 'prometheus' });
+    assert.equal(t.status, 201);
+    const token = `${t.body.id}:${t.body.token}`;
+    const grant = async (body: object) => assert.equal((await api(server, 'POST', `/v1/organizations/default/service-tokens/${t.body.id}/accesses`, body)).status, 200);
+
+    await grant({ database: 'metricsdb', branch: 'main', accesses: ['read_backups'] });
+    const narrow = await scrape(`${server.url}/metrics`, `Bearer ${token}`);
+    assert.equal(narrow.status, 200);
+    assert.equal(narrow.metrics!.find('strongbox_last_successful_backup_timestamp_seconds').length, 0, 'a branch-scoped token cannot read the names of the other branches');
+    assert.ok(narrow.metrics!.value('strongbox_backup_duration_seconds_count')! > 0, "this process's instruments are shown");
+
+    await grant({ accesses: ['read_backups'] });
+    const wide = await scrape(`${server.url}/metrics`, `Bearer ${token}`);
+    assert.equal(wide.metrics!.value('strongbox_last_successful_backup_timestamp_seconds', labels), (await get()).value('strongbox_last_successful_backup_timestamp_seconds', labels));
+  });
+
+  test('the separate listener serves the same metrics without a token', async () => {
+    let listener: MetricsListener | null = null;
+    try {
+      listener = await startMetricsListener(server.ctx, { host: '127.0.0.1', port: 0 });
+      const r = await scrape(`${listener.url}/metrics`);
+      assert.equal(r.status, 200);
+      assert.match(r.contentType ?? '', /^text\/plain; version=0\.0\.4/);
+      const viaApi = await get();
+      for (const name of ['strongbox_last_successful_backup_timestamp_seconds', 'strongbox_stored_bytes', 'strongbox_backups']) {
+        assert.deepEqual(r.metrics!.find(name), viaApi.find(name), name);
+      }
+      assert.equal((await fetch(`${listener.url}/`)).status, 404);
+      assert.equal((await fetch(`${listener.url}/metrics`, { method: 'POST' })).status, 405);
+    } finally {
+      await listener?.close();
+    }
+  });
+});
