@@ -14,7 +14,7 @@ import { bootstrap } from './bootstrap.js';
 import { buildApp } from './app.js';
 import { JobRunner } from './jobs/runner.js';
 import { Scheduler } from './jobs/scheduler.js';
-import { runClientCommand, CliError, USAGE } from './cli.js';
+import { runCommandLine, CliError } from './cli.js';
 import { ALL_ACCESSES, createToken, grantAccesses } from './catalog/tokens.js';
 import { findOrganizationByName } from './catalog/organizations.js';
 import { rebuildCatalog } from './jobs/rebuild.js';
@@ -90,31 +90,31 @@ async function serve(withHttp: boolean): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
-async function tokenCreate(args: string[]): Promise<void> {
-  const { parseArgs } = await import('node:util');
-  const { values } = parseArgs({ args, options: { name: { type: 'string', default: 'cli' }, org: { type: 'string', default: 'default' }, admin: { type: 'boolean', default: false } } });
+/** Options as src/cli/specs.ts declares them (parsed and checked before any handler runs). */
+type Options = Record<string, string | boolean | undefined>;
+
+async function tokenCreate(values: Options): Promise<void> {
+  const orgName = String(values.org ?? 'default');
   const config = loadConfig();
   const ctx = await createContext(config, { lock: LOCKS.tokenCreate });
   await bootstrap(ctx);
-  const org = await findOrganizationByName(ctx.db, values.org!);
-  if (!org) throw new CliError(`no organization "${values.org}"`);
-  const { token, secret } = await createToken(ctx.db, { organizationId: org.id, name: values.name!, superuser: values.admin });
+  const org = await findOrganizationByName(ctx.db, orgName);
+  if (!org) throw new CliError(`no organization "${orgName}"`);
+  const { token, secret } = await createToken(ctx.db, { organizationId: org.id, name: String(values.name ?? 'cli'), superuser: values.admin === true });
   await grantAccesses(ctx.db, token.id, ALL_ACCESSES, 'organization', org.id);
   await ctx.catalog.close();
   process.stdout.write(`${token.id}:${secret}\n`);
 }
 
-async function catalogRebuild(args: string[]): Promise<void> {
-  const { parseArgs } = await import('node:util');
-  const { values } = parseArgs({ args, options: { destination: { type: 'string' }, org: { type: 'string', default: 'default' } } });
-  if (!values.destination) throw new CliError('usage: strongbox catalog rebuild --destination NAME [--org ORG]');
+async function catalogRebuild(values: Options): Promise<void> {
+  const orgName = String(values.org ?? 'default');
   const config = loadConfig();
   const ctx = await createContext(config, { lock: LOCKS.catalogRebuild });
   try {
     await bootstrap(ctx);
-    const org = await findOrganizationByName(ctx.db, values.org!);
-    if (!org) throw new CliError(`no organization "${values.org}"`);
-    const dest = await ctx.db.selectFrom('storage_destinations').selectAll().where('organization_id', '=', org.id).where('name', '=', values.destination).executeTakeFirst();
+    const org = await findOrganizationByName(ctx.db, orgName);
+    if (!org) throw new CliError(`no organization "${orgName}"`);
+    const dest = await ctx.db.selectFrom('storage_destinations').selectAll().where('organization_id', '=', org.id).where('name', '=', String(values.destination)).executeTakeFirst();
     if (!dest) throw new CliError(`no storage destination "${values.destination}" in organization "${org.name}": add it again (same configuration) first`);
     const r = await rebuildCatalog(ctx, org, dest);
     process.stdout.write(
@@ -155,37 +155,22 @@ async function secretsFingerprint(): Promise<void> {
   process.stdout.write(`${keyFingerprint(Buffer.from(key, 'hex'))}  ${secretKeySource(config)}\n`);
 }
 
+/** The command line, parsed and checked by src/cli.ts; the server commands run here. */
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'serve':
-      return serve(true);
-    case 'worker':
-      return serve(false);
-    case 'catalog':
-      if (rest[0] === 'rebuild') return catalogRebuild(rest.slice(1));
-      throw new CliError('usage: strongbox catalog rebuild --destination NAME [--org ORG]');
-    case 'secrets':
-      if (rest[0] === 'rotate-key') return secretsRotate();
-      if (rest[0] === 'fingerprint') return secretsFingerprint();
-      throw new CliError('usage: strongbox secrets rotate-key   (stop every serve and worker first)\n       strongbox secrets fingerprint');
-    case 'token':
-      if (rest[0] === 'create') return tokenCreate(rest.slice(1));
-      throw new CliError('usage: strongbox token create [--name NAME] [--org ORG] [--admin]');
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return;
-    default:
-      return runClientCommand(command, rest);
-  }
+  return runCommandLine(argv, {
+    serve: () => serve(true),
+    worker: () => serve(false),
+    'token create': tokenCreate,
+    'catalog rebuild': catalogRebuild,
+    'secrets rotate-key': secretsRotate,
+    'secrets fingerprint': secretsFingerprint,
+  });
 }
 
 main(process.argv.slice(2)).catch((e) => {
   if (e instanceof ConfigError) process.stderr.write(`strongbox: configuration error: ${e.message}\n`);
   else if (e instanceof CliError) process.stderr.write(`strongbox: ${e.message}\n`);
   else process.stderr.write(`strongbox: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(e instanceof CliError ? 2 : 1);
+  // 2: the command line is wrong (usage); 1: the operation failed.
+  process.exit(e instanceof CliError ? e.exitCode : 1);
 });

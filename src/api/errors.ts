@@ -83,6 +83,14 @@ function describeValidation(err: FastifyError): string {
   if (v.keyword === 'enum') {
     return `${where}${field ? `.${field}` : ''} must be one of: ${(params.allowedValues as unknown[]).join(', ')}`;
   }
+  // A union of literals (TypeBox's Union([Literal...])) fails as one `const` error per
+  // branch, the first saying only "must be equal to constant": name every allowed value.
+  const here = (err.validation ?? []).filter((e) => e.instancePath === v.instancePath);
+  const allowed = here.filter((e) => e.keyword === 'const').map((e) => (e.params as { allowedValue: unknown }).allowedValue);
+  const orNull = here.some((e) => e.keyword === 'type' && (e.params as { type?: unknown }).type === 'null');
+  if (allowed.length && here.every((e) => e.keyword === 'const' || e.keyword === 'anyOf' || (e.keyword === 'type' && (e.params as { type?: unknown }).type === 'null'))) {
+    return `${where}${field ? `.${field}` : ''} must be one of: ${allowed.join(', ')}${orNull ? ', or null' : ''}`;
+  }
   return `${where}${field ? `.${field}` : ''} ${v.message ?? 'is invalid'}`;
 }
 

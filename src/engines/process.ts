@@ -18,16 +18,32 @@ const STDERR_TAIL_BYTES = 4_096;
 /**
  * Replace every occurrence of each secret in `text` with `***`. Also catches the
  * percent-encoded form, since drivers sometimes echo a URL they were given.
+ *
+ * An occurrence is the secret as a whole token: where it begins (or ends) with a letter,
+ * digit or underscore, the character before (after) it must not be one. A password
+ * stands alone wherever a tool or driver echoes it (`user:x@host`, `password=x`, `'x'`),
+ * while masking it inside other words mangled the message around it: the password `x`
+ * turned "does not exist" into "does not e***ist".
  */
 export function scrubSecrets(text: string, secrets: readonly string[]): string {
   let out = text;
   for (const secret of secrets) {
     if (!secret) continue;
     for (const form of new Set([secret, encodeURIComponent(secret)])) {
-      out = out.split(form).join('***');
+      out = out.replace(secretPattern(form), '***');
     }
   }
   return out;
+}
+
+const WORD_CHAR = /[\p{L}\p{N}_]/u;
+
+/** `form` as a whole token (see scrubSecrets). */
+function secretPattern(form: string): RegExp {
+  const escaped = form.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const before = WORD_CHAR.test(form[0]) ? '(?<![\\p{L}\\p{N}_])' : '';
+  const after = WORD_CHAR.test(form[form.length - 1]) ? '(?![\\p{L}\\p{N}_])' : '';
+  return new RegExp(`${before}${escaped}${after}`, 'gu');
 }
 
 /**

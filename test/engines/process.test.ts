@@ -37,6 +37,18 @@ describe('scrubSecrets', () => {
   test('ignores empty secrets', () => {
     assert.equal(scrubSecrets('text', ['']), 'text');
   });
+  test('masks the password where it stands alone, never inside other words', () => {
+    // The password `x` once turned "does not exist" into "does not e***ist".
+    const text = 'connect to postgresql://u:x@db:5432/shop failed: database "shop" does not exist; password=x; tried \'x\' (x)';
+    assert.equal(scrubSecrets(text, ['x']), 'connect to postgresql://u:***@db:5432/shop failed: database "shop" does not exist; password=***; tried \'***\' (***)');
+    assert.equal(scrubSecrets('role "admin" does not exist (user admin2, password admin)', ['admin']), 'role "***" does not exist (user admin2, password ***)');
+    // Secrets that begin or end with punctuation match wherever they appear.
+    assert.equal(scrubSecrets('url u:!x@h and x!y', ['!x']), 'url u:***@h and x!y');
+    assert.equal(scrubSecrets('u:p@ss!@h', ['p@ss!']), 'u:***@h');
+    // Regular-expression characters in a password are plain characters.
+    assert.equal(scrubSecrets('u:a.b*c@h aXbbc', ['a.b*c']), 'u:***@h aXbbc');
+    assert.equal(scrubSecrets('pässwörd=süß; süßer', ['süß']), 'pässwörd=***; süßer');
+  });
 });
 
 describe('toolEnvironment', () => {
