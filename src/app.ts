@@ -5,6 +5,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
 import type { AppContext } from './context.js';
 import { authenticate, credentialsFrom, type Principal } from './api/auth.js';
@@ -26,6 +27,7 @@ import { snapshotRoutes } from './api/v1/snapshots.js';
 import { authenticateSession, sessionRateKey, sessionRoutes, sessionSecretOf } from './api/session.js';
 import { uiRoutes } from './api/ui.js';
 import { ErrorBody } from './api/v1/schemas.js';
+import { completeDocument, ERROR_SCHEMAS, openapiInfo, refResolver, routeDocumenter } from './api/openapi.js';
 import { yandexRoutes } from './api/compat/yandex/index.js';
 import { backupmanRoutes } from './api/compat/backupman/index.js';
 import { metricsRoutes } from './api/metrics-route.js';
@@ -91,15 +93,12 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     if (req.body === undefined && (req.method === 'POST' || req.method === 'PATCH')) req.body = {};
   });
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: { title: 'Strongbox API', version: VERSION, description: 'Backups of PostgreSQL and MySQL/MariaDB. Native dialect: PlanetScale v1 backups API.' },
-      components: { securitySchemes: { ServiceToken: { type: 'apiKey', in: 'header', name: 'Authorization', description: '<token-id>:<secret>' } } },
-      security: [{ ServiceToken: [] }],
-    },
-  });
+  // The document's conventions (operationIds, each dialect's security scheme and 4xx error
+  // bodies) are added to every route as it is registered: api/openapi.ts.
+  await app.register(swagger, { openapi: openapiInfo(VERSION), refResolver, transformObject: completeDocument as never });
   app.addSchema(ErrorBody);
+  for (const s of ERROR_SCHEMAS) app.addSchema(s);
+  app.addHook('onRoute', routeDocumenter());
   // Every route, as registered: the contract test checks the OpenAPI document covers them all.
   const routes: Array<{ method: string; url: string; hidden: boolean }> = [];
   app.decorate('routeList', routes);
@@ -139,7 +138,19 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     await recordAudit(ctx, req, reply.statusCode).catch((e) => req.log.error({ err: e }, 'could not write the audit log'));
   });
 
-  app.get('/health', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok', version: VERSION }));
+  app.get(
+    '/health',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['Health'],
+        summary: 'Whether the server is up, and its version',
+        operationId: 'get_health',
+        response: { 200: Type.Object({ status: Type.Literal('ok'), version: Type.String() }) },
+      },
+    },
+    async () => ({ status: 'ok' as const, version: VERSION }),
+  );
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
   // The web dashboard: its sign-in (sessions) and its built files.
   await app.register(sessionRoutes(ctx));
