@@ -24,6 +24,7 @@ import { tokenRoutes } from './api/v1/tokens.js';
 import { policyRoutes } from './api/v1/policies.js';
 import { destinationRoutes } from './api/v1/destinations.js';
 import { snapshotRoutes } from './api/v1/snapshots.js';
+import { overviewRoutes } from './api/v1/overview.js';
 import { authenticateSession, sessionRateKey, sessionRoutes, sessionSecretOf } from './api/session.js';
 import { uiRoutes } from './api/ui.js';
 import { ErrorBody } from './api/v1/schemas.js';
@@ -168,6 +169,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await v1.register(snapshotRoutes(ctx));
       await v1.register(auditRoutes(ctx));
       await v1.register(verificationRoutes(ctx));
+      await v1.register(overviewRoutes(ctx));
     },
     { prefix: '/v1' },
   );

@@ -178,7 +178,7 @@ export function sessionRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           description:
             'Answers with the session (its CSRF token, the token and its accesses) and sets the `strongbox_session` cookie (HttpOnly, SameSite=Strict). ' +
             'Requests with the cookie and no Authorization header act as the token; writes among them need the `X-CSRF-Token` header.',
-          operationId: 'createUiSession',
+          operationId: 'create_ui_session',
           security: [],
           body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 600, description: '"<token-id>:<secret>"' }) }, { additionalProperties: false }),
           response: { 200: UiSession, 400: ErrorRef, 401: ErrorRef, 429: ErrorRef },
@@ -232,8 +232,8 @@ export function sessionRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         schema: {
           tags: ['Dashboard'],
           summary: 'The dashboard session of the cookie: its CSRF token, token and accesses',
-          operationId: 'getUiSession',
-          security: [],
+          operationId: 'get_ui_session',
+          security: [{ DashboardSession: [] }],
           response: { 200: UiSession, 401: ErrorRef },
         },
       },
@@ -258,8 +258,8 @@ export function sessionRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           tags: ['Dashboard'],
           summary: 'Sign out of the dashboard: ends the session and clears its cookie',
           description: 'Needs the `X-CSRF-Token` header of the session. Without a live session it answers 204 all the same.',
-          operationId: 'deleteUiSession',
-          security: [],
+          operationId: 'delete_ui_session',
+          security: [{ DashboardSession: [] }],
           response: { 204: Type.Null({ description: 'signed out' }), 403: ErrorRef },
         },
       },

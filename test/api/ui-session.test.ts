@@ -270,7 +270,7 @@ describe('dashboard sessions', () => {
     const doc = (await api(server, 'GET', '/openapi.json', undefined, null)).body;
     const s = doc.paths['/ui/session'];
     assert.ok(s?.post && s.get && s.delete);
-    assert.equal(s.post.operationId, 'createUiSession');
+    assert.equal(s.post.operationId, 'create_ui_session');
     assert.ok(s.post.responses['200'] && s.post.responses['401']);
     assert.ok(s.get.responses['200'] && s.get.responses['401']);
     assert.equal(doc.paths['/'], undefined);

@@ -5,9 +5,9 @@ import type { AppContext } from '../../context.js';
 import { newId, nowIso } from '../../catalog/ids.js';
 import { computeNextRun } from '../../catalog/policies.js';
 import type { BackupPolicy } from '../../catalog/schema.js';
-import { validateSchedule } from '../../jobs/schedule.js';
+import { nextSlotAfter, parseSchedule, validateSchedule, type Schedule } from '../../jobs/schedule.js';
 import { requireAccess } from '../auth.js';
-import { conflict, invalidParams, notFound } from '../errors.js';
+import { badRequest, conflict, invalidParams, notFound } from '../errors.js';
 import { envelope } from '../paging.js';
 import { resolveDatabase } from '../resolve.js';
 import { presentPolicy } from './present.js';
@@ -88,6 +88,65 @@ function checkSchedule(p: Pick<BackupPolicy, 'frequency_value' | 'frequency_unit
   if (problems.length) throw invalidParams(problems.join('; '));
 }
 
+/** What the dashboard's policy form sends to see a schedule in words before saving it. */
+const PreviewBody = Type.Object(
+  {
+    frequency_value: fields.frequency_value,
+    frequency_unit: fields.frequency_unit,
+    schedule_time: fields.schedule_time,
+    schedule_day: Type.Optional(fields.schedule_day),
+    schedule_week: Type.Optional(fields.schedule_week),
+    retention_value: Type.Optional(fields.retention_value),
+    retention_unit: Type.Optional(fields.retention_unit),
+  },
+  { additionalProperties: false },
+);
+const PreviewAnswer = Type.Object(
+  {
+    description: Type.String({ description: 'the schedule (and retention) in plain words, e.g. "Every day at 02:00 UTC, kept for 2 days"' }),
+    next_runs: Type.Array(Type.String(), { description: 'the next five runs of a policy saved now (ISO 8601, UTC)' }),
+  },
+  { additionalProperties: false },
+);
+
+const WEEKDAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const ORDINALS = ['first', 'second', 'third', 'fourth'];
+const plural = (n: number, unit: string) => (n === 1 ? `1 ${unit}` : `${n} ${unit}s`);
+const hhmm = (minutes: number) => `${String(Math.floor(minutes / 60) % 24).padStart(2, '0')}:${String(minutes % 60).padStart(2, '0')}`;
+const listed = (items: string[]) => (items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`);
+
+/**
+ * A schedule in plain words, as jobs/schedule.ts defines its slots (UTC; a monthly
+ * schedule_week is a 7-day window, so window k on a weekday is that weekday's (k+1)th
+ * occurrence in the month).
+ */
+export function describeSchedule(s: Schedule): string {
+  const [h, m] = s.time.split(':').map(Number);
+  const n = s.frequency.value;
+  switch (s.frequency.unit) {
+    case 'hour': {
+      if (n === 1) return `Every hour at :${s.time.slice(3)}`;
+      if (n === 24) return `Every 24 hours at ${s.time} UTC`;
+      const first = (h % n) * 60 + m;
+      const perDay = 24 / n;
+      if (perDay > 4) return `Every ${n} hours at :${s.time.slice(3)}, from ${hhmm(first)} UTC`;
+      return `Every ${n} hours at :${s.time.slice(3)} (${listed(Array.from({ length: perDay }, (_, i) => hhmm(first + i * n * 60)))} UTC)`;
+    }
+    case 'day':
+      return `${n === 1 ? 'Every day' : `Every ${n} days`} at ${s.time} UTC`;
+    case 'week':
+      return `${n === 1 ? 'Every week' : `Every ${n} weeks`} on ${WEEKDAYS[s.day ?? 0]} at ${s.time} UTC`;
+    case 'month': {
+      const window = s.week ?? 0;
+      const on = s.day === null ? `the ${['1st', '8th', '15th', '22nd'][window]}` : `the ${ORDINALS[window]} ${WEEKDAYS[s.day]}`;
+      // Months are counted from January 1970, so when n divides 12 they are the same every year.
+      const months = n === 1 ? '' : 12 % n === 0 ? ` (${listed(MONTHS.filter((_, i) => i % n === 0))})` : '';
+      return `${n === 1 ? 'Every month' : `Every ${n} months`}${months} on ${on} at ${s.time} UTC`;
+    }
+  }
+}
+
 export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   const base = '/organizations/:organization/databases/:database/backup-policies';
 
@@ -155,6 +214,38 @@ export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         row.next_run_at = computeNextRun(row, now);
         await ctx.db.insertInto('backup_policies').values(row).execute();
         return reply.status(201).send(presentPolicy(row));
+      },
+    );
+
+    app.post(
+      `${base}/preview`,
+      {
+        schema: {
+          tags: ['BackupPolicies'],
+          summary: 'A schedule in plain words and its next five runs, without saving anything',
+          description: 'The schedule fields of a policy (and, optionally, its retention). A schedule that cannot be used is a 400 naming every problem.',
+          operationId: 'preview_backup_policy',
+          params: DbParams,
+          body: PreviewBody,
+          response: { 200: PreviewAnswer },
+        },
+      },
+      async (req) => {
+        const { org, database } = await resolveDatabase(ctx.db, req.principal, req.params.organization, req.params.database);
+        requireAccess(req.principal, 'read_backups', { organizationId: org.id, databaseId: database.id });
+        const b = req.body;
+        const problems = validateSchedule(b);
+        if ((b.retention_value === undefined) !== (b.retention_unit === undefined)) problems.push('retention_value and retention_unit go together: give both or neither');
+        if (problems.length) throw badRequest(problems.join('; '));
+        const schedule = parseSchedule(b);
+        const next: string[] = [];
+        // A policy saved now runs first at its first slot after now (schedule.ts).
+        for (let t = ctx.clock(); next.length < 5; ) {
+          t = nextSlotAfter(schedule, t);
+          next.push(t.toISOString());
+        }
+        const kept = b.retention_value !== undefined && b.retention_unit !== undefined ? `, kept for ${plural(b.retention_value, b.retention_unit)}` : '';
+        return { description: describeSchedule(schedule) + kept, next_runs: next };
       },
     );
 
