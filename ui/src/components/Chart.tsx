@@ -3,7 +3,7 @@
  * a hundred kilobytes). Points are plotted by time; each has a tooltip, and the chart has a
  * text summary for screen readers. Colors come from the style sheet, so dark mode applies.
  */
-import { useId } from 'preact/hooks';
+import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import { formatTime } from '../format.js';
 
 export interface ChartPoint {
@@ -14,15 +14,24 @@ export interface ChartPoint {
   label: string;
 }
 
-const W = 640;
 const H = 180;
 const PAD = { left: 72, right: 14, top: 12, bottom: 26 };
 
 export function Chart({ title, points, format }: { title: string; points: ChartPoint[]; format: (v: number) => string }) {
   const id = `chart${useId()}`;
+  // Drawn at the width it is shown at, so its labels stay 12 px on a phone as on a desktop.
+  const box = useRef<HTMLElement>(null);
+  const [W, setW] = useState(640);
+  useEffect(() => {
+    const el = box.current;
+    if (!el || typeof ResizeObserver === 'undefined') return;
+    const ro = new ResizeObserver(() => setW(Math.max(240, Math.round(el.clientWidth))));
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
   if (points.length === 0) {
     return (
-      <figure class="chart">
+      <figure class="chart" ref={box}>
         <figcaption>{title}</figcaption>
         <p class="muted">No data in this period.</p>
       </figure>
@@ -38,9 +47,10 @@ export function Chart({ title, points, format }: { title: string; points: ChartP
   const line = points.map((p) => `${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`).join(' ');
   const last = points[points.length - 1];
   const summary = `${points.length} points from ${formatTime(new Date(minX).toISOString())} to ${formatTime(new Date(maxX).toISOString())}; highest ${format(maxY)}, latest ${format(last.y)}.`;
-  const ticks = [0, maxY / 2, maxY];
+  // Gridlines at 0, half and the highest value; one whose label reads like its neighbour's is dropped.
+  const ticks = [0, maxY / 2, maxY].filter((t, i, all) => i === 0 || format(t) !== format(all[i - 1]));
   return (
-    <figure class="chart">
+    <figure class="chart" ref={box}>
       <figcaption id={`${id}-t`}>{title}</figcaption>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-labelledby={`${id}-t ${id}-d`} preserveAspectRatio="xMidYMid meet">
         <desc id={`${id}-d`}>{summary}</desc>

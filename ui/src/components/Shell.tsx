@@ -17,7 +17,15 @@ export function Shell({ nav, current, children }: { nav: NavItem[]; current: str
   const active = (path: string) => (path === '/' ? current === '/' : current === path || current.startsWith(`${path}/`));
   return (
     <div class="shell">
-      <a class="skip-link" href="#main" onClick={(e) => (e.preventDefault(), document.getElementById('main')?.focus())}>
+      <a
+        class="skip-link"
+        href="#main"
+        onClick={(e) => {
+          // The hash is the router's: move the focus instead of navigating to "#main".
+          e.preventDefault();
+          document.getElementById('main')?.focus();
+        }}
+      >
         Skip to content
       </a>
       <header class="topbar">

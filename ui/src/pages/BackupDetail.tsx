@@ -88,6 +88,8 @@ export function BackupDetail({ params }: PageProps) {
     );
   }
   const reason = artifacts.data?.backup_error ?? progress?.error ?? null;
+  // Verify, download and restore need a stored copy; a backup that failed before writing one has none.
+  const stored = artifacts.data?.data.filter((a) => a.state === 'success').length ?? 0;
   const deleted = b.deleted_at !== null;
   return (
     <>
@@ -182,36 +184,45 @@ export function BackupDetail({ params }: PageProps) {
 
       {!deleted && !live && (
         <section class="card actions" aria-label="Actions">
+          {stored > 0 && (
+            <>
+              <button
+                type="button"
+                disabled={busy}
+                onClick={() =>
+                  act(
+                    'Queuing a verification',
+                    () => post(`${api}/verify`, {}).then(() => verifications.reload()),
+                    'Verification queued: every copy is re-read and checked against its sha256.',
+                  )
+                }
+              >
+                Verify
+              </button>
+              <button
+                type="button"
+                disabled={busy}
+                onClick={() =>
+                  act(
+                    'Queuing a full verification',
+                    () => post(`${api}/verify`, { restore: true }).then(() => verifications.reload()),
+                    'Full verification queued: the backup is restored into a scratch database and compared.',
+                  )
+                }
+              >
+                Verify by restoring
+              </button>
+              <a class="button" href={`${api}/download`} download>
+                Download
+              </a>
+              <a class="button" href={href('/restore', { database, branch, backup: b.id })}>
+                Restore…
+              </a>
+            </>
+          )}
           <button
             type="button"
             disabled={busy}
-            onClick={() =>
-              act(
-                'Queuing a verification',
-                () => post(`${api}/verify`, {}).then(() => verifications.reload()),
-                'Verification queued: every copy is re-read and checked against its sha256.',
-              )
-            }
-          >
-            Verify
-          </button>
-          <button
-            type="button"
-            disabled={busy}
-            onClick={() =>
-              act(
-                'Queuing a full verification',
-                () => post(`${api}/verify`, { restore: true }).then(() => verifications.reload()),
-                'Full verification queued: the backup is restored into a scratch database and compared.',
-              )
-            }
-          >
-            Verify by restoring
-          </button>
-          <button
-            type="button"
-            disabled={busy}
-            aria-pressed={b.protected}
             onClick={() =>
               act(
                 b.protected ? 'Unprotecting' : 'Protecting',
@@ -222,12 +233,6 @@ export function BackupDetail({ params }: PageProps) {
           >
             {b.protected ? 'Unprotect' : 'Protect'}
           </button>
-          <a class="button" href={`${api}/download`} download>
-            Download
-          </a>
-          <a class="button" href={href('/restore', { database, branch, backup: b.id })}>
-            Restore…
-          </a>
           <button type="button" class="danger" disabled={busy} onClick={() => setConfirmDelete(true)}>
             Delete…
           </button>
@@ -244,7 +249,7 @@ export function BackupDetail({ params }: PageProps) {
         }}
       >
         <p>
-          Its stored copies ({plural2(artifacts.data?.data.filter((a) => a.state === 'success').length ?? 0)}) are removed from every destination. This cannot be undone.
+          {stored > 0 ? `Its ${plural2(stored)} in storage will be removed from every destination. This cannot be undone.` : 'It has no stored copies; only its record goes.'}
         </p>
       </ConfirmDialog>
 

@@ -122,7 +122,7 @@ function OverviewRow({ e }: { e: OverviewEntry }) {
         {e.branch.production && <span class="tag">production</span>}
         <div class="muted small">{e.database.kind === 'mysql' ? 'MySQL/MariaDB' : 'PostgreSQL'}</div>
       </th>
-      <td>
+      <td data-label="Status">
         {reasons.length ? (
           <ul class="attention-list">
             {reasons.map((r) => (
@@ -138,7 +138,7 @@ function OverviewRow({ e }: { e: OverviewEntry }) {
           <span class="ok">OK</span>
         )}
       </td>
-      <td>
+      <td data-label="Last success">
         {e.last_success ? (
           <>
             <Time iso={e.last_success.completed_at} />
@@ -148,7 +148,7 @@ function OverviewRow({ e }: { e: OverviewEntry }) {
           <span class="muted">never</span>
         )}
       </td>
-      <td>
+      <td data-label="Last run">
         {last ? (
           <>
             <a href={href(`${backupsPath(e)}/${encodeURIComponent(last.id)}`)}>
@@ -163,9 +163,9 @@ function OverviewRow({ e }: { e: OverviewEntry }) {
           <span class="muted">none</span>
         )}
       </td>
-      <td>{e.next_run_at ? <Time iso={e.next_run_at} relative /> : <span class="muted">not scheduled</span>}</td>
-      <td class="num">{formatBytes(e.stored_bytes)}</td>
-      <td class="num">{e.backup_count}</td>
+      <td data-label="Next run">{e.next_run_at ? <Time iso={e.next_run_at} relative /> : <span class="muted">not scheduled</span>}</td>
+      <td data-label="Stored" class="num">{formatBytes(e.stored_bytes)}</td>
+      <td data-label="Backups" class="num">{e.backup_count}</td>
     </tr>
   );
 }

@@ -58,7 +58,7 @@ function RestoreForm({ initial }: { initial: { database: string; branch: string;
     if (!backup && restorable.length) setBackup((restorable.find((b) => b.state === 'success') ?? restorable[0]).id);
   }, [backups.data]);
   useEffect(() => {
-    if (!name && branch) setName(`${branch}-restore-${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`);
+    if (!name && branch) setName(`${branch}-restore-${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`.slice(0, 63));
   }, [branch]);
 
   async function submit(e: Event) {
@@ -161,9 +161,9 @@ function RestoreForm({ initial }: { initial: { database: string; branch: string;
           </label>
           <div class="field">
             <label for="r-name">New branch name</label>
-            <input id="r-name" required pattern="[A-Za-z0-9][A-Za-z0-9_\-]*" maxLength={63} value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} aria-describedby="r-name-hint" />
+            <input id="r-name" required pattern="[a-z0-9][a-z0-9_\-]*" maxLength={63} value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} aria-describedby="r-name-hint" />
             <p class="hint" id="r-name-hint">
-              Letters, digits, <code>-</code> and <code>_</code>.{target === 'new' ? ' The new database gets this name too.' : ''}
+              Lower-case letters, digits, <code>-</code> and <code>_</code>.{target === 'new' ? ' The new database gets this name too.' : ''}
             </p>
           </div>
           {target === 'url' && (
