@@ -24,6 +24,8 @@ import { tokenRoutes } from './api/v1/tokens.js';
 import { policyRoutes } from './api/v1/policies.js';
 import { destinationRoutes } from './api/v1/destinations.js';
 import { snapshotRoutes } from './api/v1/snapshots.js';
+import { webhookRoutes } from './api/v1/webhooks.js';
+import { notificationChannelRoutes } from './api/v1/notification-channels.js';
 import { overviewRoutes } from './api/v1/overview.js';
 import { authenticateSession, sessionRateKey, sessionRoutes, sessionSecretOf } from './api/session.js';
 import { uiRoutes } from './api/ui.js';
@@ -169,6 +171,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await v1.register(snapshotRoutes(ctx));
       await v1.register(auditRoutes(ctx));
       await v1.register(verificationRoutes(ctx));
+      await v1.register(webhookRoutes(ctx));
+      await v1.register(notificationChannelRoutes(ctx));
       await v1.register(overviewRoutes(ctx));
     },
     { prefix: '/v1' },

@@ -14,6 +14,7 @@ import { bootstrap } from './bootstrap.js';
 import { buildApp } from './app.js';
 import { JobRunner } from './jobs/runner.js';
 import { Scheduler } from './jobs/scheduler.js';
+import { NotificationService } from './notify/dispatch.js';
 import { runCommandLine, CliError } from './cli.js';
 import { ALL_ACCESSES, createToken, grantAccesses } from './catalog/tokens.js';
 import { findOrganizationByName } from './catalog/organizations.js';
@@ -48,6 +49,9 @@ async function serve(withHttp: boolean): Promise<void> {
   await runner.start();
   const scheduler = new Scheduler(ctx, config.schedulerIntervalSeconds * 1000);
   scheduler.start();
+  // Any process may deliver notifications: deliveries are leased, so none is sent twice at once.
+  const notifications = new NotificationService(ctx);
+  notifications.start();
   const app = withHttp ? await buildApp(ctx) : null;
   if (app) {
     await app.listen({ host: config.host, port: config.port });
@@ -77,6 +81,7 @@ async function serve(withHttp: boolean): Promise<void> {
       await app?.close();
       await metrics?.close();
       await scheduler.stop();
+      await notifications.stop();
       await runner.stop();
       await ctx.catalog.close();
     } catch (e) {

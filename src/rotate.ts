@@ -1,6 +1,6 @@
 /**
  * Key rotation: re-encrypt every secret in the catalog (connection URLs, destination
- * configurations, sealed job secrets) under a new key, in one transaction.
+ * configurations, sealed job secrets, notification secrets) under a new key, in one transaction.
  *
  * With the key file: the new key is written to `secret.key.new` first, the catalog is
  * re-encrypted, then the new key replaces `secret.key`. A crash at any point leaves every
@@ -47,6 +47,15 @@ export async function rotateSecretKey(ctx: AppContext, newHexKey: string | null)
     }
     for (const j of await trx.selectFrom('jobs').select(['id', 'secret_enc']).where('secret_enc', 'is not', null).execute()) {
       await trx.updateTable('jobs').set({ secret_enc: reseal(j.secret_enc!) }).where('id', '=', j.id).execute();
+      count++;
+    }
+    // Notification secrets: webhook signing secrets, channel tokens and passwords.
+    for (const w of await trx.selectFrom('webhooks').select(['id', 'secret_enc']).execute()) {
+      await trx.updateTable('webhooks').set({ secret_enc: reseal(w.secret_enc) }).where('id', '=', w.id).execute();
+      count++;
+    }
+    for (const c of await trx.selectFrom('notification_channels').select(['id', 'secrets_enc']).execute()) {
+      await trx.updateTable('notification_channels').set({ secrets_enc: reseal(c.secrets_enc) }).where('id', '=', c.id).execute();
       count++;
     }
     // With the secrets, in the same transaction: from now on a process with the old key refuses to start.
