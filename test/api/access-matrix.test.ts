@@ -191,6 +191,7 @@ const CASES: Record<string, Case> = {
     },
   },
   [`POST ${DEST}/rebuild`]: { ok: 200, params: () => ({ name: 'local' }) },
+  [`POST ${DEST}/test`]: { ok: 200 },
 
   [`GET ${DB}/schema-snapshots/{id}`]: { ok: 200 },
   [`GET ${DB}/schema-snapshots/{id}/diff/{other}`]: { ok: 200 },

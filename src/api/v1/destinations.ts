@@ -14,7 +14,8 @@ import type { StorageDestination } from '../../catalog/schema.js';
 import { openStorage, redactStorageConfig, REDACTED } from '../../storage/registry.js';
 import { StorageError, type ProviderName } from '../../storage/provider.js';
 import { requireAccess, type Principal } from '../auth.js';
-import { conflict, forbidden, invalidParams, notFound, unprocessable } from '../errors.js';
+import { ApiError, conflict, forbidden, invalidParams, notFound, unprocessable } from '../errors.js';
+import { cleanErrorText } from '../../error-text.js';
 import { confineLocalPath, LocalPathError } from '../../destinations.js';
 import { envelope } from '../paging.js';
 import { resolveOrganization } from '../resolve.js';
@@ -223,6 +224,45 @@ export function destinationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           await trx.deleteFrom('storage_destinations').where('id', '=', d.id).execute();
         });
         return reply.status(204).send();
+      },
+    );
+
+    app.post(
+      `${base}/:name/test`,
+      {
+        schema: {
+          tags: ['Storage destinations'],
+          summary: 'Check that a destination works now, with the probe used at creation',
+          description:
+            'Writes, reads back and deletes a small probe object with the stored configuration. The answer is 200 either way: `ok` says whether it worked, `error` why not (secrets never included). Needs write_organization, as creating one does (the probe writes).',
+          operationId: 'test_storage_destination',
+          params: DestParams,
+          response: {
+            200: Type.Object(
+              {
+                ok: Type.Boolean(),
+                duration_ms: Type.Integer({ description: 'how long the probe took' }),
+                error: Type.Optional(Type.String({ description: 'why the destination cannot be used; only when ok is false' })),
+              },
+              { additionalProperties: false },
+            ),
+          },
+        },
+      },
+      async (req) => {
+        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+        requireAccess(req.principal, 'write_organization', { organizationId: org.id });
+        const d = await find(org.id, req.params.name);
+        const started = performance.now();
+        try {
+          // Confined again: the allowed roots may have changed since the destination was made.
+          await probe(d.provider, confined(d.provider, configOf(ctx, d), org.name, req.principal));
+          return { ok: true, duration_ms: Math.round(performance.now() - started) };
+        } catch (e) {
+          // A failed test is an answer, not an error of the request: the probe's 4xx become its reason.
+          if (!(e instanceof ApiError)) throw e;
+          return { ok: false, duration_ms: Math.round(performance.now() - started), error: cleanErrorText(e.message) };
+        }
       },
     );
 
