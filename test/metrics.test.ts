@@ -13,6 +13,7 @@ import { createDatabase, dropDatabase, pgUrl, uniqueName, withPgClient } from '.
 import { scrape, type Scrape } from './helpers/metrics.js';
 import { failureClass } from '../src/metrics.js';
 import { startMetricsListener, type MetricsListener } from '../src/api/metrics-route.js';
+import { JobRunner } from '../src/jobs/runner.js';
 
 describe('GET /metrics', () => {
   let server: TestServer;
@@ -197,5 +198,36 @@ describe('GET /metrics', () => {
     } finally {
       await listener?.close();
     }
+  });
+});
+
+describe('lease take-overs', () => {
+  let server: TestServer;
+  const source = uniqueName('sbx_metrics_lease');
+  before(async () => {
+    server = await startServer({}, { runner: false });
+    await createDatabase('postgresql', source);
+  });
+  after(async () => {
+    await server?.close();
+    await dropDatabase('postgresql', source);
+  });
+
+  test('a backup whose worker stopped renewing its lease is taken over, counted, and failed as interrupted', async () => {
+    const branchPath = await registerBranch(server, 'default', 'leasedb', 'postgresql', 'main', pgUrl(source));
+    const r = await api(server, 'POST', `${branchPath}/backups`, {});
+    assert.equal(r.status, 201);
+    // A worker claims it and then dies (never renews, never runs it).
+    const gone = new JobRunner(server.ctx);
+    assert.equal((await gone.claim())?.id, r.body.id);
+    const claimed = await server.ctx.db.selectFrom('backups').select('lease_expires_at').where('id', '=', r.body.id).executeTakeFirstOrThrow();
+    await new Promise((res) => setTimeout(res, Math.max(0, Date.parse(claimed.lease_expires_at!) - Date.now()) + 100));
+    const get = async () => (await scrape(`${server.url}/metrics`, server.token)).metrics!;
+    const before = await get();
+    assert.equal(await server.runner.recoverInterrupted(false), 1);
+    const m = await get();
+    assert.equal(m.value('strongbox_lease_takeovers_total'), before.value('strongbox_lease_takeovers_total')! + 1);
+    assert.equal(m.value('strongbox_job_failures_total', { kind: 'backup', reason: 'interrupted' }), before.value('strongbox_job_failures_total', { kind: 'backup', reason: 'interrupted' })! + 1);
+    assert.equal(m.value('strongbox_last_backup_failed', { organization: 'default', database: 'leasedb', branch: 'main' }), 1);
   });
 });
