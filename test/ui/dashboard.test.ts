@@ -170,6 +170,8 @@ test('a running backup shows a moving progress bar, then its stored copies with 
 test('the backup restores into a new branch whose database has every row', async () => {
   await page.getByRole('link', { name: 'Restore…' }).click();
   await page.getByRole('heading', { level: 1, name: 'Restore a backup' }).waitFor();
+  // The backup the detail page linked is chosen once the branch's backups have loaded.
+  await page.locator(`#r-backup option[value="${backupId}"]`).waitFor({ state: 'attached' });
   assert.equal(await page.getByLabel('Backup', { exact: true }).inputValue(), backupId);
   await assertLabelled();
   const target = uniqueName('ui_restored').replace(/_/g, '-');
@@ -245,7 +247,9 @@ test('on a 360 px phone in dark mode the overview fits the screen', async () => 
     await phone.emulateMedia({ colorScheme: 'dark' });
     await phone.goto(server.url + '/#/');
     await phone.locator('#overview-table').waitFor();
-    await phone.locator('section[aria-label="History of shop/main"] svg').waitFor();
+    // The charts load as they scroll into view.
+    await phone.locator('section[aria-label="History of shop/main"]').scrollIntoViewIfNeeded();
+    await phone.locator('section[aria-label="History of shop/main"] svg').first().waitFor();
     const { pageWidth, bg } = await phone.evaluate(() => ({ pageWidth: document.documentElement.scrollWidth, bg: getComputedStyle(document.body).backgroundColor }));
     assert.ok(pageWidth <= 360, `the page is ${pageWidth} px wide on a 360 px screen`);
     assert.equal(bg, 'rgb(15, 19, 24)', 'dark background in dark mode');
