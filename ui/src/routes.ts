@@ -7,6 +7,11 @@ import { Overview } from './pages/Overview.js';
 import { Backups } from './pages/Backups.js';
 import { BackupDetail } from './pages/BackupDetail.js';
 import { Restore } from './pages/Restore.js';
+import { Policies } from './pages/Policies.js';
+import { Destinations } from './pages/Destinations.js';
+import { Tokens } from './pages/Tokens.js';
+import { Audit } from './pages/Audit.js';
+import { Notifications } from './pages/Notifications.js';
 
 export interface PageProps {
   /** The decoded `:name` segments of the path. */
@@ -27,4 +32,9 @@ export const routes: Route[] = [
   { path: '/databases/:database/branches/:branch/backups', page: Backups },
   { path: '/databases/:database/branches/:branch/backups/:id', page: BackupDetail },
   { path: '/restore', page: Restore, nav: 'Restore' },
+  { path: '/policies', page: Policies, nav: 'Policies' },
+  { path: '/destinations', page: Destinations, nav: 'Destinations' },
+  { path: '/notifications', page: Notifications, nav: 'Notifications' },
+  { path: '/tokens', page: Tokens, nav: 'Tokens' },
+  { path: '/audit', page: Audit, nav: 'Audit log' },
 ];
