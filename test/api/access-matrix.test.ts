@@ -96,6 +96,10 @@ const TOKEN = `${ORG}/service-tokens/{id}`;
 const POLICY = `${DB}/backup-policies/{id}`;
 const DEST = `${ORG}/storage-destinations/{name}`;
 
+/** A webhook and a notification channel for the routes that act on one. */
+const webhook = async (): Promise<string> => (await admin('POST', '/v1/organizations/default/webhooks', { url: 'http://127.0.0.1:65533/hook' })).id;
+const channel = async (): Promise<string> => (await admin('POST', '/v1/organizations/default/notification-channels', { name: uniq('ch'), type: 'ntfy', config: { url: 'http://127.0.0.1:65533/topic' } })).id;
+
 /** One row per native route: its minimal valid request and documented exceptions. */
 const CASES: Record<string, Case> = {
   'POST /v1/organizations': { ok: 201, body: () => ({ name: uniq('org') }) },
@@ -192,6 +196,22 @@ const CASES: Record<string, Case> = {
   },
   [`POST ${DEST}/rebuild`]: { ok: 200, params: () => ({ name: 'local' }) },
   [`POST ${DEST}/test`]: { ok: 200 },
+
+  // Notification targets point at a closed local port: a test send answers 200 with the failure.
+  [`GET ${ORG}/webhooks`]: { ok: 200 },
+  [`POST ${ORG}/webhooks`]: { ok: 201, body: () => ({ url: 'http://127.0.0.1:65533/hook' }) },
+  [`GET ${ORG}/webhooks/{id}`]: { ok: 200, prepare: async () => ({ id: await webhook() }) },
+  [`PATCH ${ORG}/webhooks/{id}`]: { ok: 200, body: () => ({ enabled: false }), prepare: async () => ({ id: await webhook() }) },
+  [`DELETE ${ORG}/webhooks/{id}`]: { ok: 204, prepare: async () => ({ id: await webhook() }) },
+  [`POST ${ORG}/webhooks/{id}/test`]: { ok: 200, prepare: async () => ({ id: await webhook() }) },
+  [`GET ${ORG}/webhooks/{id}/deliveries`]: { ok: 200, prepare: async () => ({ id: await webhook() }) },
+  [`GET ${ORG}/notification-channels`]: { ok: 200 },
+  [`POST ${ORG}/notification-channels`]: { ok: 201, body: () => ({ name: uniq('ch'), type: 'ntfy', config: { url: 'http://127.0.0.1:65533/topic' } }) },
+  [`GET ${ORG}/notification-channels/{id}`]: { ok: 200, prepare: async () => ({ id: await channel() }) },
+  [`PATCH ${ORG}/notification-channels/{id}`]: { ok: 200, body: () => ({ enabled: false }), prepare: async () => ({ id: await channel() }) },
+  [`DELETE ${ORG}/notification-channels/{id}`]: { ok: 204, prepare: async () => ({ id: await channel() }) },
+  [`POST ${ORG}/notification-channels/{id}/test`]: { ok: 200, prepare: async () => ({ id: await channel() }) },
+  [`GET ${ORG}/notification-channels/{id}/deliveries`]: { ok: 200, prepare: async () => ({ id: await channel() }) },
 
   [`GET ${DB}/schema-snapshots/{id}`]: { ok: 200 },
   [`GET ${DB}/schema-snapshots/{id}/diff/{other}`]: { ok: 200 },
