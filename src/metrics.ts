@@ -87,6 +87,9 @@ export const notificationDeliveries = new Counter({
   registers: [registry],
 });
 
+/** Webhooks and the channel types (notify/): the `type` label of the notification metrics. */
+const NOTIFICATION_TYPES = ['webhook', 'slack', 'discord', 'telegram', 'ntfy', 'email'] as const;
+
 /** Every class failureClass() answers. */
 export const FAILURE_CLASSES = ['connection', 'auth', 'permission', 'disk_full', 'timeout', 'storage', 'dump', 'restore', 'interrupted', 'canceled', 'other'] as const;
 
@@ -114,7 +117,7 @@ export function failureClass(reason: string | null | undefined): string {
 // increase in a series' first sample, so a first failure would otherwise never alert.
 for (const kind of ['backup', 'restore', 'verify', 'repair']) for (const reason of FAILURE_CLASSES) jobFailures.inc({ kind, reason }, 0);
 for (const kind of ['quick', 'full', 'drill']) for (const outcome of ['passed', 'failed']) verificationResults.inc({ kind, outcome }, 0);
-for (const type of ['webhook', 'slack', 'discord', 'telegram', 'ntfy', 'email']) for (const outcome of ['success', 'failure']) notificationDeliveries.inc({ type, outcome }, 0);
+for (const type of NOTIFICATION_TYPES) for (const outcome of ['success', 'failure']) notificationDeliveries.inc({ type, outcome }, 0);
 
 /** What the job runner knows of a backup or job that ended in this process. */
 export interface FinishedWork {
@@ -189,6 +192,9 @@ export async function collectCatalogMetrics(ctx: AppContext, scope: MetricsScope
   );
   const jobs = gauge('strongbox_jobs', 'Backups and jobs queued (worker "") and running (per worker id), by kind', ['state', 'kind', 'worker'] as const);
   const backups = gauge('strongbox_backups', 'Backups not deleted, by organization and state', ['organization', 'state'] as const);
+  const targetsFailing = gauge('strongbox_notification_targets_failing', 'Enabled webhooks and notification channels whose last delivery attempt failed, by type', ['organization', 'type'] as const);
+  const targetsDisabled = gauge('strongbox_notification_targets_disabled', 'Webhooks and notification channels Strongbox turned off because they kept failing, by type', ['organization', 'type'] as const);
+  const deliveriesPending = gauge('strongbox_notification_deliveries_pending', 'Notification deliveries waiting to be sent or retried', ['organization'] as const);
   const catalogUp = gauge('strongbox_catalog_up', '1 when the catalog answered the queries of this scrape, 0 when it failed (the other strongbox_* catalog metrics are then missing)', []);
 
   const orgs = scope.organizationIds;
@@ -298,6 +304,51 @@ export async function collectCatalogMetrics(ctx: AppContext, scope: MetricsScope
       .groupBy(['o.name', 'k.state']);
     if (orgs) backupStates = backupStates.where('k.organization_id', 'in', orgs);
     for (const r of await backupStates.execute()) backups.set({ organization: r.organization, state: r.state }, Number(r.n));
+
+    // Notifications: every type shows for every organization (0 when it has none), so an alert on them needs no absent().
+    let orgNames = db.selectFrom('organizations').select(['id', 'name']);
+    if (orgs) orgNames = orgNames.where('id', 'in', orgs);
+    for (const o of await orgNames.execute()) {
+      for (const type of NOTIFICATION_TYPES) {
+        targetsFailing.set({ organization: o.name, type }, 0);
+        targetsDisabled.set({ organization: o.name, type }, 0);
+      }
+      deliveriesPending.set({ organization: o.name }, 0);
+    }
+    // A failing target: enabled, and its last attempt failed. A disabled one: turned off by Strongbox (it says why).
+    let webhooks = db
+      .selectFrom('webhooks as t')
+      .innerJoin('organizations as o', 'o.id', 't.organization_id')
+      .select((eb) => [
+        'o.name as organization',
+        eb.fn.count<number | string>(eb.case().when(eb.and([eb('t.enabled', '=', 1), eb('t.last_sent_success', '=', 0)])).then(eb.lit(1)).end()).as('failing'),
+        eb.fn.count<number | string>(eb.case().when(eb.and([eb('t.enabled', '=', 0), eb('t.disabled_reason', 'is not', null)])).then(eb.lit(1)).end()).as('disabled'),
+      ])
+      .groupBy('o.name');
+    if (orgs) webhooks = webhooks.where('t.organization_id', 'in', orgs);
+    let channels = db
+      .selectFrom('notification_channels as t')
+      .innerJoin('organizations as o', 'o.id', 't.organization_id')
+      .select((eb) => [
+        'o.name as organization',
+        't.type',
+        eb.fn.count<number | string>(eb.case().when(eb.and([eb('t.enabled', '=', 1), eb('t.last_sent_success', '=', 0)])).then(eb.lit(1)).end()).as('failing'),
+        eb.fn.count<number | string>(eb.case().when(eb.and([eb('t.enabled', '=', 0), eb('t.disabled_reason', 'is not', null)])).then(eb.lit(1)).end()).as('disabled'),
+      ])
+      .groupBy(['o.name', 't.type']);
+    if (orgs) channels = channels.where('t.organization_id', 'in', orgs);
+    for (const r of [...(await webhooks.execute()).map((w) => ({ ...w, type: 'webhook' })), ...(await channels.execute())]) {
+      targetsFailing.set({ organization: r.organization, type: r.type }, Number(r.failing));
+      targetsDisabled.set({ organization: r.organization, type: r.type }, Number(r.disabled));
+    }
+    let pending = db
+      .selectFrom('notification_deliveries as n')
+      .innerJoin('organizations as o', 'o.id', 'n.organization_id')
+      .select((eb) => ['o.name as organization', eb.fn.countAll<number | string>().as('n')])
+      .where('n.state', '=', 'pending')
+      .groupBy('o.name');
+    if (orgs) pending = pending.where('n.organization_id', 'in', orgs);
+    for (const r of await pending.execute()) deliveriesPending.set({ organization: r.organization }, Number(r.n));
     catalogUp.set(1);
   } catch (e) {
     ctx.log.error({ err: e }, 'metrics: could not read the catalog');

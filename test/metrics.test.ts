@@ -7,6 +7,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from './helpers/server.js';
 import { createDatabase, dropDatabase, pgUrl, uniqueName, withPgClient } from './helpers/databases.js';
@@ -180,6 +182,30 @@ describe('GET /metrics', () => {
     await grant({ accesses: ['read_backups'] });
     const wide = await scrape(`${server.url}/metrics`, `Bearer ${token}`);
     assert.equal(wide.metrics!.value('strongbox_last_successful_backup_timestamp_seconds', labels), (await get()).value('strongbox_last_successful_backup_timestamp_seconds', labels));
+  });
+
+  test('a webhook whose endpoint fails shows as failing, and its attempt is counted', async () => {
+    const receiver = http.createServer((_req, res) => res.writeHead(500).end('no'));
+    await new Promise<void>((res) => receiver.listen(0, '127.0.0.1', res));
+    try {
+      const port = (receiver.address() as AddressInfo).port;
+      const before = await get();
+      assert.equal(before.value('strongbox_notification_targets_failing', { organization: 'default', type: 'webhook' }), 0, 'every type shows, at 0');
+      const w = await api(server, 'POST', '/v1/organizations/default/webhooks', { url: `http://127.0.0.1:${port}/hook`, events: ['backup.failed'] });
+      assert.equal(w.status, 201, JSON.stringify(w.body));
+      const t = await api(server, 'POST', `/v1/organizations/default/webhooks/${w.body.id}/test`, {});
+      assert.equal(t.status, 200, JSON.stringify(t.body));
+      assert.equal(t.body.success, false);
+      const m = await get();
+      assert.equal(m.value('strongbox_notification_targets_failing', { organization: 'default', type: 'webhook' }), 1);
+      assert.equal(m.value('strongbox_notification_targets_disabled', { organization: 'default', type: 'webhook' }), 0);
+      assert.equal(m.value('strongbox_notification_deliveries_total', { type: 'webhook', outcome: 'failure' }), before.value('strongbox_notification_deliveries_total', { type: 'webhook', outcome: 'failure' })! + 1);
+      assert.equal(m.value('strongbox_notification_targets_failing', { organization: 'default', type: 'slack' }), 0);
+      assert.equal(typeof m.value('strongbox_notification_deliveries_pending', { organization: 'default' }), 'number');
+      assert.equal((await api(server, 'DELETE', `/v1/organizations/default/webhooks/${w.body.id}`)).status, 204);
+    } finally {
+      await new Promise((res) => receiver.close(res));
+    }
   });
 
   test('the separate listener serves the same metrics without a token', async () => {
