@@ -9,6 +9,7 @@ import { Loading } from '../components/Loading.js';
 import { PageHeader } from '../components/PageHeader.js';
 import { Pager } from '../components/Pager.js';
 import { Time } from '../components/Time.js';
+import '../components/settings.css';
 import { useApi } from '../hooks.js';
 import { navigate } from '../router.js';
 import type { PageProps } from '../routes.js';
@@ -42,7 +43,7 @@ export function Audit({ query }: PageProps) {
         </button>
       </PageHeader>
       <p>Every change made in {org} through the API, the CLI or this dashboard, newest first. Reads are not recorded.</p>
-      <div class="field">
+      <div class="field narrow">
         <label for="a-size">Entries per page</label>
         <select id="a-size" value={String(perPage)} onChange={(e) => go(1, Number((e.target as HTMLSelectElement).value))}>
           {SIZES.map((n) => (
@@ -57,7 +58,7 @@ export function Audit({ query }: PageProps) {
       {data && data.data.length === 0 && <p>Nothing has been changed yet.</p>}
       {data && data.data.length > 0 && (
         <div class="table-wrap">
-          <table id="audit-table" aria-busy={list.loading}>
+          <table class="stack" id="audit-table" aria-busy={list.loading}>
             <caption class="visually-hidden">Audit log of {org}, newest first</caption>
             <thead>
               <tr>
@@ -73,19 +74,19 @@ export function Audit({ query }: PageProps) {
             <tbody>
               {data.data.map((e) => (
                 <tr key={e.id} data-route={`${e.method} ${e.route}`}>
-                  <td>
+                  <td data-label="When">
                     <Time iso={e.created_at} />
                   </td>
-                  <td>{e.actor ? <span title={`token ${e.actor.id}`}>{e.actor.display_name ?? e.actor.id}</span> : <span class="muted">no token</span>}</td>
+                  <td data-label="Who">{e.actor ? <span title={`token ${e.actor.id}`}>{e.actor.display_name ?? e.actor.id}</span> : <span class="muted">no token</span>}</td>
                   <th scope="row">
                     <code class="path">
                       {e.method} {e.path}
                     </code>
                   </th>
-                  <td class="num">
+                  <td data-label="Result" class="num">
                     <span class={e.status >= 400 ? 'attention-text' : 'ok'}>{e.status}</span>
                   </td>
-                  <td>{e.remote_address ?? <span class="muted">—</span>}</td>
+                  <td data-label="From">{e.remote_address ?? <span class="muted">—</span>}</td>
                 </tr>
               ))}
             </tbody>

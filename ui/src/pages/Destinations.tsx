@@ -118,7 +118,7 @@ export function Destinations(_: PageProps) {
       {list.data && rows.length === 0 && <p>No destinations.</p>}
       {rows.length > 0 && (
         <div class="table-wrap">
-          <table id="destinations-table">
+          <table class="stack" id="destinations-table">
             <caption class="visually-hidden">Storage destinations</caption>
             <thead>
               <tr>
@@ -139,12 +139,12 @@ export function Destinations(_: PageProps) {
                       {d.name}
                       {d.default && <span class="tag">default</span>}
                     </th>
-                    <td>{PROVIDERS[d.provider] ?? d.provider}</td>
-                    <td class="path">{whereOf(d)}</td>
-                    <td>
+                    <td data-label="Kind">{PROVIDERS[d.provider] ?? d.provider}</td>
+                    <td data-label="Where" class="path">{whereOf(d)}</td>
+                    <td data-label="Changed">
                       <Time iso={d.updated_at} />
                     </td>
-                    <td>
+                    <td data-label="Test">
                       {writable && (
                         <button type="button" onClick={() => test(d)} disabled={t === 'running'} aria-label={`Test ${d.name}`}>
                           {t === 'running' ? 'Testing…' : 'Test'}
@@ -160,7 +160,7 @@ export function Destinations(_: PageProps) {
                       </div>
                     </td>
                     {writable && (
-                      <td>
+                      <td data-label="Actions">
                         <div class="row-actions">
                           <button type="button" onClick={() => setEditing(d)} aria-label={`Edit ${d.name}`}>
                             Edit

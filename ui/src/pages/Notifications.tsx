@@ -233,7 +233,7 @@ function Targets({ kind, writable, databases }: { kind: Kind; writable: boolean;
       {list.data && rows.length === 0 && <p>No {noun}s yet.</p>}
       {rows.length > 0 && (
         <div class="table-wrap">
-          <table id={`${kind}-table`}>
+          <table class="stack" id={`${kind}-table`}>
             <caption class="visually-hidden">{webhooks ? 'Webhooks' : 'Notification channels'}</caption>
             <thead>
               <tr>
@@ -295,11 +295,11 @@ function TargetRows(props: {
     <>
       <tr data-target={t.id} class={t.enabled ? undefined : 'attention'}>
         <th scope="row">
-          <span class="path">{label}</span>
+          <span class="url">{label}</span>
           {isChannel(t) && <div class="muted small">{CHANNEL_NAMES[t.type] ?? t.type}{configSummary(t)}</div>}
           {t.database && <div class="muted small">only database {t.database}</div>}
         </th>
-        <td>
+        <td data-label="State">
           {t.enabled ? <span class="ok">✓ enabled</span> : <span class="attention-text">✗ disabled</span>}
           {t.disabled_reason && (
             <p class="disabled-reason" role="note">
@@ -307,8 +307,8 @@ function TargetRows(props: {
             </p>
           )}
         </td>
-        <td>{all ? 'every event' : t.events.join(', ')}</td>
-        <td>
+        <td data-label="Events">{all ? 'every event' : t.events.join(', ')}</td>
+        <td data-label="Last delivery">
           {t.last_sent_at ? (
             <>
               <Time iso={t.last_sent_at} relative />
@@ -321,7 +321,7 @@ function TargetRows(props: {
             <span class="muted">never</span>
           )}
         </td>
-        <td>
+        <td data-label="Actions">
           <div class="row-actions">
             {writable && (
               <button type="button" onClick={props.onTest} disabled={test === 'running'} aria-label={`Send a test to ${label}`}>

@@ -135,7 +135,7 @@ function bodyOf(f: Form) {
 
 /** "every 1 day at 02:00": a compact schedule for the list (the form shows the server's own words). */
 function scheduleShort(p: Policy): string {
-  const every = `every ${plural(p.frequency_value, p.frequency_unit)}`;
+  const every = p.frequency_value === 1 ? `every ${p.frequency_unit}` : `every ${plural(p.frequency_value, p.frequency_unit)}`;
   const on =
     p.frequency_unit === 'week' && p.schedule_day !== null
       ? ` on ${WEEKDAYS[p.schedule_day]}`
@@ -145,9 +145,16 @@ function scheduleShort(p: Policy): string {
   return `${every}${on} at ${p.schedule_time} UTC`;
 }
 
+/** 2nd, 3rd, 11th, 21st. */
+function ordinal(n: number): string {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+  return `${n}${suffix}`;
+}
+
 function drillShort(p: Policy): string {
   const parts: string[] = [];
-  if (p.verify_every !== null) parts.push(p.verify_every === 1 ? 'every backup' : `every ${p.verify_every}th backup`);
+  if (p.verify_every !== null) parts.push(p.verify_every === 1 ? 'every backup' : `every ${ordinal(p.verify_every)} backup`);
   if (p.verification_frequency_value !== null && p.verification_frequency_unit) parts.push(`at least once per ${plural(p.verification_frequency_value, p.verification_frequency_unit)}`);
   return parts.length ? parts.join(', ') : 'off';
 }
@@ -172,7 +179,7 @@ export function Policies({ query }: PageProps) {
       {!databases.data && databases.loading && <Loading what="Loading the databases" />}
       {databases.data && dbs.length === 0 && <p>No databases yet: register one with the API or the CLI first.</p>}
       {dbs.length > 0 && (
-        <div class="field">
+        <div class="field narrow">
           <label for="p-db">Database</label>
           <select id="p-db" value={database} onChange={(e) => navigate('/policies', { database: (e.target as HTMLSelectElement).value })}>
             {!current && <option value="">Choose…</option>}
@@ -245,7 +252,7 @@ function PolicyList({ database, writable }: { database: Database; writable: bool
       {list.data && policies.length === 0 && <p>No policies: {database.name} is backed up only when someone asks.</p>}
       {policies.length > 0 && (
         <div class="table-wrap">
-          <table id="policies-table">
+          <table class="stack" id="policies-table">
             <caption class="visually-hidden">Backup policies of {database.name}</caption>
             <thead>
               <tr>
@@ -267,18 +274,18 @@ function PolicyList({ database, writable }: { database: Database; writable: bool
                     {p.required && <span class="tag">required</span>}
                     {p.display_name !== p.name && <div class="muted small">{p.name}</div>}
                   </th>
-                  <td>{p.target}</td>
-                  <td>{scheduleShort(p)}</td>
-                  <td>{plural(p.retention_value, p.retention_unit)}</td>
-                  <td>
+                  <td data-label="Target">{p.target}</td>
+                  <td data-label="Schedule">{scheduleShort(p)}</td>
+                  <td data-label="Kept for">{plural(p.retention_value, p.retention_unit)}</td>
+                  <td data-label="Next run">
                     <Time iso={p.next_run_at} relative />
                   </td>
-                  <td>
+                  <td data-label="Last run">
                     <Time iso={p.last_ran_at} />
                   </td>
-                  <td>{drillShort(p)}</td>
+                  <td data-label="Restore drills">{drillShort(p)}</td>
                   {writable && (
-                    <td>
+                    <td data-label="Actions">
                       <div class="row-actions">
                         <button type="button" onClick={() => setEditing(p)} aria-label={`Edit ${p.display_name}`}>
                           Edit

@@ -128,7 +128,7 @@ export function Tokens(_: PageProps) {
       {!list.data && list.loading && <Loading what="Loading the tokens" />}
       {rows.length > 0 && (
         <div class="table-wrap">
-          <table id="tokens-table">
+          <table class="stack" id="tokens-table">
             <caption class="visually-hidden">Service tokens</caption>
             <thead>
               <tr>
@@ -148,21 +148,21 @@ export function Tokens(_: PageProps) {
                     {t.name}
                     {t.id === me && <span class="tag">this session</span>}
                   </th>
-                  <td>
+                  <td data-label="Id">
                     <code>{t.id}</code>
                   </td>
-                  <td>
+                  <td data-label="Created">
                     <Time iso={t.created_at} />
                   </td>
-                  <td>
+                  <td data-label="Last used">
                     <Time iso={t.last_used_at} relative />
                   </td>
-                  <td>{t.expires_at ? <Time iso={t.expires_at} relative /> : <span class="muted">never</span>}</td>
-                  <td>
+                  <td data-label="Expires">{t.expires_at ? <Time iso={t.expires_at} relative /> : <span class="muted">never</span>}</td>
+                  <td data-label="Accesses">
                     <AccessList path={`${base}/${encodeURIComponent(t.id)}/accesses`} dbNames={dbNames} orgName={app.org} />
                   </td>
                   {writable && (
-                    <td>
+                    <td data-label="Actions">
                       <button type="button" class="danger" onClick={() => setDeleting(t)} aria-label={`Delete ${t.name}`}>
                         Delete
                       </button>
