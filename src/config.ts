@@ -40,6 +40,8 @@ export interface Config {
    */
   localRoots: string[];
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** STRONGBOX_LOG_FORMAT: `json` lines, `pretty` human lines, or `auto`: pretty when stdout is a terminal (log.ts). */
+  logFormat: 'auto' | 'json' | 'pretty';
   /** STRONGBOX_METRICS_LISTEN: where to serve /metrics without a token, or null (only the API's /metrics, with one). */
   metricsListen: { host: string; port: number } | null;
   /** The built dashboard (STRONGBOX_UI_DIR, absolute); null: dist/ui of the package (api/ui.ts). */
@@ -140,6 +142,8 @@ export function loadConfig(env: Env = process.env): Config {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError('STRONGBOX_LOG_LEVEL', 'must be one of fatal, error, warn, info, debug, trace, silent');
   }
+  const logFormat = (env.STRONGBOX_LOG_FORMAT || 'auto') as Config['logFormat'];
+  if (!['auto', 'json', 'pretty'].includes(logFormat)) throw new ConfigError('STRONGBOX_LOG_FORMAT', 'must be one of auto, json, pretty');
 
   return {
     host,
@@ -160,6 +164,7 @@ export function loadConfig(env: Env = process.env): Config {
     ageIdentityFile,
     localRoots,
     logLevel,
+    logFormat,
     uiDir: env.STRONGBOX_UI_DIR ? path.resolve(env.STRONGBOX_UI_DIR) : null,
   };
 }

@@ -9,6 +9,7 @@ import { openCatalog, type Catalog, type CatalogDb, type CatalogLock } from './c
 import { getSetting, SECRET_KEY_FINGERPRINT, settleSetting } from './catalog/settings.js';
 import { keyFile, loadSecretBox, type SecretBox } from './secrets.js';
 import { tagIdentityFiles } from './encryption.js';
+import { prettyDestination, prettyLogs } from './log.js';
 
 export interface AppContext {
   config: Config;
@@ -29,6 +30,16 @@ export const LOG_REDACT = {
   paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'connection_url', '*.connection_url', 'password', '*.password', 'secret', '*.secret', 'token', '*.token', 'age_identity', '*.age_identity'],
   censor: '[redacted]',
 };
+
+/**
+ * The process's logger, secrets redacted: JSON lines on stdout, or human ones when
+ * STRONGBOX_LOG_FORMAT says so or (`auto`) stdout is a terminal (log.ts).
+ */
+export function createLogger(config: Pick<Config, 'logLevel' | 'logFormat'>, out: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout): Logger {
+  const options = { level: config.logLevel, redact: LOG_REDACT };
+  if (prettyLogs(config.logFormat, out.isTTY)) return pino(options, prettyDestination(out));
+  return out === process.stdout ? pino(options) : pino(options, out);
+}
 
 /** This process's secret key is not the one the catalog's secrets are sealed with. */
 export class SecretKeyMismatchError extends Error {
@@ -82,7 +93,7 @@ export interface ContextOptions {
 
 export async function createContext(config: Config, opts: ContextOptions = {}): Promise<AppContext> {
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const log = opts.log ?? pino({ level: config.logLevel, redact: LOG_REDACT });
+  const log = opts.log ?? createLogger(config);
   const clock = opts.clock ?? (() => new Date());
   const catalog = await openCatalog(config.catalogUrl, { lock: opts.lock });
   let secrets: SecretBox;

@@ -59,7 +59,9 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   'Service tokens': 'API credentials and their accesses on an organization, a database or a branch.',
   'Storage destinations': 'Where artifacts are stored: local folders, S3-compatible buckets, Google Drive.',
   'Schema snapshots': 'The DDL recorded with each backup, and diffs between two of them.',
-  Dashboard: 'Sign-in sessions of the web dashboard (a cookie and a CSRF token).',
+  Dashboard: 'What the web dashboard shows: its sign-in sessions (a cookie and a CSRF token), every branch at a glance, backup history for charts.',
+  Webhooks: 'Signed HTTP deliveries of backup, restore, verification and destination events, with a delivery log.',
+  'Notification channels': 'Slack, Discord, Telegram, ntfy and email notifications of the same events, with a delivery log.',
   'Yandex Managed PostgreSQL (compatible)': 'The Yandex Cloud Managed PostgreSQL backups API as a view of the same catalog: clusters are branches of PostgreSQL databases, folders are organizations.',
   'Yandex Managed MySQL (compatible)': 'The Yandex Cloud Managed MySQL backups API as a view of the same catalog: clusters are branches of MySQL/MariaDB databases, folders are organizations.',
   'backupman (compatible)': 'The backupman API as a view of the same catalog: backups as Label `<database>/<branch>`, stored copies as DriveFiles.',
@@ -102,6 +104,8 @@ const CONFLICTS: Record<string, string> = {
   'POST /v1/organizations/{organization}/storage-destinations': 'A destination of that name exists',
   'PATCH /v1/organizations/{organization}/storage-destinations/{name}': 'The new configuration points elsewhere while the destination holds live artifacts',
   'DELETE /v1/organizations/{organization}/storage-destinations/{name}': 'The destination holds live artifacts, or databases write to it',
+  'POST /v1/organizations/{organization}/notification-channels': 'A channel of that name exists',
+  'PATCH /v1/organizations/{organization}/notification-channels/{id}': 'A channel of that name exists',
   'DELETE /managed-*/v1/backups/{backupId}': 'FAILED_PRECONDITION: the backup is protected, still being created, or being restored or verified',
   'POST /managed-*/v1/clusters/{clusterId}:backup': 'FAILED_PRECONDITION: the cluster has no connection URL, or is being restored',
   'POST /managed-*/v1/clusters:restore': 'ALREADY_EXISTS: a cluster or database of that name exists; FAILED_PRECONDITION: the backup is not DONE or has no stored copy',
@@ -120,6 +124,7 @@ const NEVER_FORBIDDEN = new Set([
   'GET /v1/organizations',
   'GET /v1/organizations/{organization}/databases',
   'GET /v1/organizations/{organization}/databases/{database}/branches',
+  'GET /v1/organizations/{organization}/overview',
 ]);
 
 /** The success answer of routes whose body is not JSON (their handlers stream bytes or send text). */

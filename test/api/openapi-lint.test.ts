@@ -68,7 +68,7 @@ describe('the OpenAPI document passes redocly lint (recommended)', () => {
 
   test('the documented error bodies are what the server answers, every field included', async () => {
     const yandexBackup = '/managed-postgresql/v1/backups/nosuchbackup';
-    const cases = [
+    const cases: Array<{ url: string; headers: Record<string, string>; token: string | null; status: number; keys: string[] }> = [
       { url: '/v1/organizations/nosuchorg', headers: {}, token: server.token, status: 404, keys: ['code', 'message'] },
       { url: '/v1/organizations/default', headers: {}, token: null, status: 401, keys: ['code', 'message'] },
       { url: yandexBackup, headers: { authorization: `Bearer ${server.token}` }, token: null, status: 404, keys: ['code', 'details', 'message'] },
