@@ -6,21 +6,17 @@
  */
 import { ConfigError, loadConfig } from './config.js';
 import fs from 'node:fs';
-import { createContext, secretKeySource } from './context.js';
 import { keyFile, keyFingerprint } from './secrets.js';
 import type { CatalogLock } from './catalog/db.js';
 import { getSetting, SECRET_KEY_FINGERPRINT } from './catalog/settings.js';
-import { bootstrap } from './bootstrap.js';
-import { buildApp } from './app.js';
-import { JobRunner } from './jobs/runner.js';
-import { Scheduler } from './jobs/scheduler.js';
-import { NotificationService } from './notify/dispatch.js';
 import { runCommandLine, CliError } from './cli.js';
-import { ALL_ACCESSES, createToken, grantAccesses } from './catalog/tokens.js';
-import { findOrganizationByName } from './catalog/organizations.js';
-import { rebuildCatalog } from './jobs/rebuild.js';
-import { rotateSecretKey } from './rotate.js';
-import { startMetricsListener } from './api/metrics-route.js';
+
+/**
+ * The server's modules, loaded by the server commands only (see server-modules.ts): a
+ * client command starts without Fastify, the catalog and the engines. Import what a
+ * server command needs from there, not at the top of this file.
+ */
+const serverModules = () => import('./server-modules.js');
 
 /**
  * The lock each command holds on the catalog (see CatalogLock): on SQLite every command
@@ -35,6 +31,7 @@ const LOCKS = {
 } satisfies Record<string, CatalogLock>;
 
 async function serve(withHttp: boolean): Promise<void> {
+  const { createContext, bootstrap, JobRunner, Scheduler, NotificationService, buildApp, startMetricsListener } = await serverModules();
   const config = loadConfig();
   const ctx = await createContext(config, { lock: withHttp ? LOCKS.serve : LOCKS.worker });
   const boot = await bootstrap(ctx);
@@ -99,6 +96,7 @@ async function serve(withHttp: boolean): Promise<void> {
 type Options = Record<string, string | boolean | undefined>;
 
 async function tokenCreate(values: Options): Promise<void> {
+  const { createContext, bootstrap, findOrganizationByName, createToken, grantAccesses, ALL_ACCESSES } = await serverModules();
   const orgName = String(values.org ?? 'default');
   const config = loadConfig();
   const ctx = await createContext(config, { lock: LOCKS.tokenCreate });
@@ -112,6 +110,7 @@ async function tokenCreate(values: Options): Promise<void> {
 }
 
 async function catalogRebuild(values: Options): Promise<void> {
+  const { createContext, bootstrap, findOrganizationByName, rebuildCatalog } = await serverModules();
   const orgName = String(values.org ?? 'default');
   const config = loadConfig();
   const ctx = await createContext(config, { lock: LOCKS.catalogRebuild });
@@ -133,6 +132,7 @@ async function catalogRebuild(values: Options): Promise<void> {
 }
 
 async function secretsRotate(): Promise<void> {
+  const { createContext, rotateSecretKey } = await serverModules();
   const config = loadConfig();
   const newKey = process.env.STRONGBOX_NEW_SECRET_KEY || null;
   const ctx = await createContext(config, { lock: LOCKS.secretsRotate });
@@ -153,6 +153,7 @@ async function secretsRotate(): Promise<void> {
  * start and names the fingerprint it expected, and this tells which key file that is.
  */
 async function secretsFingerprint(): Promise<void> {
+  const { secretKeySource } = await serverModules();
   const config = loadConfig();
   if (!config.secretKey && !fs.existsSync(keyFile(config.dataDir))) throw new CliError(`no secret key: STRONGBOX_SECRET_KEY is not set and ${keyFile(config.dataDir)} does not exist`);
   const key = config.secretKey ?? fs.readFileSync(keyFile(config.dataDir), 'utf8').trim();

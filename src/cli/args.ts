@@ -140,7 +140,7 @@ export function parseCommandArgs(spec: CommandSpec, argv: readonly string[]): Pa
       value = next;
       i++;
     }
-    if (opt.choices && !opt.choices.includes(value)) throw usage(`option ${shown} must be one of: ${opt.choices.join(', ')} (got "${value}")`);
+    if (opt.choices && !opt.choices.includes(value)) throw new UsageError(`${shown} must be one of: ${opt.choices.join(', ')} (got "${value}"); ${seeHelp(spec)}`);
     values[name] = value;
   }
   if (values.help) return { values, positionals };

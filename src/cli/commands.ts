@@ -60,10 +60,13 @@ function onInterrupt(display: ProgressDisplay | null, lines: string[]): () => vo
 }
 
 function backupSnapshot(p: any): ProgressSnapshot {
-  const base = { state: p.state, done: p.bytes_read, total: p.estimated_total_bytes ?? null, percent: p.percent, rate: p.rate_bytes_per_second, eta: p.eta_seconds };
+  const base = { state: p.state, done: p.bytes_read, total: p.estimated_total_bytes ?? null, percent: p.percent, rate: p.rate_bytes_per_second, eta: p.eta_seconds, verb: 'read' };
   if (p.state === 'pending') return { ...base, note: 'waiting for a worker…' };
   if (p.state === 'running' && p.bytes_read === 0) return { ...base, note: 'starting the dump…' };
-  return { ...base, extra: `${formatBytes(p.bytes_written)} stored` };
+  const extra = `${formatBytes(p.bytes_written)} stored`;
+  // The total is an estimate (the database's size on disk): once the dump has ended, what it read is the truth.
+  if (p.state !== 'running') return { ...base, total: null, percent: null, eta: null, extra };
+  return { ...base, extra };
 }
 
 /** Follow a backup until it ends; returns the backup and why it failed (null if it did not). */
@@ -93,7 +96,7 @@ function restoreSnapshot(r: any): ProgressSnapshot {
   // The artifact's size is known once the restore has opened it: before that there is no
   // total to show (never "0 B of 0 B").
   const total = r.total_bytes > 0 ? r.total_bytes : null;
-  const base = { state: r.state, done: r.bytes, total, rate: r.rate_bytes_per_second, eta: total ? r.eta_seconds : null };
+  const base = { state: r.state, done: r.bytes, total, rate: r.rate_bytes_per_second, eta: total ? r.eta_seconds : null, verb: 'read' };
   if (r.state === 'pending') return { ...base, note: 'waiting for a worker…' };
   if (r.state === 'running' && r.bytes === 0) return { ...base, note: 'preparing…' };
   return base;
@@ -310,7 +313,7 @@ export const HANDLERS: Record<string, Handler> = {
     let lastDraw = 0;
     const snapshot = (state: string): ProgressSnapshot => {
       const rate = done / Math.max(0.001, (Date.now() - started) / 1000);
-      return { state, done, total, rate, eta: total && rate > 0 ? (total - done) / rate : null };
+      return { state, done, total, rate, eta: total && rate > 0 ? (total - done) / rate : null, verb: 'received' };
     };
     const removeTmp = () => fs.rmSync(tmp, { force: true });
     const stop = onInterrupt(display, [`strongbox: download stopped; nothing was written to ${shown}`]);

@@ -15,6 +15,8 @@ export interface ProgressSnapshot {
   percent?: number | null;
   rate: number;
   eta: number | null;
+  /** What `done` counts, e.g. "read" (default "done"). */
+  verb?: string;
   /** Extra text after the numbers, e.g. "2.1 MiB stored". */
   extra?: string;
   /** Shown instead of the numbers, e.g. "waiting for a worker…". */
@@ -74,8 +76,10 @@ export class ProgressDisplay {
   text(p: ProgressSnapshot): string {
     if (p.note) return `${p.state}  ${p.note}`;
     const pct = percentOf(p);
-    const amount = p.total ? `${formatBytes(p.done)} of ${formatBytes(p.total)}` : `${formatBytes(p.done)} done`;
-    return [`${p.state}${pct === null ? '' : ` ${pct}%`}`, amount, p.extra, `${formatBytes(p.rate)}/s`, `ETA ${formatEta(p.eta)}`].filter(Boolean).join('  ');
+    const amount = `${formatBytes(p.done)}${p.total ? ` of ${formatBytes(p.total)}` : ''} ${p.verb ?? 'done'}`;
+    const eta = active(p) ? `ETA ${formatEta(p.eta)}` : '';
+    const rate = active(p) || p.rate > 0 ? `${formatBytes(p.rate)}/s` : '';
+    return [`${p.state}${pct === null ? '' : ` ${pct}%`}`, amount, p.extra, rate, eta].filter(Boolean).join('  ');
   }
 
   /** The terminal form: the same numbers behind a bar that fills the rest of the width. */
@@ -89,6 +93,11 @@ export class ProgressDisplay {
     const bar = `[${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}]`;
     return `${label} ${bar} ${numbers}`.slice(0, width);
   }
+}
+
+/** Still going: an ETA means something. */
+function active(p: ProgressSnapshot): boolean {
+  return p.state === 'running' || p.state === 'pending' || p.state === 'download';
 }
 
 function percentOf(p: ProgressSnapshot): number | null {

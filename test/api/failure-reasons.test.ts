@@ -132,7 +132,7 @@ describe('failure reasons', () => {
     // The writer had made the backup's folder before the dump stalled: nothing of it stays.
     assert.deepEqual(foldersNamed(path.join(server.dataDir, 'backups'), backup.id), []);
 
-    const [get, list, followed] = await Promise.all([cli(['backup', 'get', cliPath, backup.id]), cli(['backup', 'list', cliPath]), cli(['backup', 'progress', cliPath, backup.id])]);
+    const [get, list, followed] = await Promise.all([cli(['backup', 'get', cliPath, backup.id, '--json']), cli(['backup', 'list', cliPath]), cli(['backup', 'progress', cliPath, backup.id])]);
     assert.equal(get.status, 0, get.stderr);
     const shown = JSON.parse(get.stdout);
     assert.equal(shown.state, 'failed');
@@ -148,7 +148,7 @@ describe('failure reasons', () => {
     assert.match(rowOf('canceled'), /canceled by request/);
     assert.match(rowOf('ignored'), /ignored: branch "main" already had a backup in progress/);
 
-    assert.equal(followed.status, 0, followed.stderr);
+    assert.equal(followed.status, 1, `following a backup that failed exits 1: ${followed.stderr}`);
     assert.match(followed.stdout, new RegExp(`backup ${backup.id}: failed: the dump produced no data`));
   });
 

@@ -111,7 +111,7 @@ let compiled: Promise<string[]> | null = null;
  * `node --import tsx src/main.ts`, which a loop of kills and restarts pays on every start.
  * Falls back to tsx when esbuild cannot be found.
  */
-function mainCommand(): Promise<string[]> {
+export function mainCommand(): Promise<string[]> {
   compiled ??= (async () => {
     const files = tsFilesUnder(path.join(ROOT, 'src'));
     const hash = crypto.createHash('sha256');
