@@ -14,9 +14,8 @@ import type { Page } from 'playwright-core';
 import { buildUi } from '../../ui/build.mjs';
 import { addLargeTable, createDatabase, dropDatabase, pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
-import { launchBrowser, type TestBrowser } from './browser.js';
+import { assertLabelled as labelled, launchBrowser, screenshot, watchForProblems, type TestBrowser } from './browser.js';
 
-const SHOTS = path.resolve('test-results');
 /** Rows in the big table: a dump of it runs for several seconds, so the bar is seen moving. */
 const BIG_ROWS = 2_000_000;
 
@@ -32,22 +31,10 @@ let gonePath: string;
 let backupId: string;
 let failedId: string;
 /** What the page reported that a test should never see: script errors, CSP refusals. */
-const problems: string[] = [];
+let problems: string[] = [];
 
-async function shot(name: string, p: Page = page): Promise<void> {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-/** Every form control has a label (a <label>, aria-label or aria-labelledby). */
-async function assertLabelled(p: Page = page): Promise<void> {
-  const unlabelled = await p.evaluate(() =>
-    [...document.querySelectorAll<HTMLInputElement>('input, select, textarea')]
-      .filter((el) => el.type !== 'hidden' && !(el.labels && el.labels.length > 0) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
-      .map((el) => el.outerHTML.slice(0, 160)),
-  );
-  assert.deepEqual(unlabelled, [], 'form controls without a label');
-}
+const shot = (name: string, p: Page = page) => screenshot(p, name);
+const assertLabelled = (p: Page = page) => labelled(p);
 
 const hashPath = (...parts: string[]) => '#/' + parts.map(encodeURIComponent).join('/');
 
@@ -66,10 +53,7 @@ before(async () => {
   await dropDatabase('postgresql', gone);
   browser = await launchBrowser();
   page = await browser.context.newPage();
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) problems.push(`console: ${m.text()}`);
-  });
+  problems = watchForProblems(page);
 });
 
 after(async () => {
@@ -220,6 +204,30 @@ test('a backup of a database that is gone shows why it failed, word for word as 
   // shop/main's chart has the backup taken above.
   await page.locator('section[aria-label="History of shop/main"] svg circle').first().waitFor();
   await shot('overview');
+});
+
+test('a backup shows its schema diff to the previous backup: the column added in between', async () => {
+  const small = uniqueName('ui_schema');
+  await createDatabase('postgresql', small);
+  created.push(small);
+  await withPgClient(pgUrl(small), (c) => c.query('CREATE TABLE orders (id integer PRIMARY KEY, total numeric NOT NULL)'));
+  const smallPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'small', pgUrl(small));
+  const first = await waitForBackup(server, smallPath, (await api(server, 'POST', `${smallPath}/backups`, {})).body.id);
+  assert.equal(first.state, 'success');
+  await withPgClient(pgUrl(small), (c) => c.query('ALTER TABLE orders ADD COLUMN gift_note text'));
+  const second = await waitForBackup(server, smallPath, (await api(server, 'POST', `${smallPath}/backups`, {})).body.id);
+  assert.equal(second.state, 'success');
+
+  await page.goto(server.url + '/' + hashPath('databases', 'shop', 'branches', 'small', 'backups', second.id));
+  const diff = page.locator('pre.diff');
+  await diff.waitFor();
+  const added = await diff.locator('.diff-add').allTextContents();
+  assert.ok(added.some((l) => l.startsWith('+') && l.includes('gift_note')), `added lines: ${added.join('')}`);
+  assert.ok(!(await diff.locator('.diff-del').allTextContents()).some((l) => l.includes('gift_note')));
+  // The same patch the API gives.
+  const patch = await api(server, 'GET', `/v1/organizations/default/databases/shop/schema-snapshots/${first.schema_snapshot.id}/diff/${second.schema_snapshot.id}`);
+  assert.equal(await diff.textContent(), patch.body);
+  await shot('backup-schema-diff');
 });
 
 test('delete asks first: cancel keeps the backup, confirming deletes it', async () => {

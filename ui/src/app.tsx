@@ -21,21 +21,24 @@ export function App() {
   const [org, setOrg] = useState('');
   const loc = useLocation();
 
-  async function start(s: Session) {
+  function start(s: Session) {
     setCsrfToken(s.csrf_token);
     setNotice(undefined);
-    // A server-admin token sees every organization; others see their own.
-    let names = [s.organization.name];
-    try {
-      const list = await get<List<{ name: string }>>('/v1/organizations?per_page=100');
-      if (list.data.length) names = list.data.map((o) => o.name);
-    } catch {
-      /* no read_organization access: the session's own organization is enough */
-    }
-    const saved = localStorage.getItem(ORG_KEY);
-    setOrgs(names);
-    setOrg(saved && names.includes(saved) ? saved : names.includes(s.organization.name) ? s.organization.name : names[0]);
+    // Show the session's organization (or a server admin's last choice) at once; the list of
+    // organizations, needed only for switching, arrives after, off the first page's path.
+    const saved = s.token.superuser ? localStorage.getItem(ORG_KEY) : null;
+    const first = saved || s.organization.name;
+    setOrgs([first]);
+    setOrg(first);
     setSession(s);
+    get<List<{ name: string }>>('/v1/organizations?per_page=100').then(
+      (list) => {
+        const names = list.data.length ? list.data.map((o) => o.name) : [s.organization.name];
+        setOrgs(names);
+        if (!names.includes(first)) setOrg(names.includes(s.organization.name) ? s.organization.name : names[0]);
+      },
+      () => undefined, // no read_organization access: the session's own organization is all there is
+    );
   }
 
   useEffect(() => {

@@ -422,7 +422,8 @@ function SchemaSection({ org, database, branch, backup }: { org: string; databas
 
 /** A unified diff with added and removed lines marked by class and by their +/- sign. */
 function DiffView({ text }: { text: string }) {
-  const lines = text.split('\n');
+  // Each line is drawn with its newline; the patch's own last newline is not a line.
+  const lines = text.replace(/\n$/, '').split('\n');
   return (
     <pre class="code diff" aria-label="Unified diff of the schema">
       {lines.map((l, i) => (
