@@ -204,24 +204,24 @@ export async function collectCatalogMetrics(ctx: AppContext, scope: MetricsScope
   }
   try {
     const db = ctx.db;
+    // The newest success and failure of each branch: one index seek each per branch on
+    // (organization_id, state, branch_id, completed_at), never a read of every backup.
     let branchQuery = db
       .selectFrom('branches as b')
       .innerJoin('databases as d', 'd.id', 'b.database_id')
       .innerJoin('organizations as o', 'o.id', 'b.organization_id')
-      .leftJoin('backups as k', 'k.branch_id', 'b.id')
-      .select((eb) => [
-        'b.id as branch_id',
-        'b.name as branch',
-        'd.name as database',
-        'o.name as organization',
-        eb.fn.max(eb.case().when('k.state', '=', 'success').then(eb.ref('k.completed_at')).end()).as('last_success'),
-        eb.fn.max(eb.case().when('k.state', '=', 'failed').then(eb.ref('k.completed_at')).end()).as('last_failure'),
-        eb.fn.max(eb.case().when('k.verification', '=', 'passed').then(eb.ref('k.verified_at')).end()).as('last_passed'),
-        eb.fn.max(eb.case().when('k.verification', '=', 'failed').then(eb.ref('k.verified_at')).end()).as('last_failed_verification'),
-      ])
+      .select((eb) => {
+        const newest = (state: 'success' | 'failed') =>
+          eb
+            .selectFrom('backups as k')
+            .select((k) => k.fn.max('k.completed_at').as('at'))
+            .whereRef('k.organization_id', '=', 'b.organization_id')
+            .where('k.state', '=', state)
+            .whereRef('k.branch_id', '=', 'b.id');
+        return ['b.id as branch_id', 'b.name as branch', 'd.name as database', 'o.name as organization', newest('success').as('last_success'), newest('failed').as('last_failure')];
+      })
       .where('b.deleted_at', 'is', null)
-      .where('d.deleted_at', 'is', null)
-      .groupBy(['b.id', 'b.name', 'd.name', 'o.name']);
+      .where('d.deleted_at', 'is', null);
     if (orgs) branchQuery = branchQuery.where('b.organization_id', 'in', orgs);
     const names = new Map<string, { organization: string; database: string; branch: string }>();
     for (const r of await branchQuery.execute()) {
@@ -232,12 +232,26 @@ export async function collectCatalogMetrics(ctx: AppContext, scope: MetricsScope
       if (ok !== null) lastSuccess.set(labels, ok);
       if (bad !== null) lastFailure.set(labels, bad);
       if (ok !== null || bad !== null) lastFailed.set(labels, bad !== null && (ok === null || bad > ok) ? 1 : 0);
-      const passed = seconds(r.last_passed);
-      const failed = seconds(r.last_failed_verification);
-      if (passed !== null || failed !== null) {
-        lastVerification.set(labels, Math.max(passed ?? 0, failed ?? 0));
-        lastVerificationFailed.set(labels, failed !== null && (passed === null || failed > passed) ? 1 : 0);
-      }
+    }
+
+    let verifications = db
+      .selectFrom('backups')
+      .select((eb) => ['branch_id', 'verification', eb.fn.max('verified_at').as('at')])
+      .where('verification', 'is not', null)
+      .groupBy(['branch_id', 'verification']);
+    if (orgs) verifications = verifications.where('organization_id', 'in', orgs);
+    const verified = new Map<string, { passed: number | null; failed: number | null }>();
+    for (const r of await verifications.execute()) {
+      const v = verified.get(r.branch_id) ?? { passed: null, failed: null };
+      if (r.verification === 'passed') v.passed = seconds(r.at);
+      if (r.verification === 'failed') v.failed = seconds(r.at);
+      verified.set(r.branch_id, v);
+    }
+    for (const [branchId, { passed, failed }] of verified) {
+      const labels = names.get(branchId);
+      if (!labels) continue;
+      lastVerification.set(labels, Math.max(passed ?? 0, failed ?? 0));
+      lastVerificationFailed.set(labels, failed !== null && (passed === null || failed > passed) ? 1 : 0);
     }
 
     // THE overdue rule (jobs/overdue.ts), so the metric, the overview and the notifications agree.
@@ -248,31 +262,35 @@ export async function collectCatalogMetrics(ctx: AppContext, scope: MetricsScope
       frequency.set(labels, f.frequency_seconds);
     }
 
-    let destinationQuery = db
-      .selectFrom('storage_destinations as s')
-      .innerJoin('organizations as o', 'o.id', 's.organization_id')
-      .leftJoin('artifacts as a', 'a.destination_id', 's.id')
-      .leftJoin('backups as k', 'k.id', 'a.backup_id')
+    // Copies of deleted backups are all marked deleted, so only live backups' copies count:
+    // read from the live backups (an index) rather than every copy ever written.
+    let destinations = db.selectFrom('storage_destinations as s').innerJoin('organizations as o', 'o.id', 's.organization_id').select(['s.id', 's.name as destination', 'o.name as organization']);
+    if (orgs) destinations = destinations.where('s.organization_id', 'in', orgs);
+    let copies = db
+      .selectFrom('backups as k')
+      .innerJoin('artifacts as a', 'a.backup_id', 'k.id')
       .select((eb) => {
-        const live = eb.and([eb('a.state', '=', 'success'), eb('k.deleted_at', 'is', null)]);
+        const isStored = eb('a.state', '=', 'success');
         // A copy that failed because the dump failed or the process died says nothing about the destination.
         const destinationFailure = eb.and([eb('a.state', '=', 'failed'), eb.or([eb('a.error', 'is', null), eb.and([eb('a.error', '!=', 'interrupted'), eb('a.error', 'not like', 'not stored:%')])])]);
         return [
-          's.name as destination',
-          'o.name as organization',
-          eb.fn.sum<number | string | null>(eb.case().when(live).then(eb.ref('a.size')).else(eb.lit(0)).end()).as('bytes'),
-          eb.fn.count<number | string>(eb.case().when(live).then(eb.lit(1)).end()).as('artifacts'),
-          eb.fn.max(eb.case().when('a.state', '=', 'success').then(eb.ref('a.created_at')).end()).as('last_ok'),
+          'a.destination_id',
+          eb.fn.sum<number | string | null>(eb.case().when(isStored).then(eb.ref('a.size')).else(eb.lit(0)).end()).as('bytes'),
+          eb.fn.count<number | string>(eb.case().when(isStored).then(eb.lit(1)).end()).as('artifacts'),
+          eb.fn.max(eb.case().when(isStored).then(eb.ref('a.created_at')).end()).as('last_ok'),
           eb.fn.max(eb.case().when(destinationFailure).then(eb.ref('a.created_at')).end()).as('last_failed'),
         ];
       })
-      .groupBy(['s.id', 's.name', 'o.name']);
-    if (orgs) destinationQuery = destinationQuery.where('s.organization_id', 'in', orgs);
-    for (const r of await destinationQuery.execute()) {
-      const labels = { organization: r.organization, destination: r.destination };
-      stored.set(labels, Number(r.bytes ?? 0));
-      storedArtifacts.set(labels, Number(r.artifacts));
-      destinationFailing.set(labels, r.last_failed !== null && (r.last_ok === null || r.last_failed > r.last_ok) ? 1 : 0);
+      .where('k.deleted_at', 'is', null)
+      .groupBy('a.destination_id');
+    if (orgs) copies = copies.where('k.organization_id', 'in', orgs);
+    const byDestination = new Map((await copies.execute()).map((r) => [r.destination_id, r]));
+    for (const d of await destinations.execute()) {
+      const labels = { organization: d.organization, destination: d.destination };
+      const r = byDestination.get(d.id);
+      stored.set(labels, Number(r?.bytes ?? 0));
+      storedArtifacts.set(labels, Number(r?.artifacts ?? 0));
+      destinationFailing.set(labels, r?.last_failed != null && (r.last_ok == null || r.last_failed > r.last_ok) ? 1 : 0);
     }
 
     // Queued and running work: the backups queue, then restores, verifications and repairs.
