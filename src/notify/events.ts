@@ -68,7 +68,8 @@ export async function sweepEvents(ctx: AppContext, opts: { overdue?: boolean } =
     recorded.push(...(await record(ctx, await jobEvents(ctx, look, rows))));
     newest = maxIso(newest, rows[rows.length - 1].completed_at!);
   }
-  await advance(ctx, newest);
+  // Written only when it moves: most passes find nothing new, and a write is what costs on SQLite.
+  if (newest !== mark) await advance(ctx, newest);
   if (opts.overdue !== false) recorded.push(...(await record(ctx, await overdueEvents(ctx, look))));
   return recorded;
 }

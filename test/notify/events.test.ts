@@ -162,6 +162,19 @@ describe('events from real backups, restores and verifications', () => {
     assert.match(rf.data.reason, /checksum mismatch|damaged/);
   });
 
+  test('an event recorded without a payload (a restore drill writes those) goes out with the backup as the API shows it', async () => {
+    const b = await server.ctx.db.selectFrom('backups').selectAll().where('state', '=', 'success').orderBy('completed_at', 'desc').executeTakeFirstOrThrow();
+    const id = `drill-failed-test-${b.id}`;
+    await server.ctx.db
+      .insertInto('events')
+      .values({ id, organization_id: b.organization_id, kind: 'verification.failed', severity: 'error', database_id: b.database_id, branch_id: b.branch_id, backup_id: b.id, job_id: null, message: `restore drill of backup "${b.name}" failed: rows differ`, created_at: new Date(clock()).toISOString(), delivered_at: null })
+      .execute();
+    const body = await delivered('verification.failed', (x) => x.id === id);
+    assert.equal(body.data.backup.id, b.id);
+    assert.equal(body.data.branch.name, 'main');
+    assert.match(body.data.message, /restore drill of backup .* failed: rows differ/);
+  });
+
   test('each event is recorded once, however many passes and processes sweep', async () => {
     const again = await Promise.all([sweepEvents(server.ctx), sweepEvents(server.ctx), sweepEvents(server.ctx)]);
     assert.deepEqual(again, [[], [], []], 'nothing new');

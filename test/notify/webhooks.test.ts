@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { api, startServer, type TestServer } from '../helpers/server.js';
 import { NotificationService } from '../../src/notify/dispatch.js';
+import { notificationDeliveries } from '../../src/metrics.js';
 import { newId, nowIso } from '../../src/catalog/ids.js';
 import { startReceiver, type Receiver } from './receiver.js';
 
@@ -125,9 +126,12 @@ describe('webhooks', () => {
     const w = await createWebhook({ events: ['backup.failed'] });
     const eventId = await addEvent('backup.failed');
     await addEvent('backup.succeeded'); // not asked for
+    const counted = async () => (await notificationDeliveries.get()).values.find((v) => v.labels.type === 'webhook' && v.labels.outcome === 'success')?.value ?? 0;
+    const before = await counted();
     const service = new NotificationService(server.ctx, { overdueEveryMs: 0 });
     const pass = await service.tick();
     assert.equal(pass.sent.length, 1, JSON.stringify(pass));
+    assert.equal(await counted(), before + 1, 'the attempt is counted in strongbox_notification_deliveries_total');
     assert.equal(receiver.received.length, 1);
     const req = receiver.received[0];
     assert.equal(req.method, 'POST');
@@ -305,6 +309,24 @@ describe('webhooks', () => {
     assert.deepEqual(receiver.received.map((r) => JSON.parse(r.body).data.message), ['about filtered']);
     const cleared = await api(server, 'PATCH', `${ORG}/webhooks/${w.id}`, { database: null });
     assert.equal(cleared.body.database, null);
+  });
+
+  test('a delivery whose sender was killed mid-send is sent by another process once its lease lapses', async () => {
+    await createWebhook({ events: ['backup.failed'] });
+    const eventId = await addEvent();
+    const service = new NotificationService(server.ctx, { overdueEveryMs: 0 });
+    await service.fanOut();
+    // What kill -9 leaves behind: a delivery claimed (attempt counted) by a process that is gone.
+    const lapse = nowIso(new Date(clock().getTime() + 60_000));
+    await server.ctx.db.updateTable('notification_deliveries').set({ lease_owner: 'dead-host:1:gone', lease_expires_at: lapse, attempts: 1 }).where('event_id', '=', eventId).execute();
+    assert.equal((await service.tick()).sent.length, 0, 'not while the lease holds');
+    assert.equal(receiver.received.length, 0);
+    offset += 61_000;
+    const pass = await service.tick();
+    assert.deepEqual(pass.sent.map((x) => x.state), ['success']);
+    assert.equal(receiver.received.length, 1);
+    const row = await server.ctx.db.selectFrom('notification_deliveries').selectAll().where('event_id', '=', eventId).executeTakeFirstOrThrow();
+    assert.deepEqual([row.state, row.attempts, row.lease_owner], ['success', 2, null]);
   });
 
   test('two processes on one catalog send each delivery once', async () => {

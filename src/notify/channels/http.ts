@@ -10,7 +10,8 @@ const BODY_SNIPPET = 300;
 
 /** An http(s) URL from user input, checked: the field is named in the error. */
 export function httpUrl(value: unknown, field: string): string {
-  if (typeof value !== 'string' || value.trim() === '') throw new ChannelConfigError(`${field} is required: an http:// or https:// URL`);
+  if (value === undefined || value === null || value === '') throw new ChannelConfigError(`${field} is required: an http:// or https:// URL`);
+  if (typeof value !== 'string' || value.trim() === '') throw new ChannelConfigError(`${field} must be an http:// or https:// URL (a string)`);
   if (value.length > 2048) throw new ChannelConfigError(`${field} is longer than 2048 characters`);
   let u: URL;
   try {
