@@ -102,44 +102,79 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     ).filter(visible);
     if (branches.length === 0) return [];
 
-    // The newest run and the newest success of each branch: the newest time per branch
-    // (one grouped read of the (branch_id, created_at) index), joined back to its row.
-    const lastRuns = await db
-      .selectFrom('backups as k')
-      .innerJoin(
-        (eb) =>
-          eb
-            .selectFrom('backups')
-            .select(['branch_id', (e) => e.fn.max('created_at').as('newest')])
-            .where('organization_id', '=', organizationId)
-            .where('deleted_at', 'is', null)
-            .where('state', '!=', 'ignored')
-            .groupBy('branch_id')
-            .as('n'),
-        (join) => join.onRef('n.branch_id', '=', 'k.branch_id').onRef('n.newest', '=', 'k.created_at'),
-      )
-      .select(['k.id', 'k.branch_id', 'k.name', 'k.state', 'k.created_at', 'k.started_at', 'k.completed_at', 'k.size', 'k.error'])
-      .where('k.deleted_at', 'is', null)
-      .where('k.state', '!=', 'ignored')
-      .execute();
-    const lastSuccesses = await db
-      .selectFrom('backups as k')
-      .innerJoin(
-        (eb) =>
-          eb
-            .selectFrom('backups')
-            .select(['branch_id', (e) => e.fn.max('completed_at').as('newest')])
-            .where('organization_id', '=', organizationId)
-            .where('deleted_at', 'is', null)
-            .where('state', '=', 'success')
-            .groupBy('branch_id')
-            .as('n'),
-        (join) => join.onRef('n.branch_id', '=', 'k.branch_id').onRef('n.newest', '=', 'k.completed_at'),
-      )
-      .select(['k.id', 'k.branch_id', 'k.name', 'k.completed_at', 'k.size'])
-      .where('k.deleted_at', 'is', null)
-      .where('k.state', '=', 'success')
-      .execute();
+    // The newest run, the newest success and the newest drill of each branch, each in two
+    // steps: the newest time per branch (a grouped read of an index), then the rows at those
+    // times. Not one query joining the two: PostgreSQL's planner, with statistics older than
+    // a burst of inserts, ran that join's aggregate once per backup (seconds instead of ms).
+    const newestRows = async <T extends { branch_id: string }>(newest: Array<{ branch_id: string; newest: unknown }>, rows: (branchIds: string[], times: string[]) => Promise<T[]>, timeOf: (r: T) => string | null) => {
+      const wanted = new Map(newest.filter((n) => typeof n.newest === 'string').map((n) => [n.branch_id, n.newest as string]));
+      if (wanted.size === 0) return [];
+      return (await rows([...wanted.keys()], [...new Set(wanted.values())])).filter((r) => wanted.get(r.branch_id) === timeOf(r));
+    };
+    const lastRuns = await newestRows(
+      await db
+        .selectFrom('backups')
+        .select(['branch_id', (e) => e.fn.max('created_at').as('newest')])
+        .where('organization_id', '=', organizationId)
+        .where('deleted_at', 'is', null)
+        .where('state', '!=', 'ignored')
+        .groupBy('branch_id')
+        .execute(),
+      (branchIds, times) =>
+        db
+          .selectFrom('backups')
+          .select(['id', 'branch_id', 'name', 'state', 'created_at', 'started_at', 'completed_at', 'size', 'error'])
+          .where('branch_id', 'in', branchIds)
+          .where('created_at', 'in', times)
+          .where('deleted_at', 'is', null)
+          .where('state', '!=', 'ignored')
+          .execute(),
+      (r) => r.created_at,
+    );
+    const lastSuccesses = await newestRows(
+      await db
+        .selectFrom('backups')
+        .select(['branch_id', (e) => e.fn.max('completed_at').as('newest')])
+        .where('organization_id', '=', organizationId)
+        .where('state', '=', 'success')
+        .where('deleted_at', 'is', null)
+        .groupBy('branch_id')
+        .execute(),
+      (branchIds, times) =>
+        db
+          .selectFrom('backups')
+          .select(['id', 'branch_id', 'name', 'completed_at', 'size'])
+          .where('branch_id', 'in', branchIds)
+          .where('completed_at', 'in', times)
+          .where('state', '=', 'success')
+          .where('deleted_at', 'is', null)
+          .execute(),
+      (r) => r.completed_at,
+    );
+    // Restore drills are verify jobs a policy enqueued.
+    const drills = await newestRows(
+      await db
+        .selectFrom('jobs as j')
+        .innerJoin('backups as k', 'k.id', 'j.backup_id')
+        .select(['k.branch_id', (e) => e.fn.max('j.created_at').as('newest')])
+        .where('j.organization_id', '=', organizationId)
+        .where('j.kind', '=', 'verify')
+        .where('j.policy_id', 'is not', null)
+        .groupBy('k.branch_id')
+        .execute(),
+      (branchIds, times) =>
+        db
+          .selectFrom('jobs as j')
+          .innerJoin('backups as k', 'k.id', 'j.backup_id')
+          .select(['k.branch_id', 'j.id', 'j.state', 'j.created_at', 'j.completed_at', 'j.error'])
+          .where('j.organization_id', '=', organizationId)
+          .where('j.created_at', 'in', times)
+          .where('k.branch_id', 'in', branchIds)
+          .where('j.kind', '=', 'verify')
+          .where('j.policy_id', 'is not', null)
+          .execute(),
+      (r) => r.created_at,
+    );
     const stored = await db
       .selectFrom('artifacts as a')
       .innerJoin('backups as k', 'k.id', 'a.backup_id')
@@ -156,27 +191,6 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       .where('deleted_at', 'is', null)
       .where('state', '=', 'success')
       .groupBy('branch_id')
-      .execute();
-    // Restore drills are verify jobs a policy enqueued; the newest one per branch.
-    const drills = await db
-      .selectFrom('jobs as j')
-      .innerJoin('backups as k', 'k.id', 'j.backup_id')
-      .innerJoin(
-        (eb) =>
-          eb
-            .selectFrom('jobs as j2')
-            .innerJoin('backups as k2', 'k2.id', 'j2.backup_id')
-            .select(['k2.branch_id', (e) => e.fn.max('j2.created_at').as('newest')])
-            .where('j2.organization_id', '=', organizationId)
-            .where('j2.kind', '=', 'verify')
-            .where('j2.policy_id', 'is not', null)
-            .groupBy('k2.branch_id')
-            .as('n'),
-        (join) => join.onRef('n.branch_id', '=', 'k.branch_id').onRef('n.newest', '=', 'j.created_at'),
-      )
-      .select(['k.branch_id', 'j.id', 'j.state', 'j.completed_at', 'j.error'])
-      .where('j.kind', '=', 'verify')
-      .where('j.policy_id', 'is not', null)
       .execute();
     const policies = await db
       .selectFrom('backup_policies')
