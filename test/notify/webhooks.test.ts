@@ -10,6 +10,8 @@ import crypto from 'node:crypto';
 import { api, startServer, type TestServer } from '../helpers/server.js';
 import { NotificationService } from '../../src/notify/dispatch.js';
 import { notificationDeliveries } from '../../src/metrics.js';
+import { rotateSecretKey } from '../../src/rotate.js';
+import { loadSecretBox } from '../../src/secrets.js';
 import { newId, nowIso } from '../../src/catalog/ids.js';
 import { startReceiver, type Receiver } from './receiver.js';
 
@@ -340,5 +342,24 @@ describe('webhooks', () => {
     assert.equal(ra.sent.length + rb.sent.length >= 20, true);
     assert.equal(receiver.received.length, 30, 'every event once');
     assert.deepEqual(new Set(receiver.received.map((r) => JSON.parse(r.body).id)), new Set(ids));
+  });
+});
+
+describe('webhooks and the secret key', () => {
+  test('rotating the key re-seals webhook secrets and channel secrets', async () => {
+    const server = await startServer();
+    try {
+      const w = await api(server, 'POST', `${ORG}/webhooks`, { url: 'https://hooks.example.com/x' });
+      const c = await api(server, 'POST', `${ORG}/notification-channels`, { name: 'tg', type: 'telegram', config: { bot_token: '1:secret-token', chat_id: 1 } });
+      assert.equal(c.status, 201, JSON.stringify(c.body));
+      await rotateSecretKey({ ...server.ctx, config: { ...server.ctx.config, secretKey: null } }, null);
+      const box = loadSecretBox(server.dataDir, null);
+      const wh = await server.ctx.db.selectFrom('webhooks').select('secret_enc').where('id', '=', w.body.id).executeTakeFirstOrThrow();
+      assert.equal(box.open(wh.secret_enc), w.body.secret);
+      const ch = await server.ctx.db.selectFrom('notification_channels').select('secrets_enc').where('id', '=', c.body.id).executeTakeFirstOrThrow();
+      assert.deepEqual(JSON.parse(box.open(ch.secrets_enc)), { bot_token: '1:secret-token' });
+    } finally {
+      await server.close();
+    }
   });
 });
