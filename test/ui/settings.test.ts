@@ -24,9 +24,8 @@ import { NotificationService } from '../../src/notify/dispatch.js';
 import { createDatabase, dropDatabase, pgUrl, uniqueName } from '../helpers/databases.js';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3server.js';
-import { launchBrowser, type TestBrowser } from './browser.js';
+import { assertLabelled, launchBrowser, screenshot, watchForProblems, type TestBrowser } from './browser.js';
 
-const SHOTS = path.resolve('test-results');
 const ORG = '/v1/organizations/default';
 
 let server: TestServer;
@@ -38,7 +37,7 @@ let folders: string;
 const gone = uniqueName('ui_set_gone');
 let gonePath: string;
 /** What the page reported that a test should never see: script errors, CSP refusals. */
-const problems: string[] = [];
+let problems: string[] = [];
 
 /** Requests the local receiver got: webhook deliveries and ntfy messages. */
 interface Received {
@@ -50,20 +49,7 @@ const received: Received[] = [];
 let receiver: http.Server;
 let receiverUrl: string;
 
-async function shot(name: string, p: Page = page): Promise<void> {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-/** Every form control has a label (a <label>, aria-label or aria-labelledby). */
-async function assertLabelled(p: Page = page): Promise<void> {
-  const unlabelled = await p.evaluate(() =>
-    [...document.querySelectorAll<HTMLInputElement>('input, select, textarea')]
-      .filter((el) => el.type !== 'hidden' && !(el.labels && el.labels.length > 0) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
-      .map((el) => el.outerHTML.slice(0, 160)),
-  );
-  assert.deepEqual(unlabelled, [], 'form controls without a label');
-}
+const shot = (name: string, p: Page = page) => screenshot(p, name);
 
 async function open(hash: string, heading: string): Promise<void> {
   await page.goto(`${server.url}/#${hash}`);
@@ -96,10 +82,7 @@ before(async () => {
   browser = await launchBrowser();
   await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
   page = await browser.context.newPage();
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) problems.push(`console: ${m.text()}`);
-  });
+  problems = watchForProblems(page);
   await page.goto(server.url + '/');
   await page.getByLabel('Service token').fill(server.token);
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -159,7 +142,7 @@ test('a policy is created with the server’s preview of its schedule, edited, a
   const runs = await page.locator('.next-runs time').evaluateAll((ts) => ts.map((t) => t.getAttribute('datetime')));
   assert.equal(runs.length, 5);
   assert.deepEqual(runs, expected.body.next_runs);
-  await assertLabelled();
+  await assertLabelled(page);
   await shot('policy-form');
 
   // A schedule the server refuses says why, in the preview.
@@ -215,7 +198,7 @@ test('a token is created with its accesses; its secret is shown once and works a
   assert.deepEqual(offered, [...ALL_ACCESSES]);
   await page.getByLabel('Name').fill('ci-reader');
   await page.getByRole('button', { name: 'Read only' }).click();
-  await assertLabelled();
+  await assertLabelled(page);
   await shot('token-form');
   await page.getByRole('button', { name: 'Create token' }).click();
 
@@ -266,7 +249,7 @@ test('destinations: a local folder is added and tested; an S3 bucket’s keys ar
   await page.getByRole('button', { name: 'Add destination' }).click();
   await page.getByLabel('Name').fill('extra');
   await page.getByLabel('Folder').fill(folder);
-  await assertLabelled();
+  await assertLabelled(page);
   await page.getByRole('button', { name: 'Add destination' }).last().click();
   const row = page.locator('#destinations-table tr[data-destination="extra"]');
   await row.waitFor();
@@ -301,7 +284,7 @@ test('destinations: a local folder is added and tested; an S3 bucket’s keys ar
   await page.getByLabel('Path-style addressing (endpoint/bucket)').check();
   await page.getByLabel('Access key id').fill(s3.accessKeyId);
   await page.getByLabel('Secret access key').fill(s3.secretAccessKey);
-  await assertLabelled();
+  await assertLabelled(page);
   await shot('destination-form-s3');
   await page.getByRole('button', { name: 'Add destination' }).last().click();
   const bucketRow = page.locator('#destinations-table tr[data-destination="bucket"]');
@@ -344,7 +327,7 @@ test('notifications: a webhook’s test arrives signed with the secret shown onc
   await hooks.getByLabel('URL').fill(`${receiverUrl}/hook`);
   const offered = await hooks.locator('input[name=event]').evaluateAll((els) => els.map((e) => (e as HTMLInputElement).value));
   assert.deepEqual(offered, [...EVENT_KINDS]);
-  await assertLabelled();
+  await assertLabelled(page);
   await hooks.getByRole('button', { name: 'Create webhook' }).click();
   const secretBox = hooks.locator('.secret-once');
   await secretBox.waitFor();
@@ -374,7 +357,7 @@ test('notifications: a webhook’s test arrives signed with the secret shown onc
   await channels.getByLabel('Topic URL').fill(`${receiverUrl}/ntfy-topic`);
   const ntfyToken = `tk_${crypto.randomBytes(12).toString('hex')}`;
   await channels.getByLabel('Access token (optional)').fill(ntfyToken);
-  await assertLabelled();
+  await assertLabelled(page);
   await shot('channel-form');
   await channels.getByRole('button', { name: 'Create channel' }).click();
   await channels.locator('tbody tr', { hasText: 'phone' }).waitFor();
@@ -432,7 +415,7 @@ test('the audit log lists the writes made above, as the API does', async () => {
   for (const write of ['POST /v1/organizations/default/webhooks', 'POST /v1/organizations/default/storage-destinations/extra/test', 'DELETE /v1/organizations/default/service-tokens/', 'PATCH /v1/organizations/default/notification-channels/']) {
     assert.ok(text.includes(write), `the audit log shows ${write}`);
   }
-  await assertLabelled();
+  await assertLabelled(page);
   await shot('audit');
   if (apiPage.total_pages > 1) {
     await page.getByRole('button', { name: 'Older →' }).click();
@@ -442,6 +425,7 @@ test('the audit log lists the writes made above, as the API does', async () => {
 
 test('on a 360 px phone in dark mode the settings pages fit the screen', async () => {
   const phone = await browser.context.newPage();
+  const phoneProblems = watchForProblems(phone);
   try {
     await phone.setViewportSize({ width: 360, height: 780 });
     await phone.emulateMedia({ colorScheme: 'dark' });
@@ -463,5 +447,5 @@ test('on a 360 px phone in dark mode the settings pages fit the screen', async (
   } finally {
     await phone.close();
   }
-  assert.deepEqual(problems, []);
+  assert.deepEqual([...problems, ...phoneProblems], []);
 });
