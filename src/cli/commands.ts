@@ -307,7 +307,7 @@ export const HANDLERS: Record<string, Handler> = {
     const hash = crypto.createHash('sha256');
     // Beside the target (same filesystem, so the rename is atomic), under a name nobody else uses.
     const tmp = path.join(path.dirname(output), `.${path.basename(output)}.partial-${crypto.randomBytes(4).toString('hex')}`);
-    const display = new ProgressDisplay();
+    const display = new ProgressDisplay(process.stderr, 5_000);
     const started = Date.now();
     let done = 0;
     let lastDraw = 0;
@@ -334,7 +334,7 @@ export const HANDLERS: Record<string, Handler> = {
         }),
         fs.createWriteStream(tmp, { mode: 0o600, flags: 'wx' }),
       );
-      display.finish(snapshot('download'));
+      display.finish(snapshot('done'));
       const actual = hash.digest('hex');
       if (expected && actual !== expected) throw new CliError(`checksum mismatch: expected ${expected}, got ${actual}; nothing written`);
       if (force) fs.renameSync(tmp, output);

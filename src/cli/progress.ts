@@ -32,8 +32,17 @@ export class ProgressDisplay {
   private lastLine = '';
   private lastState = '';
   private drawn = false;
+  private printed = false;
+  private readonly started = Date.now();
 
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {
+  /**
+   * `quietFor`: when not on a terminal, print nothing for this long (and nothing at the end
+   * if nothing was printed): a download that takes a second needs no progress in a log.
+   */
+  constructor(
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+    private readonly quietFor = 0,
+  ) {
     this.tty = stream.isTTY === true && process.env.TERM !== 'dumb';
   }
 
@@ -48,12 +57,14 @@ export class ProgressDisplay {
     }
     const line = this.text(p);
     const now = Date.now();
+    if (now - this.started < this.quietFor) return;
     // A line when the state changed, or when something changed and enough time passed.
     if (line !== this.lastLine && (p.state !== this.lastState || now - this.lastPlain >= PLAIN_EVERY_MS)) {
       this.stream.write(`${line}\n`);
       this.lastPlain = now;
       this.lastLine = line;
       this.lastState = p.state;
+      this.printed = true;
     }
   }
 
@@ -61,7 +72,7 @@ export class ProgressDisplay {
   finish(p?: ProgressSnapshot): void {
     if (p) {
       if (this.tty) this.update(p);
-      else if (this.text(p) !== this.lastLine) this.stream.write(`${this.text(p)}\n`);
+      else if (this.text(p) !== this.lastLine && (this.printed || this.quietFor === 0)) this.stream.write(`${this.text(p)}\n`);
     }
     this.clear();
   }
