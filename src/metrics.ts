@@ -102,11 +102,12 @@ export function failureClass(reason: string | null | undefined): string {
   const r = (reason ?? '').toLowerCase();
   if (/interrupted|lease|worker (died|stopped)/.test(r)) return 'interrupted';
   if (/cancel/.test(r)) return 'canceled';
-  if (/password authentication|access denied|authenticat/.test(r)) return 'auth';
-  if (/permission denied|not permitted|eacces|forbidden|403/.test(r)) return 'permission';
+  if (/password authentication|access denied for|authenticat/.test(r)) return 'auth';
+  if (/permission denied|not permitted|eacces|accessdenied|forbidden|\b403\b|not writable|read-only file system|erofs/.test(r)) return 'permission';
   if (/no space|enospc|disk full|quota/.test(r)) return 'disk_full';
-  if (/timed? ?out|etimedout/.test(r)) return 'timeout';
-  if (/econnrefused|connection refused|could not connect|can't connect|enotfound|host/.test(r)) return 'connection';
+  if (/timed? ?out|etimedout|produced no data for/.test(r)) return 'timeout';
+  // A server that cannot be reached, or a database that is not there (libpq says both as "connection to server ... failed").
+  if (/econnrefused|connection refused|could not connect|can't connect|enotfound|getaddrinfo|no route to host|ehostunreach|could not translate host name|connection to server .* failed|database "[^"]*" does not exist|unknown database/.test(r)) return 'connection';
   if (/destination|s3|bucket|drive|upload|storage|copy in/.test(r)) return 'storage';
   if (/pg_dump|mysqldump|mariadb-dump|dump/.test(r)) return 'dump';
   if (/restore|pg_restore/.test(r)) return 'restore';

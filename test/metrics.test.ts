@@ -13,7 +13,7 @@ import pg from 'pg';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from './helpers/server.js';
 import { createDatabase, dropDatabase, pgUrl, uniqueName, withPgClient } from './helpers/databases.js';
 import { scrape, type Scrape } from './helpers/metrics.js';
-import { failureClass } from '../src/metrics.js';
+import { FAILURE_CLASSES, failureClass } from '../src/metrics.js';
 import { startMetricsListener, type MetricsListener } from '../src/api/metrics-route.js';
 import { JobRunner } from '../src/jobs/runner.js';
 
@@ -95,6 +95,7 @@ describe('GET /metrics', () => {
     assert.equal(done.state, 'failed');
     const row = await server.ctx.db.selectFrom('backups').select(['error', 'completed_at']).where('id', '=', r.body.id).executeTakeFirstOrThrow();
     const reason = failureClass(row.error);
+    assert.equal(reason, 'connection', `a database that is gone is a connection problem: ${row.error}`);
     const m = await get();
     const failures = (s: Scrape) => s.value('strongbox_job_failures_total', { kind: 'backup', reason })!;
     assert.equal(failures(m), failures(before) + 1, `a backup failure of class ${reason} (${row.error})`);
@@ -224,6 +225,30 @@ describe('GET /metrics', () => {
     } finally {
       await listener?.close();
     }
+  });
+});
+
+describe('failureClass', () => {
+  test('puts the reasons Strongbox records in a small fixed set of classes', () => {
+    const cases: Array<[string | null, string]> = [
+      ['pg_dump: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  password authentication failed for user "app"', 'auth'],
+      ["mariadb-dump: Got error: 1045: \"Access denied for user 'app'@'localhost' (using password: YES)\" when trying to connect", 'auth'],
+      ['pg_dump: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  database "gone" does not exist', 'connection'],
+      ['pg_dump: error: connection to server at "127.0.0.1", port 1 failed: Connection refused', 'connection'],
+      ['pg_dump: error: query failed: ERROR:  permission denied for table secrets', 'permission'],
+      ['some destinations failed: usb (the folder /mnt/usb is not writable (read-only file system))', 'permission'],
+      ['some destinations failed: offsite (AccessDenied: Access Denied)', 'permission'],
+      ['some destinations failed: local (ENOSPC: no space left on device, write)', 'disk_full'],
+      ['the dump produced no data for 600 s (waiting on a lock, or the server hung) and was stopped', 'timeout'],
+      ['some destinations failed: offsite (NoSuchBucket: The specified bucket does not exist)', 'storage'],
+      ['pg_dump: error: Dumping the contents of table "t" failed: PQgetResult() failed.', 'dump'],
+      ['interrupted: the worker running this stopped before it finished', 'interrupted'],
+      ['canceled by request', 'canceled'],
+      ['internal error (see the server log)', 'other'],
+      [null, 'other'],
+    ];
+    for (const [reason, cls] of cases) assert.equal(failureClass(reason), cls, String(reason));
+    for (const [reason] of cases) assert.ok((FAILURE_CLASSES as readonly string[]).includes(failureClass(reason)));
   });
 });
 
