@@ -220,6 +220,11 @@ export async function openCatalog(url: string, opts: OpenCatalogOptions = {}): P
   } else {
     const unlock = opts.lock ? await lockPostgres(url, opts.lock) : async () => {};
     const pool = new pg.Pool({ connectionString: url, max: 10, types: catalogTypes });
+    // An idle connection the server ends (a restart, idle_session_timeout, pg_terminate_backend,
+    // DROP DATABASE ... FORCE) is an 'error' event on the pool: unheard, it crashed the whole
+    // process. The pool has already dropped that client and the next query opens a new one;
+    // a catalog that is really gone fails that query, where the caller reports it.
+    pool.on('error', () => {});
     const db = new Kysely<CatalogSchema>({ dialect: new PostgresDialect({ pool }) });
     catalog = {
       db,
