@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { loadConfig, lintFromString } from '@redocly/openapi-core';
 import { api, startServer, type TestServer } from '../helpers/server.js';
+import { derivedOperationId } from '../../src/api/openapi.js';
 
 describe('the OpenAPI document passes redocly lint (recommended)', () => {
   let server: TestServer;
@@ -90,4 +91,30 @@ describe('the OpenAPI document passes redocly lint (recommended)', () => {
     assert.equal(bad.body.code, 'invalid_params');
     assert.match(bad.body.message, /kind/);
   });
+});
+
+test('operationIds derived from a path read as what the route does', () => {
+  const O = '/organizations/{organization}';
+  const B = `${O}/databases/{database}/branches/{branch}`;
+  const cases: Array<[string, string, string]> = [
+    ['GET', '/organizations', 'list_organizations'],
+    ['POST', '/organizations', 'create_organization'],
+    ['GET', B, 'get_branch'],
+    ['PATCH', B, 'update_branch'],
+    ['GET', `${B}/backups`, 'list_backups'],
+    ['DELETE', `${B}/backups/{id}`, 'delete_backup'],
+    ['POST', `${B}/backups/{id}/cancel`, 'cancel_backup'],
+    ['GET', `${B}/backups/{id}/artifacts`, 'list_backup_artifacts'],
+    ['GET', `${B}/backups/{id}/progress`, 'get_backup_progress'],
+    ['GET', `${O}/audit-log`, 'get_audit_log'],
+    ['POST', `${O}/service-tokens`, 'create_service_token'],
+    ['POST', `${O}/databases/{database}/backup-policies/preview`, 'preview_backup_policy'],
+    ['GET', `${O}/webhooks/{id}/deliveries`, 'list_webhook_deliveries'],
+    ['POST', `${O}/notification-channels/{id}/test`, 'test_notification_channel'],
+    ['POST', '/clusters/{clusterId}:backup', 'backup_cluster'],
+    ['POST', '/clusters:restore', 'restore_cluster'],
+    ['GET', '/ui/session', 'get_session'],
+    ['POST', '/ui/session', 'create_session'],
+  ];
+  for (const [method, path, id] of cases) assert.equal(derivedOperationId(method, path), id, `${method} ${path}`);
 });
