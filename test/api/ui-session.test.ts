@@ -237,6 +237,20 @@ describe('dashboard sessions', () => {
     }
   });
 
+  test('however busy, a session ends 7 days after its sign-in', async () => {
+    const { cookie } = await signIn(server.token);
+    try {
+      for (let h = 10; h < 7 * 24; h += 10) {
+        offsetMs = h * 3600_000;
+        assert.equal((await withSession(server, 'GET', '/ui/session', cookie)).status, 200, `used every 10 hours: alive at ${h} h`);
+      }
+      offsetMs = 7 * 24 * 3600_000 + 60_000;
+      assert.equal((await withSession(server, 'GET', `${branchPath}/backups`, cookie)).status, 401);
+    } finally {
+      offsetMs = 0;
+    }
+  });
+
   test('sign out needs the CSRF token, ends the session and clears the cookie', async () => {
     const { cookie, csrf } = await signIn(server.token);
     const refused = await withSession(server, 'DELETE', '/ui/session', cookie);

@@ -106,13 +106,15 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     // steps: the newest time per branch (a grouped read of an index), then the rows at those
     // times. Not one query joining the two: PostgreSQL's planner, with statistics older than
     // a burst of inserts, ran that join's aggregate once per backup (seconds instead of ms).
-    const newestRows = async <T extends { branch_id: string }>(newest: Array<{ branch_id: string; newest: unknown }>, rows: (branchIds: string[], times: string[]) => Promise<T[]>, timeOf: (r: T) => string | null) => {
-      const wanted = new Map(newest.filter((n) => typeof n.newest === 'string').map((n) => [n.branch_id, n.newest as string]));
+    // The queries do not depend on each other: on PostgreSQL they run at once on the pool's
+    // connections (on SQLite one after the other, as every query there).
+    const newestRows = async <T extends { branch_id: string }>(newestTimes: Promise<Array<{ branch_id: string; newest: unknown }>>, rows: (branchIds: string[], times: string[]) => Promise<T[]>, timeOf: (r: T) => string | null) => {
+      const wanted = new Map((await newestTimes).filter((n) => typeof n.newest === 'string').map((n) => [n.branch_id, n.newest as string]));
       if (wanted.size === 0) return [];
       return (await rows([...wanted.keys()], [...new Set(wanted.values())])).filter((r) => wanted.get(r.branch_id) === timeOf(r));
     };
-    const lastRuns = await newestRows(
-      await db
+    const lastRuns = newestRows(
+      db
         .selectFrom('backups')
         .select(['branch_id', (e) => e.fn.max('created_at').as('newest')])
         .where('organization_id', '=', organizationId)
@@ -131,8 +133,8 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           .execute(),
       (r) => r.created_at,
     );
-    const lastSuccesses = await newestRows(
-      await db
+    const lastSuccesses = newestRows(
+      db
         .selectFrom('backups')
         .select(['branch_id', (e) => e.fn.max('completed_at').as('newest')])
         .where('organization_id', '=', organizationId)
@@ -152,8 +154,8 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       (r) => r.completed_at,
     );
     // Restore drills are verify jobs a policy enqueued.
-    const drills = await newestRows(
-      await db
+    const drills = newestRows(
+      db
         .selectFrom('jobs as j')
         .innerJoin('backups as k', 'k.id', 'j.backup_id')
         .select(['k.branch_id', (e) => e.fn.max('j.created_at').as('newest')])
@@ -175,7 +177,7 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           .execute(),
       (r) => r.created_at,
     );
-    const stored = await db
+    const storedQuery = db
       .selectFrom('artifacts as a')
       .innerJoin('backups as k', 'k.id', 'a.backup_id')
       .select(['k.branch_id', (e) => e.fn.sum<number>('a.size').as('bytes')])
@@ -184,7 +186,7 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       .where('a.state', '=', 'success')
       .groupBy('k.branch_id')
       .execute();
-    const counts = await db
+    const countsQuery = db
       .selectFrom('backups')
       .select(['branch_id', (e) => e.fn.countAll<number>().as('n')])
       .where('organization_id', '=', organizationId)
@@ -192,13 +194,22 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       .where('state', '=', 'success')
       .groupBy('branch_id')
       .execute();
-    const policies = await db
+    const policiesQuery = db
       .selectFrom('backup_policies')
       .select(['database_id', 'target', 'next_run_at'])
       .where('organization_id', '=', organizationId)
       .where('deleted_at', 'is', null)
       .execute();
-    const freshness = new Map((await branchFreshness(ctx, { organizationId, now })).map((f) => [f.branch_id, f]));
+    const [runRows, successRows, drillRows, stored, counts, policies, freshRows] = await Promise.all([
+      lastRuns,
+      lastSuccesses,
+      drills,
+      storedQuery,
+      countsQuery,
+      policiesQuery,
+      branchFreshness(ctx, { organizationId, now }),
+    ]);
+    const freshness = new Map(freshRows.map((f) => [f.branch_id, f]));
 
     // Rows that tie on a timestamp (two backups in one millisecond) resolve to the greater id, so the answer is stable.
     const newest = <T extends { branch_id: string; id: string }>(rows: T[]) => {
@@ -209,9 +220,9 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       }
       return m;
     };
-    const lastRun = newest(lastRuns);
-    const lastSuccess = newest(lastSuccesses);
-    const lastDrill = newest(drills);
+    const lastRun = newest(runRows);
+    const lastSuccess = newest(successRows);
+    const lastDrill = newest(drillRows);
     const bytes = new Map(stored.map((r) => [r.branch_id, Number(r.bytes ?? 0)]));
     const count = new Map(counts.map((r) => [r.branch_id, Number(r.n)]));
 
