@@ -7,6 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
@@ -16,6 +17,7 @@ import { scrape, type Scrape } from './helpers/metrics.js';
 import { FAILURE_CLASSES, failureClass } from '../src/metrics.js';
 import { startMetricsListener, type MetricsListener } from '../src/api/metrics-route.js';
 import { JobRunner } from '../src/jobs/runner.js';
+import { openCatalog } from '../src/catalog/db.js';
 
 describe('GET /metrics', () => {
   let server: TestServer;
@@ -280,5 +282,30 @@ describe('lease take-overs', () => {
     assert.equal(m.value('strongbox_lease_takeovers_total'), before.value('strongbox_lease_takeovers_total')! + 1);
     assert.equal(m.value('strongbox_job_failures_total', { kind: 'backup', reason: 'interrupted' }), before.value('strongbox_job_failures_total', { kind: 'backup', reason: 'interrupted' })! + 1);
     assert.equal(m.value('strongbox_last_backup_failed', { organization: 'default', database: 'leasedb', branch: 'main' }), 1);
+  });
+});
+
+describe('when the catalog cannot be read', () => {
+  test('the scrape still answers, with strongbox_catalog_up 0 and no catalog series', async () => {
+    const server = await startServer({}, { runner: false });
+    let listener: MetricsListener | null = null;
+    try {
+      const ok = await scrape(`${server.url}/metrics`, server.token);
+      assert.equal(ok.metrics!.value('strongbox_catalog_up'), 1);
+      assert.ok(ok.metrics!.find('strongbox_stored_bytes').length > 0);
+      // The same catalog through a connection that is gone (the server's own stays usable for its clean-up).
+      const gone = await openCatalog(server.ctx.config.catalogUrl);
+      await gone.close();
+      listener = await startMetricsListener({ ...server.ctx, catalog: gone, db: gone.db }, { host: '127.0.0.1', port: 0 });
+      const r = await scrape(`${listener.url}/metrics`);
+      assert.equal(r.status, 200, 'Prometheus still gets the process metrics');
+      assert.equal(r.metrics!.value('strongbox_catalog_up'), 0);
+      assert.equal(r.metrics!.find('strongbox_stored_bytes').length, 0, 'no stale or made-up values');
+      assert.equal(r.metrics!.value('strongbox_build_info'), 1);
+      assert.match(fs.readFileSync(server.logFile, 'utf8'), /metrics: could not read the catalog/);
+    } finally {
+      await listener?.close();
+      await server.close();
+    }
   });
 });
