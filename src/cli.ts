@@ -4,7 +4,7 @@
  * commands (src/cli/commands.ts). The server commands' own work stays in main.ts, which
  * hands its handlers to runCommandLine.
  */
-import { closest, columns, commandHelp, groupHelp, parseCommandArgs, synopsis, wantsHelp, CLIENT_ENV, type Values } from './cli/args.js';
+import { closest, columns, commandHelp, groupHelp, parseCommandArgs, wantsHelp, CLIENT_ENV, type Values } from './cli/args.js';
 import { runClient } from './cli/commands.js';
 import { CliError, UsageError, EXIT } from './cli/errors.js';
 import { exitQuietlyOnBrokenPipe } from './cli/output.js';
@@ -12,7 +12,6 @@ import { ALL_COMMANDS, CLIENT_COMMANDS, SERVER_COMMANDS, findCommand, groupOf } 
 import { VERSION } from './version.js';
 
 export { CliError, UsageError, EXIT } from './cli/errors.js';
-export { formatBytes } from './cli/output.js';
 
 const listed = (specs: typeof ALL_COMMANDS) => specs.map((s): [string, string] => [[s.name, ...s.args].join(' '), s.summary]);
 const WIDTH = Math.max(...listed(ALL_COMMANDS).map(([a]) => a.length));
@@ -98,10 +97,3 @@ export async function runCommandLine(argv: readonly string[], server: ServerHand
   if (!run) throw new CliError(`"${found.spec.name}" is not available here`);
   return run(values);
 }
-
-/** For callers that only run client commands (kept for older imports): `command` is the first word. */
-export async function runClientCommand(command: string, argv: string[]): Promise<void> {
-  return runCommandLine([command, ...argv], {});
-}
-
-export { synopsis };

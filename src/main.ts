@@ -2,7 +2,8 @@
 /**
  * The `strongbox` command: `serve` runs the API and the job runner, `worker` only the
  * runner (scale-out), `token create` works offline on the catalog, and the rest are
- * API clients (`backup create|list|get|progress|download`, `database add`, `branch add`).
+ * API clients (`backup create|list|get|progress|download`, `database add`, `branch add`,
+ * ...). Every command, its help and its options are declared in src/cli/specs.ts.
  */
 import { ConfigError, loadConfig } from './config.js';
 import fs from 'node:fs';

@@ -63,7 +63,7 @@ describe('strongbox CLI, tried as a new user would', () => {
     // A MariaDB database whose dump produces some MiB, then stops at `z_locked` for as long
     // as a test holds a write lock on it: a backup that is reliably still running.
     await createDatabase('mysql', source);
-    await addLargeTable('mysql', mysqlUrl(source), 60_000);
+    await addLargeTable('mysql', mysqlUrl(source), 20_000);
     await withMysqlConnection(mysqlUrl(source), (c) => c.query('CREATE TABLE z_locked (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO z_locked VALUES (1)'));
   });
   after(async () => {

@@ -155,15 +155,6 @@ export function parseCommandArgs(spec: CommandSpec, argv: readonly string[]): Pa
   return { values, positionals };
 }
 
-/** The one-line synopsis, e.g. `backup create ORG/DB/BRANCH [--name NAME] [--wait]`. */
-export function synopsis(spec: CommandSpec): string {
-  const opts = Object.entries(spec.options).map(([n, o]) => {
-    const flag = `--${n}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
-    return o.required ? flag : `[${flag}]`;
-  });
-  return [spec.name, ...spec.args, ...opts].join(' ');
-}
-
 function columns(rows: Array<[string, string]>, indent = 2, width = Math.min(34, Math.max(...rows.map(([a]) => a.length)))): string {
   return rows
     .map(([a, b]) => {

@@ -28,8 +28,8 @@ export function translateApiMessage(message: string, fields: Record<string, stri
     out = out
       // `pass overwrite: true`, `{"overwrite": true}`
       .replace(new RegExp(`\\{?"?\\b${f}"?: (true|false)\\}?`, 'g'), flag)
-      // `body.kind must be ...`, `body/kind`
-      .replace(new RegExp(`\\bbody[./]${f}\\b`, 'g'), flag)
+      // `body.kind must be ...`, `body/kind`, `querystring.state must be ...`
+      .replace(new RegExp(`\\b(?:body|querystring)[./]${f}\\b`, 'g'), flag)
       // `unknown field "kind"`, `missing required field "kind"`
       .replace(new RegExp(`"${f}"`, 'g'), flag);
     // A bare field name is only unambiguous when it cannot be an ordinary word.
