@@ -5,7 +5,7 @@
  *
  * Run by `npm run build` (so `npm start` builds it); the browser tests import buildUi().
  *
- *   node ui/build.mjs
+ *   node ui/build.mjs [--verbose]     # --verbose: every file with its size
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -88,7 +88,7 @@ export async function buildUi(options = {}) {
     const gzipBytes = files.reduce((s, f) => s + f.gzipBytes, 0);
     if (!options.quiet) {
       const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
-      for (const f of files) process.stdout.write(`  ${path.relative(root, path.join(outDir, 'assets', f.name))}  ${kb(f.bytes)} (${kb(f.gzipBytes)} gzip)\n`);
+      if (process.argv.includes('--verbose')) for (const f of files) process.stdout.write(`  ${path.relative(root, path.join(outDir, 'assets', f.name))}  ${kb(f.bytes)} (${kb(f.gzipBytes)} gzip)\n`);
       const first = files.filter((f) => f.name === js || f.name === css || preload.includes(f.name)).reduce((n, f) => n + f.gzipBytes, 0);
       process.stdout.write(`dashboard built: ${kb(bytes)} in total, ${kb(gzipBytes)} gzip; ${kb(first)} gzip before the first page shows (the rest loads with the pages that use it)\n`);
     }
