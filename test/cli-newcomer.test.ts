@@ -159,6 +159,9 @@ describe('strongbox CLI, tried as a new user would', () => {
     assert.equal(translateApiMessage('connection_url is required (or backup_id, to create the branch from a backup)', restore), '$STRONGBOX_CONNECTION_URL is required (or --backup, to create the branch from a backup)');
     assert.equal(translateApiMessage('body.name must match pattern "^[a-z]"', restore), 'the new branch name (NEW_BRANCH) must match pattern "^[a-z]"');
     assert.equal(translateApiMessage('a database named "x" already exists; choose another name, or overwrite nothing', restore), 'a database named "x" already exists; choose another name, or overwrite nothing', 'plain words stay');
+    assert.equal(translateApiMessage('Branch "name" already exists', restore), 'Branch "name" already exists', 'a quoted value that looks like a field stays');
+    assert.equal(translateApiMessage('body: missing required field "backup_id"', restore), 'body: missing required field --backup');
+    assert.equal(translateApiMessage('querystring.state must be one of: a, b', { state: '--state' }), '--state must be one of: a, b');
   });
 
   test('a backup in a log: plain progress lines on stderr, the result on stdout; tables, plurals and --json', async () => {

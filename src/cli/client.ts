@@ -30,8 +30,8 @@ export function translateApiMessage(message: string, fields: Record<string, stri
       .replace(new RegExp(`\\{?"?\\b${f}"?: (true|false)\\}?`, 'g'), flag)
       // `body.kind must be ...`, `body/kind`, `querystring.state must be ...`
       .replace(new RegExp(`\\b(?:body|querystring)[./]${f}\\b`, 'g'), flag)
-      // `unknown field "kind"`, `missing required field "kind"`
-      .replace(new RegExp(`"${f}"`, 'g'), flag);
+      // `unknown field "kind"`, `missing required field "kind"` (not any quoted word: a name may be "name")
+      .replace(new RegExp(`\\bfield "${f}"`, 'g'), `field ${flag}`);
     // A bare field name is only unambiguous when it cannot be an ordinary word.
     if (field.includes('_')) out = out.replace(new RegExp(`\\b${f}\\b`, 'g'), flag);
   }
