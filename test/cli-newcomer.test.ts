@@ -241,8 +241,9 @@ describe('strongbox CLI, tried as a new user would', () => {
 
   test('in a terminal: a progress bar, and Ctrl-C says the backup keeps running and how to follow or cancel it', async (t) => {
     if (spawnSync('tmux', ['-V']).status !== 0) return t.skip('tmux is not installed');
-    const socket = `sbx-cli-${process.pid}`;
-    const tmux = (...args: string[]) => spawnSync('tmux', ['-L', socket, ...args], { encoding: 'utf8' });
+    // A tmux server of its own, its socket in the test's folder (removed with it).
+    const socket = path.join(work, 'tmux.sock');
+    const tmux = (...args: string[]) => spawnSync('tmux', ['-S', socket, ...args], { encoding: 'utf8' });
     const locker = await mysql2.createConnection({ uri: mysqlUrl(source) });
     try {
       await locker.query('LOCK TABLES z_locked WRITE');
