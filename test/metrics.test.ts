@@ -18,6 +18,7 @@ import { FAILURE_CLASSES, failureClass } from '../src/metrics.js';
 import { startMetricsListener, type MetricsListener } from '../src/api/metrics-route.js';
 import { JobRunner } from '../src/jobs/runner.js';
 import { openCatalog } from '../src/catalog/db.js';
+import { Scheduler } from '../src/jobs/scheduler.js';
 
 describe('GET /metrics', () => {
   let server: TestServer;
@@ -307,5 +308,37 @@ describe('when the catalog cannot be read', () => {
       await listener?.close();
       await server.close();
     }
+  });
+});
+
+describe('the scheduler', () => {
+  let now = Date.now();
+  let server: TestServer;
+  const source = uniqueName('sbx_metrics_sched');
+  before(async () => {
+    server = await startServer({}, { runner: false, clock: () => new Date(now) });
+    await createDatabase('postgresql', source);
+  });
+  after(async () => {
+    await server?.close();
+    await dropDatabase('postgresql', source);
+  });
+
+  test('records how late its pass enqueued a due slot, and when the pass finished', async () => {
+    await registerBranch(server, 'default', 'scheddb', 'postgresql', 'main', pgUrl(source));
+    // Three days on: the database's default policies are long due.
+    now += 3 * 86_400_000;
+    const started = Date.now() / 1000;
+    const result = await new Scheduler(server.ctx).tick();
+    assert.ok(result.queued.length > 0, 'the development policy queued a backup');
+    const slots = await server.ctx.db.selectFrom('backup_policies').select('last_ran_at').where('last_ran_at', 'is not', null).execute();
+    const lag = Math.max(...slots.map((p) => (now - Date.parse(p.last_ran_at!)) / 1000));
+    const m = (await scrape(`${server.url}/metrics`, server.token)).metrics!;
+    assert.equal(m.value('strongbox_scheduler_lag_seconds'), lag);
+    assert.ok(m.value('strongbox_scheduler_last_pass_timestamp_seconds')! >= Math.floor(started));
+    assert.equal(m.value('strongbox_jobs', { state: 'queued', kind: 'backup' }), result.queued.length, 'no runner: they wait');
+    // A pass with nothing due: no lag.
+    await new Scheduler(server.ctx).tick();
+    assert.equal((await scrape(`${server.url}/metrics`, server.token)).metrics!.value('strongbox_scheduler_lag_seconds'), 0);
   });
 });
