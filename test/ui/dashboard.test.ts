@@ -2,11 +2,13 @@
  * The dashboard in a real browser (Chromium, through playwright-core) against a real server
  * and real databases: sign in, watch a backup of a database big enough to take a few seconds
  * move its progress bar, restore it and count the rows in the new database, see why a backup
- * of a database that is gone failed (the very text the API gives), delete with confirmation,
+ * of a database that is gone failed (the very text the API gives), download a copy and check its
+ * sha256, see a schema diff, delete with confirmation,
  * sign out. Every page is saved as a screenshot under test-results/ (a CI artifact).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -137,6 +139,12 @@ test('a running backup shows a moving progress bar, then its stored copies with 
   const shown = await page.locator('code.hash').allTextContents();
   assert.deepEqual(shown, arts.body.data.map((a: { sha256: string }) => a.sha256));
   await shot('backup-detail');
+
+  // Download: the bytes as stored, whose sha256 is the one shown.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download' }).click()]);
+  const file = await download.path();
+  const digest = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  assert.equal(digest, shown[0]);
 
   // Protect, as a button press (a write: the CSRF header goes with it).
   await page.getByRole('button', { name: 'Protect' }).click();
