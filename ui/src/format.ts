@@ -12,10 +12,11 @@ export function formatBytes(n: number | null | undefined): string {
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
-/** 0.4 s, 12 s, 3 min 05 s, 2 h 04 min, 3 d 2 h. */
+/** < 0.1 s, 0.4 s, 12 s, 3 min 05 s, 2 h 04 min, 3 d 2 h. */
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '—';
   const s = Math.max(0, seconds);
+  if (s < 0.05) return '< 0.1 s';
   if (s < 10) return `${s.toFixed(1)} s`;
   if (s < 60) return `${Math.round(s)} s`;
   const whole = Math.round(s);
