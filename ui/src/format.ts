@@ -16,6 +16,7 @@ export function formatBytes(n: number | null | undefined): string {
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '—';
   const s = Math.max(0, seconds);
+  if (s === 0) return '0 s';
   if (s < 0.05) return '< 0.1 s';
   if (s < 10) return `${s.toFixed(1)} s`;
   if (s < 60) return `${Math.round(s)} s`;
