@@ -67,6 +67,7 @@ const NO_ACCESS_EXCEPTIONS: Record<string, { status: number; why: string }> = {
   'GET /v1/organizations': { status: 200, why: 'lists the organizations the token may read (read_organization): none' },
   'GET /v1/organizations/{organization}/databases': { status: 200, why: 'lists the databases the token may read (read_databases): none' },
   'GET /v1/organizations/{organization}/databases/{database}/branches': { status: 200, why: 'lists the branches the token may read (read_branches): none' },
+  'GET /v1/organizations/{organization}/overview': { status: 200, why: 'lists the branches the token may read backups of (read_backups): none' },
 };
 
 /**
@@ -107,6 +108,7 @@ const CASES: Record<string, Case> = {
   [`GET ${ORG}`]: { ok: 200 },
   [`PATCH ${ORG}`]: { ok: 200, body: (f) => ({ encryption_recipients: [f.recipient] }) },
   [`GET ${ORG}/audit-log`]: { ok: 200 },
+  [`GET ${ORG}/overview`]: { ok: 200 },
 
   [`POST ${ORG}/databases`]: { ok: 201, body: () => ({ name: uniq('db'), kind: 'postgresql' }) },
   [`GET ${ORG}/databases`]: { ok: 200 },
@@ -128,6 +130,7 @@ const CASES: Record<string, Case> = {
 
   [`POST ${BRANCH}/backups`]: { ok: 201, params: () => ({ branch: 'dev' }), body: () => ({}) },
   [`GET ${BRANCH}/backups`]: { ok: 200 },
+  [`GET ${BRANCH}/backup-history`]: { ok: 200 },
   [`GET ${BRANCH}/verifications`]: { ok: 200 },
   [`GET ${BACKUP}`]: { ok: 200 },
   [`PATCH ${BACKUP}`]: { ok: 200, body: () => ({ protected: false }) },
@@ -160,6 +163,7 @@ const CASES: Record<string, Case> = {
   [`DELETE ${TOKEN}/accesses`]: { ok: 200, body: () => ({ accesses: ['read_backups'] }) },
 
   [`GET ${DB}/backup-policies`]: { ok: 200 },
+  [`POST ${DB}/backup-policies/preview`]: { ok: 200, body: () => ({ frequency_value: 1, frequency_unit: 'day', schedule_time: '02:00' }) },
   [`POST ${DB}/backup-policies`]: {
     ok: 201,
     body: () => ({ name: uniq('pol'), target: 'development', retention_value: 1, retention_unit: 'day', frequency_value: 1, frequency_unit: 'day', schedule_time: '03:00' }),
@@ -299,7 +303,8 @@ describe('access matrix: every native route', () => {
       tokenId: target.id,
       mainBranchId: (await admin('GET', main)).id,
     };
-    routes = (await discoverRoutes(server.url)).filter((r) => r.dialect === 'native' && r.path !== '/health' && r.path !== '/openapi.json');
+    // Public routes take no token: health, the document, and the dashboard's sign-in (test/api/ui-session.test.ts).
+    routes = (await discoverRoutes(server.url)).filter((r) => r.dialect === 'native' && r.path !== '/health' && r.path !== '/openapi.json' && r.path !== '/ui/session');
     client = new RawClient(server.url, { maxSockets: 4 });
   });
 

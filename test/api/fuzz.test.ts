@@ -886,17 +886,18 @@ function judge(p: Planned, res: RawResponse, w: World): Failure[] {
     if (res.text.includes(secret)) add('secret echoed', `the ${what} secret is in the response: ${bodyText}`);
   }
   const target = p.path.replace(/^https?:\/\/[^/]*/, '');
-  const publicRoute = /^\/(health|openapi\.json)(\?|$)/.test(target);
+  // The dashboard's sign-in routes take no token header; signing out without a session is a harmless 204 (test/api/ui-session.test.ts).
+  const publicRoute = /^\/(health|openapi\.json|ui\/session)(\?|$)/.test(target);
   if (NO_CREDENTIALS.has(p.auth) && !publicRoute && res.status < 400) add('answered without valid credentials', `status ${res.status}: ${bodyText}`);
   if (p.auth === 'other-org' && p.dialect === 'native' && /^\/v1\/organizations\/default[/?]/.test(target) && (res.status < 400 || res.status === 403)) {
     add("another organization's token saw into default", `status ${res.status}: ${bodyText}`);
   }
-  // A token without accesses may list (and see nothing); a read-only one may verify (read_backups). Nothing else.
+  // A token without accesses may list (and see nothing); a read-only one may verify and preview a schedule (read_backups). Nothing else.
   if (p.auth === 'no-access' && !publicRoute && res.status < 300) {
     const data = (res.json as { data?: unknown } | undefined)?.data;
     if (!Array.isArray(data) || data.length > 0) add('a token without accesses got something', `status ${res.status}: ${bodyText}`);
   }
-  if (p.auth === 'reader' && ['POST', 'PATCH', 'DELETE', 'PUT'].includes(p.method) && res.status < 300 && !/\/verify(\?|$)/.test(target)) {
+  if (p.auth === 'reader' && ['POST', 'PATCH', 'DELETE', 'PUT'].includes(p.method) && res.status < 300 && !/\/(verify|backup-policies\/preview)(\?|$)/.test(target) && !publicRoute) {
     add('a read-only token wrote', `status ${res.status}: ${bodyText}`);
   }
   return out;
