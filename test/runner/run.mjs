@@ -7,7 +7,10 @@
  *   - more tests started than the reporter received results for (results lost on the way).
  * Ends with one line "N passed, N failed, N skipped" (a file-level problem counts as failed).
  *
- *   node test/runner/run.mjs [--leg sqlite|postgres] [files...]
+ * The two legs run at the same time (their output lines are prefixed with the leg's name;
+ * each leg's own summary follows the run); --serial runs them one after the other, unprefixed.
+ *
+ *   node test/runner/run.mjs [--leg sqlite|postgres] [--serial] [files...]
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -36,6 +39,10 @@ function findTests(dir) {
   return out.sort();
 }
 
+const serialIndex = args.indexOf('--serial');
+const serial = serialIndex >= 0;
+if (serial) args.splice(serialIndex, 1);
+
 const files = args.length ? args.map((f) => path.relative(root, path.resolve(f))) : findTests('test');
 // A file touches the catalog when it starts a server or opens a catalog or a context itself.
 const touchesCatalog = (f) => /\b(startServer|newTestCatalog|openCatalog|createContext|startCluster)\s*\(/.test(fs.readFileSync(f, 'utf8'));
@@ -46,7 +53,7 @@ const legs = [
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-test-run-'));
 
-function runLeg(leg) {
+function runLeg(leg, prefixed) {
   const counts = path.join(work, `${leg.name}.counts`);
   const ledger = path.join(work, `${leg.name}.ledger`);
   const nodeArgs = [
@@ -59,9 +66,30 @@ function runLeg(leg) {
   ];
   process.stdout.write(`\n=== ${leg.name} catalog: ${leg.files.length} test files ===\n`);
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, STRONGBOX_TEST_CATALOG: leg.name, STRONGBOX_TEST_LEDGER: ledger } });
-    child.on('exit', (code, signal) => resolve({ leg, code: code ?? 1, signal, counts, ledger }));
+    const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', prefixed ? 'pipe' : 'inherit', prefixed ? 'pipe' : 'inherit'], env: { ...process.env, STRONGBOX_TEST_CATALOG: leg.name, STRONGBOX_TEST_LEDGER: ledger } });
+    const streams = prefixed ? [prefixLines(child.stdout, process.stdout, leg.name), prefixLines(child.stderr, process.stderr, leg.name)] : [];
+    // Resolved once the child has exited and its output has been written out whole.
+    child.on('close', async (code, signal) => {
+      await Promise.all(streams);
+      resolve({ leg, code: code ?? 1, signal, counts, ledger });
+    });
   });
+}
+
+/** Copy a child's output line by line, each line prefixed with its leg, so two legs can share a terminal. */
+function prefixLines(from, to, name) {
+  const tag = `[${name}] `;
+  let rest = '';
+  from.setEncoding('utf8');
+  from.on('data', (chunk) => {
+    const lines = (rest + chunk).split('\n');
+    rest = lines.pop();
+    if (lines.length) to.write(lines.map((l) => tag + l).join('\n') + '\n');
+  });
+  return new Promise((resolve) => from.on('end', () => {
+    if (rest) to.write(tag + rest + '\n');
+    resolve();
+  }));
 }
 
 function readLines(file) {
@@ -74,8 +102,9 @@ function readLines(file) {
 
 const totals = { pass: 0, fail: 0, skip: 0 };
 const problems = [];
+const results = serial || legs.length < 2 ? [] : await Promise.all(legs.map((leg) => runLeg(leg, true)));
 for (const leg of legs) {
-  const r = await runLeg(leg);
+  const r = results.find((x) => x.leg === leg) ?? (await runLeg(leg, false));
   const reported = new Map(readLines(r.counts).map((c) => [path.resolve(c.file), c]));
   const started = new Map(readLines(r.ledger).map((c) => [path.resolve(c.file), c]));
   // The reporter files a result under the file that defined the test, which for a shared
