@@ -47,6 +47,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Route answers without a service token (health, the OpenAPI document). */
     public?: boolean;
+    /** A POST that changes nothing (a policy preview): not a write, so not in the audit log. */
+    readOnly?: boolean;
   }
 }
 
@@ -140,7 +142,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   });
   // Every write is audited (who, what, when, from where, result), refused ones included.
   app.addHook('onResponse', async (req, reply) => {
-    if (['GET', 'HEAD', 'OPTIONS'].includes(req.method) || req.routeOptions.config?.public) return;
+    if (['GET', 'HEAD', 'OPTIONS'].includes(req.method) || req.routeOptions.config?.public || req.routeOptions.config?.readOnly) return;
     await recordAudit(ctx, req, reply.statusCode).catch((e) => req.log.error({ err: e }, 'could not write the audit log'));
   });
 

@@ -286,6 +286,11 @@ describe('policy preview', () => {
     p = await preview({ frequency_value: 1, frequency_unit: 'month', schedule_time: '12:00' });
     assert.equal(p.description, 'Every month on the 1st at 12:00 UTC');
     assert.ok(p.runs.every((d) => d.getUTCDate() === 1));
+
+    // A preview changes nothing: it is not a write for the audit log (the dashboard asks as the user types).
+    const audit = await api(server, 'GET', '/v1/organizations/default/audit-log?per_page=100');
+    assert.equal(audit.status, 200);
+    assert.deepEqual(audit.body.data.filter((e: any) => String(e.path).endsWith('/backup-policies/preview')), []);
   });
 
   test('a schedule that cannot be used is a 400 naming every problem; nothing is saved', async () => {

@@ -220,6 +220,8 @@ export function policyRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       `${base}/preview`,
       {
+        // The dashboard asks for a preview as the user types: not one audit entry per keystroke.
+        config: { readOnly: true },
         schema: {
           tags: ['BackupPolicies'],
           summary: 'A schedule in plain words and its next five runs, without saving anything',
