@@ -23,6 +23,7 @@ import * as m0010 from './migrations/0010_policy_names_unique.js';
 import * as m0011 from './migrations/0011_notifications.js';
 import * as m0012 from './migrations/0012_ui_sessions.js';
 import * as m0013 from './migrations/0013_overview_index.js';
+import * as m0014 from './migrations/0014_archiving.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
@@ -171,6 +172,7 @@ const migrations: Record<string, Migration> = {
   '0011_notifications': m0011,
   '0012_ui_sessions': m0012,
   '0013_overview_index': m0013,
+  '0014_archiving': m0014,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

@@ -155,6 +155,78 @@ export interface BackupsTable {
   database_properties: ColumnType<string | null, string | null | undefined, string | null>;
   /** JSON Ownership (engines/engine.ts): roles the objects need, MySQL grants; null when not recorded. */
   ownership: ColumnType<string | null, string | null | undefined, string | null>;
+  /** 'logical' (a dump), 'base' (pg_basebackup of an archived branch), 'incremental' (migration 0014). */
+  method: ColumnType<BackupMethod, BackupMethod | undefined, BackupMethod>;
+  /** JSON RecoveryStart: where WAL/binlog replay starts after this backup; null if unknown. */
+  recovery_start: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export type BackupMethod = 'logical' | 'base' | 'incremental';
+
+/** backups.recovery_start, parsed: a base backup's WAL start, or a dump's binlog coordinates. */
+export type RecoveryStart = { timeline: number; lsn: string } | { file: string; position: number; gtid: string | null };
+
+export type ArchiveKind = 'wal' | 'binlog';
+export type ArchiverState = 'starting' | 'streaming' | 'stopped' | 'failed';
+
+/** A branch switched to continuous archiving, and the lease of the receiver that streams it. */
+export interface ArchiversTable {
+  branch_id: string;
+  organization_id: string;
+  database_id: string;
+  kind: ArchiveKind;
+  enabled: Bool;
+  state: ArchiverState;
+  /** Why the receiver is not streaming (cleaned, no secrets), or null. */
+  error: string | null;
+  /** PostgreSQL: the replication slot the receiver streams from. */
+  slot_name: string | null;
+  /** Where streaming resumes: JSON {timeline, lsn} or {file, position}. */
+  position: string | null;
+  worker_id: string | null;
+  lease_expires_at: string | null;
+  last_shipped_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** A WAL segment or binlog file shipped to the destinations. */
+export interface ArchiveFilesTable {
+  id: string;
+  organization_id: string;
+  database_id: string;
+  branch_id: string;
+  kind: ArchiveKind;
+  /** The server's file name: 000000010000000000000003, mariadb-bin.000012. */
+  name: string;
+  timeline: number | null;
+  start_lsn: string | null;
+  end_lsn: string | null;
+  /** Time of the first / last commit or event the file holds, when known. */
+  first_event_at: string | null;
+  last_event_at: string | null;
+  raw_size: ColumnType<number, number | undefined, number>;
+  size: ColumnType<number, number | undefined, number>;
+  /** 'success' once at least one copy is stored whole; 'deleted' by retention. */
+  state: ColumnType<'success' | 'deleted', 'success' | 'deleted' | undefined, 'success' | 'deleted'>;
+  created_at: string;
+  deleted_at: string | null;
+}
+
+/** The stored copy of an archive file in one destination. */
+export interface ArchiveCopiesTable {
+  id: string;
+  archive_file_id: string;
+  destination_id: string;
+  destination_name: string;
+  provider: 'local' | 's3' | 'google_drive';
+  path: string;
+  size: ColumnType<number, number | undefined, number>;
+  sha256: string | null;
+  state: 'success' | 'failed' | 'deleted';
+  error: string | null;
+  created_at: string;
+  updated_at: string;
 }
 
 export interface SchemaSnapshotsTable {
@@ -368,6 +440,9 @@ export interface CatalogSchema {
   notification_channels: NotificationChannelsTable;
   notification_deliveries: NotificationDeliveriesTable;
   ui_sessions: UiSessionsTable;
+  archivers: ArchiversTable;
+  archive_files: ArchiveFilesTable;
+  archive_copies: ArchiveCopiesTable;
 }
 
 export interface AuditLogTable {
@@ -424,3 +499,6 @@ export type Event = Selectable<EventsTable>;
 export type Webhook = Selectable<WebhooksTable>;
 export type NotificationChannel = Selectable<NotificationChannelsTable>;
 export type NotificationDelivery = Selectable<NotificationDeliveriesTable>;
+export type Archiver = Selectable<ArchiversTable>;
+export type ArchiveFile = Selectable<ArchiveFilesTable>;
+export type ArchiveCopy = Selectable<ArchiveCopiesTable>;
