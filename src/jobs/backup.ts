@@ -40,6 +40,28 @@ export function backupFolder(orgName: string, dbName: string, branchName: string
   return `${orgName}/${dbName}/${branchName}/${stamp}-${backup.id}`;
 }
 
+/**
+ * The stages that turn raw bytes into the bytes at rest: compression, then age encryption
+ * when the organization has recipients. Encryption comes last so that the sha256 and every
+ * stored copy cover exactly the bytes at rest. Shared by dumps, base backups and archived
+ * WAL/binlog files (archive/ship.ts).
+ */
+export function atRestStages(compression: Compression, zstdLevel: number, recipients: readonly string[]): NodeJS.ReadWriteStream[] {
+  const stages: NodeJS.ReadWriteStream[] = [compressor(compression, zstdLevel)];
+  if (recipients.length) stages.push(ageEncrypt(recipients));
+  return stages;
+}
+
+/**
+ * Make what `writer` wrote under `key` visible, then check that storage holds exactly the
+ * `size` bytes written: a short object is never reported stored.
+ */
+export async function commitAndCheck(provider: StorageProvider, writer: ObjectWriter, key: string, size: number): Promise<void> {
+  await writer.commit();
+  const st = await provider.stat(key);
+  if (!st || st.size !== size) throw new Error(`stored size ${st?.size ?? 'none'} differs from the ${size} bytes written`);
+}
+
 interface Target {
   dest: StorageDestination;
   provider: StorageProvider;
@@ -153,9 +175,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       jobSignal.throwIfAborted();
       const dump = await engine.dump(conn, { signal: jobSignal, serverMajor: server.major, dumpHistory });
       clientVersion = dump.clientVersion;
-      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, counter.stream, ...(sizer ? [sizer] : []), compressor(compression, ctx.config.zstdLevel)];
-      // Encrypt last, so the sha256 and every stored copy cover exactly the bytes at rest.
-      if (recipients.length) stages.push(ageEncrypt(recipients));
+      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, counter.stream, ...(sizer ? [sizer] : []), ...atRestStages(compression, ctx.config.zstdLevel, recipients)];
       const flow = pipeline([...stages, stored], { signal: jobSignal });
       const fan = fanOut(
         stored,
@@ -241,9 +261,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     for (const t of targets) {
       if (t.writer === null || t.error !== null) continue;
       try {
-        await t.writer.commit();
-        const st = await t.provider.stat(key);
-        if (!st || st.size !== size) throw new Error(`stored size ${st?.size ?? 'none'} differs from the ${size} bytes written`);
+        await commitAndCheck(t.provider, t.writer, key, size);
         await t.provider.put(`${folder}/manifest.json`, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
         await ctx.db.updateTable('artifacts').set({ state: 'success', size, sha256, updated_at: nowIso(ctx.clock()) }).where('id', '=', t.artifactId).execute();
       } catch (e) {
