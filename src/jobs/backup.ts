@@ -23,6 +23,7 @@ import type { ObjectWriter, StorageProvider } from '../storage/provider.js';
 import { addInterval, type IntervalUnit } from '../time.js';
 import { VERSION } from '../version.js';
 import { cleanErrorText } from '../error-text.js';
+import { DumpCoordinatesReader } from '../archive/mysql/coordinates.js';
 
 /** Why a job was stopped from outside; decides the final state. */
 export type StopReason = 'canceled' | 'shutdown' | 'lease_lost' | 'idle_timeout';
@@ -169,13 +170,15 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     }, Math.min(1000, Math.max(50, idleMs / 4)));
     // MySQL: the largest statement, which a restore compares with the target's max_allowed_packet.
     const sizer = database.kind === 'mysql' ? new StatementSizer() : null;
+    // MySQL: the binlog position of the dump's snapshot, where a point-in-time restore replays from.
+    const coordinates = database.kind === 'mysql' ? new DumpCoordinatesReader() : null;
     let settled: [PromiseSettledResult<void>, PromiseSettledResult<Awaited<ReturnType<typeof fanOut>>>, PromiseSettledResult<void>];
     let clientVersion: string;
     try {
       jobSignal.throwIfAborted();
       const dump = await engine.dump(conn, { signal: jobSignal, serverMajor: server.major, dumpHistory });
       clientVersion = dump.clientVersion;
-      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, counter.stream, ...(sizer ? [sizer] : []), ...atRestStages(compression, ctx.config.zstdLevel, recipients)];
+      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, counter.stream, ...(sizer ? [sizer] : []), ...(coordinates ? [coordinates] : []), ...atRestStages(compression, ctx.config.zstdLevel, recipients)];
       const flow = pipeline([...stages, stored], { signal: jobSignal });
       const fan = fanOut(
         stored,
@@ -217,6 +220,8 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
     }
     const rowCounts = counter.counts();
+    // Null when the server does not write binlogs (log_bin off): the dump then has no position.
+    const recoveryStart = coordinates?.coordinates() ?? null;
     // What the dump holds (tables by schema and table with data digests, the other objects),
     // for a full verification to compare a restored copy with.
     const parsed = counter.contents();
@@ -248,6 +253,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       table_row_counts: rowCounts,
       contents,
       largest_statement: sizer?.largest ?? null,
+      recovery_start: recoveryStart,
       dump_history: dumpHistory,
       database_properties: extras.properties,
       ownership: extras.ownership,
@@ -276,6 +282,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       client_version: clientVersion,
       table_row_counts: rowCounts === null ? null : JSON.stringify(rowCounts),
       largest_statement: sizer?.largest ?? null,
+      recovery_start: recoveryStart === null ? null : JSON.stringify(recoveryStart),
       database_properties: extras.properties === null ? null : JSON.stringify(extras.properties),
       ownership: extras.ownership === null ? null : JSON.stringify(extras.ownership),
       encryption: encryption === null ? null : JSON.stringify(encryption),

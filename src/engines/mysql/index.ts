@@ -124,6 +124,34 @@ function connectionArgs(conn: ConnectionInfo): string[] {
   ];
 }
 
+/**
+ * Whether a dump of `conn` can record its binlog position (`--master-data=2`) without
+ * failing or locking: the server must write binlogs (with log_bin off there is no position
+ * and mariadb-dump would fail, so the dump is taken without one). MariaDB reads the position
+ * of its consistent snapshot (Binlog_snapshot_file), which needs no privilege; elsewhere
+ * mariadb-dump takes a brief FLUSH TABLES WITH READ LOCK, which needs RELOAD and the
+ * right to read the binlog status, so without those the dump goes without a position rather
+ * than failing. A server that cannot be asked: no position (the dump itself reports why).
+ */
+async function canRecordBinlogPosition(conn: ConnectionInfo): Promise<boolean> {
+  try {
+    return await withConnection(conn, undefined, 'reading the binlog settings', async (c) => {
+      const [rows] = await c.query<mysql2.RowDataPacket[]>('SELECT @@global.log_bin AS on_');
+      if (Number(rows[0].on_) !== 1) return false;
+      const [snap] = await c.query<mysql2.RowDataPacket[]>("SHOW SESSION STATUS LIKE 'Binlog_snapshot_file'");
+      if (snap.length > 0) return true;
+      const [privs] = await c.query<mysql2.RowDataPacket[]>(
+        `SELECT privilege_type AS p FROM information_schema.user_privileges
+          WHERE grantee = CONCAT("'", SUBSTRING_INDEX(CURRENT_USER(), '@', 1), "'@'", SUBSTRING_INDEX(CURRENT_USER(), '@', -1), "'")`,
+      );
+      const have = new Set(privs.map((r) => String(r.p).toUpperCase()));
+      return have.has('RELOAD') && (have.has('REPLICATION CLIENT') || have.has('BINLOG MONITOR') || have.has('SUPER'));
+    });
+  } catch {
+    return false;
+  }
+}
+
 export const mysql = {
   kind: 'mysql',
   dumpSuffix: '.sql',
@@ -176,6 +204,7 @@ export const mysql = {
     requireSafeDatabaseName(conn.database);
     const tools = await mysqlTools();
     if (options.signal?.aborted) throw new EngineError(`${tools.dump.name} was canceled before it started`);
+    const coordinates = await canRecordBinlogPosition(conn);
     const run = runTool({
       name: tools.dump.name,
       path: tools.dump.path,
@@ -196,6 +225,9 @@ export const mysql = {
         // 16-byte binary values and stores NULL.
         '--default-character-set=utf8mb4',
         ...(options.dumpHistory ? ['--dump-history'] : []),
+        // The binlog position of the snapshot, as a comment (archive/mysql/coordinates.ts
+        // reads it off the stream): where a point-in-time restore replays binlogs from.
+        ...(coordinates ? ['--master-data=2'] : []),
         // The database name as a positional argument without --databases: no CREATE
         // DATABASE / USE in the dump, so it restores into a database of any name.
         conn.database,
