@@ -32,7 +32,7 @@ const LOCKS = {
 } satisfies Record<string, CatalogLock>;
 
 async function serve(withHttp: boolean): Promise<void> {
-  const { createContext, bootstrap, JobRunner, Scheduler, NotificationService, buildApp, startMetricsListener } = await serverModules();
+  const { createContext, bootstrap, JobRunner, Scheduler, NotificationService, ArchiveManager, buildApp, startMetricsListener } = await serverModules();
   const config = loadConfig();
   const ctx = await createContext(config, { lock: withHttp ? LOCKS.serve : LOCKS.worker });
   const boot = await bootstrap(ctx);
@@ -50,6 +50,9 @@ async function serve(withHttp: boolean): Promise<void> {
   // Any process may deliver notifications: deliveries are leased, so none is sent twice at once.
   const notifications = new NotificationService(ctx);
   notifications.start();
+  // The WAL/binlog receivers of archived branches: each runs in one process at a time (a lease).
+  const archives = new ArchiveManager(ctx);
+  archives.start();
   const app = withHttp ? await buildApp(ctx) : null;
   if (app) {
     await app.listen({ host: config.host, port: config.port });
@@ -80,6 +83,7 @@ async function serve(withHttp: boolean): Promise<void> {
       await metrics?.close();
       await scheduler.stop();
       await notifications.stop();
+      await archives.stop();
       await runner.stop();
       await ctx.catalog.close();
     } catch (e) {

@@ -10,6 +10,7 @@ export { buildApp } from './app.js';
 export { JobRunner } from './jobs/runner.js';
 export { Scheduler } from './jobs/scheduler.js';
 export { NotificationService } from './notify/dispatch.js';
+export { ArchiveManager } from './archive/manager.js';
 export { ALL_ACCESSES, createToken, grantAccesses } from './catalog/tokens.js';
 export { findOrganizationByName } from './catalog/organizations.js';
 export { rebuildCatalog } from './jobs/rebuild.js';
