@@ -4,6 +4,7 @@
  * the source branch's database, and a failed one drops the database it created.
  */
 import dns from 'node:dns/promises';
+import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { AppContext } from '../context.js';
 import type { Artifact, Backup, Branch, Job, JobsTable } from '../catalog/schema.js';
@@ -17,6 +18,7 @@ import { ageDecrypt } from '../pipeline/encrypt.js';
 import { identityFilesFor, temporaryIdentityFile } from '../encryption.js';
 import { recordedProperties, recordedRestoreOptions, restorePreflight } from './fidelity.js';
 import { copyDamage, markDamaged, openVerifiedArtifact, readableCopies } from './artifacts.js';
+import { runPointInTimeRestore } from '../archive/pitr.js';
 
 export type JobUpdate = Updateable<JobsTable>;
 
@@ -30,6 +32,12 @@ export interface RestoreParams {
   created?: boolean;
   /** Keep owners and privileges (`preserve_ownership: true` on the request). */
   preserve_ownership?: boolean;
+  /** Point-in-time restore (archive/pitr.ts): replay the archive up to this ISO time, or 'latest'. */
+  restore_point?: string;
+  /** Point-in-time restore of PostgreSQL: deliver the recovered data directory here instead of a database. */
+  target_data_dir?: string;
+  /** Set before a recovered data directory is copied to target_data_dir, so a crash recovery removes a partial copy. */
+  created_dir?: boolean;
 }
 
 function messageOf(e: unknown): string {
@@ -180,6 +188,17 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
   const preserveOwnership = params.preserve_ownership === true;
   // Notes on database properties the new database could not keep (a setting this server refuses).
   let notes: string[] = [];
+  // A restore point, or a base backup (which only a replay can restore): archive/pitr.ts
+  // fetches and replays; the target database is checked and made here as for a dump.
+  const pointInTime = params.restore_point !== undefined || params.target_data_dir !== undefined || backup.method === 'base';
+  if (pointInTime && params.target_data_dir !== undefined) {
+    try {
+      await runPointInTimeRestore(ctx, job, signal);
+      return { state: 'success', error: null, result: JSON.stringify({ restore_point: params.restore_point ?? null, target_data_dir: params.target_data_dir }), completed_at: nowIso(ctx.clock()) };
+    } catch (e) {
+      return fail(signal.aborted ? messageOf(signal.reason) : messageOf(e));
+    }
+  }
   try {
     // Before anything is created or written: a statement the server would refuse, roles it lacks.
     const preflight = await restorePreflight(engine, backup, conn, preserveOwnership);
@@ -203,6 +222,15 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
       if (!params.overwrite && !(await engine.databaseIsEmpty(conn))) {
         return fail(`database "${conn.database}" is not empty; restore with overwrite: true to restore over it`);
       }
+    }
+    if (pointInTime) {
+      try {
+        await runPointInTimeRestore(ctx, job, signal);
+      } catch (e) {
+        if (signal.aborted) throw e;
+        return await undo(fail(messageOf(e)));
+      }
+      return { state: 'success', error: null, result: JSON.stringify({ restore_point: params.restore_point ?? null, ...(notes.length ? { notes } : {}) }), completed_at: nowIso(ctx.clock()) };
     }
     const { copies: artifacts, refusal } = await readableCopies(ctx, backup);
     if (refusal !== null) return await undo(fail(refusal));
@@ -264,6 +292,8 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
 /** After a crash: drop the database a restore had created, so nothing half-restored stays. */
 export async function undoInterruptedRestore(ctx: AppContext, job: Job): Promise<void> {
   const params = JSON.parse(job.params) as RestoreParams;
+  // A recovered data directory half copied to its target (the job made that folder).
+  if (params.created_dir && params.target_data_dir) fs.rmSync(params.target_data_dir, { recursive: true, force: true });
   if (!params.created || job.branch_id === null) return;
   const branch = await ctx.db.selectFrom('branches').selectAll().where('id', '=', job.branch_id).executeTakeFirst();
   const backup = await ctx.db.selectFrom('backups').select('engine').where('id', '=', job.backup_id).executeTakeFirst();
