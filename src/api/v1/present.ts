@@ -1,6 +1,7 @@
 /** Catalog rows → native (PlanetScale) JSON. The only place that knows both shapes. */
 import type { AppContext } from '../../context.js';
-import type { Artifact, Backup, BackupPolicy, Branch, Database, Job, Organization, ServiceToken } from '../../catalog/schema.js';
+import type { Archiver, Artifact, Backup, BackupPolicy, Branch, Database, Job, Organization, ServiceToken } from '../../catalog/schema.js';
+import { archiversOf } from '../../archive/archivers.js';
 import { progressSnapshot } from '../../pipeline/progress.js';
 import { organizationRecipients } from '../../encryption.js';
 import { artifactsOf } from '../../catalog/backups.js';
@@ -21,7 +22,8 @@ export async function destinationNames(ctx: AppContext, organizationId: string):
   return new Map(rows.map((r) => [r.id, r.name]));
 }
 
-export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | null = null, now = Date.now(), options: { dump_history: boolean } = { dump_history: false }) {
+export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | null = null, now = Date.now(), options: { dump_history: boolean; archiver?: Archiver | null } = { dump_history: false }) {
+  const a = options.archiver ?? null;
   return {
     id: b.id,
     name: b.name,
@@ -33,6 +35,8 @@ export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | 
     updated_at: b.updated_at,
     restore: restore === null ? null : presentRestore(restore, now),
     dump_history: options.dump_history,
+    archiving: a?.enabled === 1,
+    archive: a === null ? null : { enabled: a.enabled === 1, state: a.state, error: a.error, last_shipped_at: a.last_shipped_at, slot_name: a.slot_name },
   };
 }
 
@@ -60,9 +64,10 @@ export async function presentBranches(ctx: AppContext, rows: Branch[], kind: Dat
   const jobs = ids.length ? await ctx.db.selectFrom('jobs').selectAll().where('id', 'in', ids).execute() : [];
   const branchIds = rows.map((b) => b.id);
   const options = branchIds.length ? await ctx.db.selectFrom('branch_options').select(['branch_id', 'dump_history']).where('branch_id', 'in', branchIds).execute() : [];
+  const archivers = await archiversOf(ctx, branchIds);
   const now = ctx.clock().getTime();
   return rows.map((b) =>
-    presentBranch(b, kind, jobs.find((j) => j.id === b.restore_job_id) ?? null, now, { dump_history: options.find((o) => o.branch_id === b.id)?.dump_history === 1 }),
+    presentBranch(b, kind, jobs.find((j) => j.id === b.restore_job_id) ?? null, now, { dump_history: options.find((o) => o.branch_id === b.id)?.dump_history === 1, archiver: archivers.get(b.id) ?? null }),
   );
 }
 

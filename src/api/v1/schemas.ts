@@ -95,6 +95,19 @@ export const Branch = Type.Object(
     updated_at: Type.String(),
     restore: Nullable(RestoreState),
     dump_history: Type.Boolean({ description: 'Strongbox extension, MariaDB: dumps keep the history of system-versioned tables' }),
+    archiving: Type.Boolean({ description: 'Strongbox extension: continuous archiving (WAL / binlogs) for point-in-time recovery is on' }),
+    archive: Nullable(
+      Type.Object(
+        {
+          enabled: Type.Boolean(),
+          state: Type.Union([Type.Literal('starting'), Type.Literal('streaming'), Type.Literal('stopped'), Type.Literal('failed')]),
+          error: Nullable(Type.String({ description: 'why the receiver is not streaming' })),
+          last_shipped_at: Nullable(Type.String({ description: 'when the newest WAL segment or binlog file was stored' })),
+          slot_name: Nullable(Type.String({ description: 'PostgreSQL: the replication slot holding WAL on the server until it is stored' })),
+        },
+        { additionalProperties: false, description: 'Strongbox extension: the state of continuous archiving; null if it was never switched on' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
