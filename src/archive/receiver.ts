@@ -7,6 +7,7 @@ import type { AppContext } from '../context.js';
 import type { Archiver } from '../catalog/schema.js';
 import type { ConnectionInfo } from '../engines/engine.js';
 import { postgresReceiver } from './postgres/receiver.js';
+import { mysqlReceiver } from './mysql/receiver.js';
 
 export interface ArchiveReceiver {
   /**
@@ -29,7 +30,7 @@ export interface ArchiveReceiver {
 
 const receivers: Record<'postgresql' | 'mysql', ArchiveReceiver | null> = {
   postgresql: postgresReceiver,
-  mysql: null,
+  mysql: mysqlReceiver,
 };
 
 /** The receiver for a database kind; throws when that engine cannot be archived (yet). */

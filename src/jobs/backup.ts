@@ -171,7 +171,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     // MySQL: the largest statement, which a restore compares with the target's max_allowed_packet.
     const sizer = database.kind === 'mysql' ? new StatementSizer() : null;
     // MySQL: the binlog position of the dump's snapshot, where a point-in-time restore replays from.
-    const coordinates = database.kind === 'mysql' ? new DumpCoordinatesReader() : null;
+    const coordinates = database.kind === 'mysql' ? new DumpCoordinatesReader(ctx.clock) : null;
     let settled: [PromiseSettledResult<void>, PromiseSettledResult<Awaited<ReturnType<typeof fanOut>>>, PromiseSettledResult<void>];
     let clientVersion: string;
     try {

@@ -20,8 +20,14 @@ const TAIL_BYTES = 8 * 1024;
 const POSITION = /^-- CHANGE MASTER TO MASTER_LOG_FILE='([^'\n]+)', MASTER_LOG_POS=(\d+);/m;
 const GTID = /^-- SET GLOBAL gtid_slave_pos='([0-9,-]*)';/m;
 
+/**
+ * A dump's RecoveryStart, plus `consistent_at`: when its snapshot was certainly taken (the
+ * position comment is written after it), the earliest time a restore from it can reach.
+ */
+export type DumpCoordinates = Extract<RecoveryStart, { file: string }> & { consistent_at?: string };
+
 /** The binlog file and position named in a dump's header, and the GTID position from its tail. */
-export function parseDumpCoordinates(head: string, tail: string): Extract<RecoveryStart, { file: string }> | null {
+export function parseDumpCoordinates(head: string, tail: string): DumpCoordinates | null {
   const m = POSITION.exec(head);
   if (!m) return null;
   const g = GTID.exec(tail) ?? GTID.exec(head);
@@ -33,12 +39,19 @@ export class DumpCoordinatesReader extends Transform {
   private head: Buffer[] = [];
   private headBytes = 0;
   private tail: Buffer = Buffer.alloc(0);
+  /** When the position comment went through. */
+  private seenAt: Date | null = null;
+
+  constructor(private readonly clock: () => Date = () => new Date()) {
+    super();
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     if (this.headBytes < HEAD_BYTES) {
       const part = chunk.subarray(0, HEAD_BYTES - this.headBytes);
       this.head.push(Buffer.from(part));
       this.headBytes += part.length;
+      if (this.seenAt === null && Buffer.concat(this.head).includes('MASTER_LOG_POS=')) this.seenAt = this.clock();
     }
     // Only the last TAIL_BYTES are kept: a copy of at most that much per chunk.
     this.tail = chunk.length >= TAIL_BYTES ? Buffer.from(chunk.subarray(chunk.length - TAIL_BYTES)) : Buffer.concat([this.tail, chunk]).subarray(-TAIL_BYTES);
@@ -46,7 +59,8 @@ export class DumpCoordinatesReader extends Transform {
   }
 
   /** The coordinates, once the whole dump went through; null when the dump has none (log_bin off). */
-  coordinates(): Extract<RecoveryStart, { file: string }> | null {
-    return parseDumpCoordinates(Buffer.concat(this.head).toString('latin1'), this.tail.toString('latin1'));
+  coordinates(): DumpCoordinates | null {
+    const c = parseDumpCoordinates(Buffer.concat(this.head).toString('latin1'), this.tail.toString('latin1'));
+    return c && this.seenAt ? { ...c, consistent_at: this.seenAt.toISOString() } : c;
   }
 }
