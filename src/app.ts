@@ -20,6 +20,7 @@ import { parseJsonBody } from './api/json-body.js';
 import { organizationRoutes } from './api/v1/organizations.js';
 import { databaseRoutes } from './api/v1/databases.js';
 import { branchRoutes } from './api/v1/branches.js';
+import { recoveryRoutes } from './api/v1/recovery.js';
 import { backupRoutes } from './api/v1/backups.js';
 import { tokenRoutes } from './api/v1/tokens.js';
 import { policyRoutes } from './api/v1/policies.js';
@@ -169,6 +170,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await v1.register(organizationRoutes(ctx));
       await v1.register(databaseRoutes(ctx));
       await v1.register(branchRoutes(ctx));
+      await v1.register(recoveryRoutes(ctx));
       await v1.register(backupRoutes(ctx));
       await v1.register(tokenRoutes(ctx));
       await v1.register(policyRoutes(ctx));

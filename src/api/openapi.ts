@@ -89,7 +89,7 @@ const CONFLICTS: Record<string, string> = {
   'POST /v1/organizations': 'An organization of that name exists',
   'POST /v1/organizations/{organization}/databases': 'A database of that name exists',
   'POST /v1/organizations/{organization}/databases/{database}/branches':
-    'A branch of that name exists; or, restoring: the backup was deleted or has no readable copy, the target database exists or is not empty',
+    'A branch of that name exists; or, restoring: the backup was deleted or has no readable copy, the target database exists or is not empty, target_data_dir exists; or the archive cannot reach restore_point (a WAL segment or binlog is missing, named in the message; before the earliest or after the latest restorable time)',
   'DELETE /v1/organizations/{organization}/databases/{database}/branches/{branch}': 'A restore into the branch is running, or the branch still has backups',
   'POST /v1/organizations/{organization}/databases/{database}/branches/{branch}/backups': 'The branch has no connection URL, or a restore into it is running',
   'PATCH /v1/organizations/{organization}/databases/{database}/branches/{branch}/backups/{id}': 'The backup was deleted',
@@ -108,7 +108,8 @@ const CONFLICTS: Record<string, string> = {
   'PATCH /v1/organizations/{organization}/notification-channels/{id}': 'A channel of that name exists',
   'DELETE /managed-*/v1/backups/{backupId}': 'FAILED_PRECONDITION: the backup is protected, still being created, or being restored or verified',
   'POST /managed-*/v1/clusters/{clusterId}:backup': 'FAILED_PRECONDITION: the cluster has no connection URL, or is being restored',
-  'POST /managed-*/v1/clusters:restore': 'ALREADY_EXISTS: a cluster or database of that name exists; FAILED_PRECONDITION: the backup is not DONE or has no stored copy',
+  'POST /managed-*/v1/clusters:restore':
+    'ALREADY_EXISTS: a cluster or database of that name exists; FAILED_PRECONDITION: the backup is not DONE or has no stored copy, or the archive cannot reach `time` (a missing WAL segment or binlog is named)',
   'POST /api/backups': 'There is no branch the key may back up with a connection URL set',
   'GET /api/backups/{driveFileId}/download': 'The file is still being written, or failed',
 };

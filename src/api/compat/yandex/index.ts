@@ -219,7 +219,8 @@ export function yandexRoutes(ctx: AppContext, engine?: Engine): FastifyPluginAsy
           summary: 'Cluster.Restore: restore a backup into a new cluster (branch)',
           description:
             'Creates a new branch named `name` in the backup\'s database, and a new database of that name on the backup\'s server, and restores into it. ' +
-            'Other Yandex fields (environment, configSpec, hostSpecs, folderId, time...) are accepted and ignored: the restore is to the backup\'s own point in time. ' +
+            '`time` (RFC 3339) is honoured for a cluster with continuous archiving: the backup is replayed forward to that time (every transaction committed at or before it), and a time the archive cannot reach (a missing WAL segment or binlog, before the backup, after the latest archived commit) is refused with FAILED_PRECONDITION naming what is missing; for other clusters it is ignored and the restore is to the backup\'s own point in time. ' +
+            'Other Yandex fields (environment, configSpec, hostSpecs, folderId...) are accepted and ignored. ' +
             'Needs restore_backup (restore_production_branch_backup for backups of production branches). Answers an Operation whose response is the new Cluster.',
           body: RestoreBody,
           response: { 200: Operation },
@@ -228,7 +229,7 @@ export function yandexRoutes(ctx: AppContext, engine?: Engine): FastifyPluginAsy
       async (req) => {
         const { backup, branch: source, database } = await findBackup(req.principal, req.body.backupId);
         if (!isListed(backup)) throw notFound(`Backup "${backup.id}" not found`);
-        const { branch, job } = await restoreToNewBranch(ctx, req.principal, { backup, source, database, name: req.body.name });
+        const { branch, job } = await restoreToNewBranch(ctx, req.principal, { backup, source, database, name: req.body.name, time: req.body.time });
         return restoreOperation(kind, job, branch);
       },
     );

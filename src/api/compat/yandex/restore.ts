@@ -14,11 +14,35 @@ import { readableArtifacts } from '../../../jobs/artifacts.js';
 import { addInterval } from '../../../time.js';
 import { requireAccess, type Principal } from '../../auth.js';
 import { alreadyExists, failedPrecondition } from './errors.js';
+import { invalidParams as invalidArgument } from '../../errors.js';
+import { BACKUP_END, parseRestorePoint, PitrRefusal, planPointInTime } from '../../../archive/pitr.js';
+
+/**
+ * The restore point of a Cluster.Restore: `time` for a cluster with continuous archiving
+ * (checked now against the archive: what it cannot reach is FAILED_PRECONDITION), null
+ * otherwise (Yandex's `time` on a cluster without an archive is ignored, as before). A base
+ * backup without a time is replayed to its own end, checked the same way.
+ */
+async function pointInTime(ctx: AppContext, backup: Backup, source: Branch, time: string | undefined): Promise<string | null> {
+  const archived =
+    (await ctx.db.selectFrom('archivers').select('branch_id').where('branch_id', '=', source.id).executeTakeFirst()) !== undefined ||
+    (await ctx.db.selectFrom('archive_files').select('id').where('branch_id', '=', source.id).limit(1).executeTakeFirst()) !== undefined;
+  const restorePoint = time !== undefined && archived ? time : null;
+  if (restorePoint === null && backup.method !== 'base') return null;
+  try {
+    const point = restorePoint === null ? BACKUP_END : parseRestorePoint(restorePoint, 'time');
+    await planPointInTime(ctx, source, point, { backup });
+    return point === BACKUP_END ? null : point;
+  } catch (e) {
+    if (e instanceof PitrRefusal) throw e.status === 422 ? invalidArgument(e.message) : failedPrecondition(e.message);
+    throw e;
+  }
+}
 
 export async function restoreToNewBranch(
   ctx: AppContext,
   principal: Principal,
-  input: { backup: Backup; source: Branch; database: Database; name: string },
+  input: { backup: Backup; source: Branch; database: Database; name: string; time?: string },
 ): Promise<{ branch: Branch; job: Job }> {
   const { backup, source, database, name } = input;
   requireAccess(principal, source.production === 1 ? 'restore_production_branch_backup' : 'restore_backup', {
@@ -28,6 +52,7 @@ export async function restoreToNewBranch(
   });
   if (backup.state !== 'success') throw failedPrecondition(`backup "${backup.id}" is still being created; restore it once it is DONE`);
   if ((await readableArtifacts(ctx, backup.id)).length === 0) throw failedPrecondition(`backup "${backup.id}" has no stored copy left to restore from`);
+  const restorePoint = await pointInTime(ctx, backup, source, input.time);
   const exists = await ctx.db.selectFrom('branches').select('id').where('database_id', '=', database.id).where('name', '=', name).where('deleted_at', 'is', null).executeTakeFirst();
   if (exists) throw alreadyExists(`a cluster named "${name}" already exists (database "${database.name}")`);
   if (source.connection_url_enc === null) throw failedPrecondition(`the backup's cluster "${source.id}" has no connection URL, so there is no server to restore to`);
@@ -69,7 +94,7 @@ export async function restoreToNewBranch(
     kind: 'restore',
     backupId: backup.id,
     branchId: branch.id,
-    params: { create: true, overwrite: false },
+    params: { create: true, overwrite: false, ...(restorePoint !== null ? { restore_point: restorePoint } : {}) },
     actorId: principal.token.id,
     now,
   });

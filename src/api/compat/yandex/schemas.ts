@@ -61,14 +61,22 @@ type AnyMessage = { '@type': string } & Record<string, unknown>;
 export type OperationJson = Omit<Static<typeof Operation>, 'metadata' | 'response'> & { metadata: AnyMessage; response?: AnyMessage };
 
 /**
- * Cluster.Restore: the backup and the new cluster's name. Everything else Yandex takes
- * (environment, configSpec, hostSpecs, folderId, time...) is accepted and ignored: the
- * new database is created on the backup's own server, at the backup's point in time.
+ * Cluster.Restore: the backup, the new cluster's name, and `time` (honoured for archived
+ * clusters: a point-in-time restore). Everything else Yandex takes (environment,
+ * configSpec, hostSpecs, folderId...) is accepted and ignored: the new database is created
+ * on the backup's own server.
  */
 export const RestoreBody = Type.Object(
   {
     backupId: BackupId,
     name: Type.String({ minLength: 1, maxLength: 63, pattern: NAME_PATTERN, description: 'name of the new cluster: the new branch and the database created for it' }),
+    time: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        description: 'RFC 3339 time to restore to: honoured for a cluster with continuous archiving (the backup replayed forward to it, inclusive), ignored otherwise',
+      }),
+    ),
   },
   { additionalProperties: true },
 );
