@@ -24,6 +24,8 @@ import { addInterval, type IntervalUnit } from '../time.js';
 import { VERSION } from '../version.js';
 import { cleanErrorText } from '../error-text.js';
 import { DumpCoordinatesReader } from '../archive/mysql/coordinates.js';
+import { isArchived } from '../archive/archivers.js';
+import { startBaseBackup, type BaseBackupRange } from '../archive/postgres/basebackup.js';
 
 /** Why a job was stopped from outside; decides the final state. */
 export type StopReason = 'canceled' | 'shutdown' | 'lease_lost' | 'idle_timeout';
@@ -105,15 +107,19 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const extras = await databaseExtras(ctx, engine, conn, backup.id);
     const options = await ctx.db.selectFrom('branch_options').select('dump_history').where('branch_id', '=', branch.id).executeTakeFirst();
     const dumpHistory = database.kind === 'mysql' && options?.dump_history === 1;
+    // An archived PostgreSQL branch gets base backups (pg_basebackup, the whole cluster):
+    // with the archived WAL they restore to any point in time, which a dump cannot.
+    const base = database.kind === 'postgresql' && (await isArchived(ctx, branch.id));
     // Row counts per table (for verification later) are read off the dump stream itself:
-    // no second scan of every table, and exactly the rows the dump's snapshot holds.
-    const counter = rowCounterFor(database.kind);
+    // no second scan of every table, and exactly the rows the dump's snapshot holds. A base
+    // backup is a tar of data files: nothing to count.
+    const counter = base ? null : rowCounterFor(database.kind);
     const dests = await destinationsFor(ctx.db, database);
     if (dests.length === 0) return fail(`no storage destination: database "${database.name}" chose none and the organization has no default one`);
     const folder = backupFolder(org.name, database.name, branch.name, backup);
     const recipients = organizationRecipients(org);
     const encryption = recipients.length ? { format: 'age', recipients: recipients.map(recipientFingerprint) } : null;
-    const key = `${folder}/dump${engine.dumpSuffix}${compressionSuffix(compression)}${encryption ? '.age' : ''}`;
+    const key = `${folder}/${base ? 'base.tar' : `dump${engine.dumpSuffix}`}${compressionSuffix(compression)}${encryption ? '.age' : ''}`;
     const now = nowIso(ctx.clock());
     for (const dest of dests) {
       const t: Target = { dest, provider: openDestination(ctx, dest), artifactId: newId(), writer: null, error: null };
@@ -174,11 +180,14 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const coordinates = database.kind === 'mysql' ? new DumpCoordinatesReader(ctx.clock) : null;
     let settled: [PromiseSettledResult<void>, PromiseSettledResult<Awaited<ReturnType<typeof fanOut>>>, PromiseSettledResult<void>];
     let clientVersion: string;
+    let baseRange: (() => BaseBackupRange | null) | null = null;
     try {
       jobSignal.throwIfAborted();
-      const dump = await engine.dump(conn, { signal: jobSignal, serverMajor: server.major, dumpHistory });
+      const baseDump = base ? await startBaseBackup(conn, { serverMajor: server.major, label: `strongbox ${backup.id}`, signal: jobSignal, clock: ctx.clock }) : null;
+      const dump = baseDump ?? (await engine.dump(conn, { signal: jobSignal, serverMajor: server.major, dumpHistory }));
+      if (baseDump) baseRange = baseDump.range;
       clientVersion = dump.clientVersion;
-      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, counter.stream, ...(sizer ? [sizer] : []), ...(coordinates ? [coordinates] : []), ...atRestStages(compression, ctx.config.zstdLevel, recipients)];
+      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, ...(counter ? [counter.stream] : []), ...(sizer ? [sizer] : []), ...(coordinates ? [coordinates] : []), ...atRestStages(compression, ctx.config.zstdLevel, recipients)];
       const flow = pipeline([...stages, stored], { signal: jobSignal });
       const fan = fanOut(
         stored,
@@ -219,15 +228,18 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       if (signal.aborted) throw e;
       ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
     }
-    const rowCounts = counter.counts();
+    const rowCounts = counter?.counts() ?? null;
     // Null when the server does not write binlogs (log_bin off): the dump then has no position.
-    const recoveryStart = coordinates?.coordinates() ?? null;
+    const range = baseRange?.() ?? null;
+    if (base && range === null) throw new Error('pg_basebackup did not say where the backup starts and ends (its --verbose lines); without that it cannot be replayed');
+    // A base backup: the WAL from its start (timeline, lsn) to its end (stop_lsn, stop_time).
+    const recoveryStart = base ? range : (coordinates?.coordinates() ?? null);
     // What the dump holds (tables by schema and table with data digests, the other objects),
     // for a full verification to compare a restored copy with.
-    const parsed = counter.contents();
+    const parsed = counter?.contents() ?? null;
     const contents = parsed && dumpHistory ? { ...parsed, dump_options: { dump_history: true } } : parsed;
     if (contents) await saveContents(ctx.db, backup.id, contents, ctx.clock());
-    if (rowCounts === null) ctx.log.warn({ backup: backup.id, reason: counter.reason() }, 'no row counts from the dump stream; full verification will not compare them');
+    if (counter && rowCounts === null) ctx.log.warn({ backup: backup.id, reason: counter.reason() }, 'no row counts from the dump stream; full verification will not compare them');
     const sha256 = stored.digest();
     const size = stored.bytes;
     const completedAt = ctx.clock();
@@ -243,7 +255,8 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       engine: database.kind,
       server_version: server.version,
       client_version: clientVersion,
-      dump_format: database.kind === 'postgresql' ? 'pg_dump custom (-Fc), no internal compression' : 'mariadb-dump SQL',
+      method: base ? 'base' : 'logical',
+      dump_format: base ? 'pg_basebackup tar (-Ft -X none): the data directory, its WAL in the archive' : database.kind === 'postgresql' ? 'pg_dump custom (-Fc), no internal compression' : 'mariadb-dump SQL',
       compression,
       encryption,
       file: key.split('/').pop(),
@@ -282,6 +295,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       client_version: clientVersion,
       table_row_counts: rowCounts === null ? null : JSON.stringify(rowCounts),
       largest_statement: sizer?.largest ?? null,
+      method: base ? 'base' : 'logical',
       recovery_start: recoveryStart === null ? null : JSON.stringify(recoveryStart),
       database_properties: extras.properties === null ? null : JSON.stringify(extras.properties),
       ownership: extras.ownership === null ? null : JSON.stringify(extras.ownership),
