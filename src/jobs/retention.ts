@@ -15,6 +15,7 @@ import type { AppContext } from '../context.js';
 import { nowIso } from '../catalog/ids.js';
 import { openDestination } from '../destinations.js';
 import { deleteBackupArtifacts } from './artifacts.js';
+import { sweepArchive } from '../archive/retention.js';
 
 export interface SweepResult {
   deleted: string[];
@@ -22,6 +23,8 @@ export interface SweepResult {
   keptAsLastGood: string[];
   /** Leftovers of unfinished writes removed from storage (empty between two partial sweeps). */
   partialsRemoved: RemovedPartial[];
+  /** Archived WAL segments / binlog files no kept backup needs any more, removed. */
+  archiveRemoved: string[];
 }
 
 export interface RemovedPartial {
@@ -101,7 +104,7 @@ export async function sweepStalePartials(ctx: AppContext, opts: { maxAgeMs?: num
 export async function sweepExpired(ctx: AppContext): Promise<SweepResult> {
   const { db, log } = ctx;
   const now = nowIso(ctx.clock());
-  const result: SweepResult = { deleted: [], keptAsLastGood: [], partialsRemoved: [] };
+  const result: SweepResult = { deleted: [], keptAsLastGood: [], partialsRemoved: [], archiveRemoved: [] };
   const expired = await db
     .selectFrom('backups as b')
     .selectAll('b')
@@ -144,6 +147,12 @@ export async function sweepExpired(ctx: AppContext): Promise<SweepResult> {
     .execute();
   for (const b of leftovers) await deleteBackupArtifacts(ctx, b);
   if (result.deleted.length) log.info({ count: result.deleted.length }, 'retention: deleted expired backups');
+  // After the backups: what they no longer need of the archive goes with them.
+  try {
+    result.archiveRemoved = await sweepArchive(ctx);
+  } catch (e) {
+    log.warn({ err: e }, 'could not sweep the archive');
+  }
   // At the first pass of a process (its start), then hourly.
   const last = lastPartialSweep.get(ctx);
   if (last === undefined || Date.now() - last >= PARTIAL_SWEEP_EVERY_MS) {
