@@ -185,6 +185,24 @@ test('a restore to a time between two writes holds exactly the rows up to it, in
   assert.deepEqual((await q('SELECT COUNT(*) AS n FROM other.log'))[0].n, 1);
 });
 
+test('a statement that names the source database explicitly is not replayed into the source: the restore stops before it, saying why', async () => {
+  await nextSecond();
+  // Run on the source as written; replayed as written it would create and drop shop.scratch
+  // in the source again (--rewrite-db renames only row events and the default database).
+  await root.query('USE shop');
+  await q('CREATE TABLE shop.scratch (i INT)');
+  await q('DROP TABLE shop.scratch');
+  await flushAndWait();
+  const name = uniqueName('pitr_qualified');
+  const r = await api(server, 'POST', `${dbPath}/branches`, { name, parent_branch: 'main', restore_point: 'latest' });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const b = await waitForRestore(server, dbPath, name, 90_000);
+  assert.equal(b.restore?.state, 'failed');
+  assert.match(b.restore.error, /names the source database "shop" explicitly .*CREATE TABLE shop\.scratch/i);
+  // The database it created is dropped again.
+  assert.equal((await q('SELECT COUNT(*) AS n FROM information_schema.schemata WHERE schema_name = ?', [name]))[0].n, 0);
+});
+
 test('a binlog missing from the archive: the window shows the gap and a restore across it is refused, naming the file', async () => {
   const names = await archivedNames();
   assert.ok(names.length >= 3, names.join(', '));

@@ -77,7 +77,8 @@ const EVENT_HEADER = /^#(\d{2})(\d{2})(\d{2})\s+(\d{1,2}):(\d{2}):(\d{2})\s+serv
 export function eventTime(line: string): Date | null {
   const m = EVENT_HEADER.exec(line);
   if (!m) return null;
-  const t = new Date(Date.UTC(2000 + Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  const yy = Number(m[1]);
+  const t = new Date(Date.UTC(yy >= 70 ? 1900 + yy : 2000 + yy, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
   // A relayed Rotate event carries no time (1970): not an event of this file.
   return t.getUTCFullYear() < 2001 ? null : t;
 }
