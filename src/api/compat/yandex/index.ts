@@ -17,7 +17,7 @@ import { canSeeOrganization, hasAccess, hasAnyAccess, requireAccess, type Princi
 import { ApiError, forbidden, notFound } from '../../errors.js';
 import { failedPrecondition } from './errors.js';
 import { decodePageToken, encodePageToken, pageSizeOf } from './paging.js';
-import { backupOperation, deleteOperation, isListed, LISTED_STATES, OPERATION_PREFIX, presentBackup, restoreOperation, type Engine } from './present.js';
+import { backupOperation, deleteOperation, isListed, journalSizes, LISTED_STATES, OPERATION_PREFIX, presentBackup, restoreOperation, type Engine } from './present.js';
 import { restoreToNewBranch } from './restore.js';
 import { Backup as BackupSchema, BackupList, BackupParams, ClusterParams, FolderPageQuery, Operation, OperationParams, PageQuery, RestoreBody } from './schemas.js';
 
@@ -86,7 +86,8 @@ export function yandexRoutes(ctx: AppContext, engine?: Engine): FastifyPluginAsy
       const page = rows.slice(0, size);
       const last = page[page.length - 1];
       // The last page has no nextPageToken at all, as Yandex (proto3 JSON leaves out empty strings).
-      return { backups: page.map((b) => presentBackup(kind, b)), ...(rows.length > size && last ? { nextPageToken: encodePageToken({ createdAt: last.created_at, id: last.id }) } : {}) };
+      const journals = await journalSizes(ctx.db, page);
+      return { backups: page.map((b) => presentBackup(kind, b, journals.get(b.id))), ...(rows.length > size && last ? { nextPageToken: encodePageToken({ createdAt: last.created_at, id: last.id }) } : {}) };
     }
 
     app.get(
@@ -142,7 +143,7 @@ export function yandexRoutes(ctx: AppContext, engine?: Engine): FastifyPluginAsy
         const { backup, branch } = await findBackup(req.principal, req.params.backupId);
         requireAccess(req.principal, 'read_backups', scopeOf(branch));
         if (!isListed(backup)) throw notFound(`Backup "${backup.id}" not found`);
-        return presentBackup(kind, backup);
+        return presentBackup(kind, backup, (await journalSizes(ctx.db, [backup])).get(backup.id));
       },
     );
 

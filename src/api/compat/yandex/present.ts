@@ -1,5 +1,7 @@
 /** Catalog rows → Yandex Cloud JSON (Backup, Operation, Cluster). The only place that knows both shapes. */
 import type { Backup, Branch, Job } from '../../../catalog/schema.js';
+import type { CatalogDb } from '../../../catalog/db.js';
+import { parseLsn, SEGMENT_RE, segmentName } from '../../../archive/postgres/tools.js';
 import type { BackupJson, OperationJson } from './schemas.js';
 import { GRPC } from './errors.js';
 
@@ -19,7 +21,45 @@ export function isListed(b: Backup): boolean {
   return b.deleted_at === null && (LISTED_STATES as readonly string[]).includes(b.state);
 }
 
-export function presentBackup(engine: Engine, b: Backup): BackupJson {
+/**
+ * journalSize of backups that start a replay: the bytes (as stored) of the WAL segments
+ * (binlog files) archived from a base backup's start (a dump's binlog coordinates) up to the
+ * next such backup's start, or to the end of the archive for the newest. Others: absent.
+ */
+export async function journalSizes(db: CatalogDb, backups: Backup[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const branchIds = [...new Set(backups.filter((b) => b.recovery_start !== null).map((b) => b.branch_id))];
+  for (const branchId of branchIds) {
+    const starts = await db.selectFrom('backups').select(['id', 'method', 'recovery_start']).where('branch_id', '=', branchId).where('deleted_at', 'is', null).where('state', '=', 'success').where('recovery_start', 'is not', null).execute();
+    const files = await db.selectFrom('archive_files').select(['kind', 'name', 'size', 'start_lsn', 'end_lsn']).where('branch_id', '=', branchId).where('state', '=', 'success').execute();
+    if (files.length === 0) continue;
+    const sized = files.find((f) => f.start_lsn && f.end_lsn);
+    const segmentSize = sized ? Number(parseLsn(sized.end_lsn!) - parseLsn(sized.start_lsn!)) : 16 * 1024 * 1024;
+    // Each file and each start as a comparable key: a segment's number (its name after the
+    // timeline), or a binlog file's name.
+    const keyed = files
+      .map((f) => ({ key: f.kind === 'wal' ? (SEGMENT_RE.test(f.name) ? f.name.slice(8) : null) : f.name, size: Number(f.size) }))
+      .filter((f): f is { key: string; size: number } => f.key !== null);
+    const points: Array<{ id: string; key: string }> = [];
+    for (const b of starts) {
+      try {
+        const rs = JSON.parse(b.recovery_start!) as Record<string, unknown>;
+        if (b.method === 'base' && typeof rs.lsn === 'string') points.push({ id: b.id, key: segmentName(1, parseLsn(rs.lsn), segmentSize).slice(8) });
+        else if (typeof rs.file === 'string') points.push({ id: b.id, key: rs.file });
+      } catch {
+        /* unreadable: no journal of its own */
+      }
+    }
+    points.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    points.forEach((p, i) => {
+      const next = points.slice(i + 1).find((q) => q.key > p.key)?.key ?? null;
+      out.set(p.id, keyed.filter((f) => f.key >= p.key && (next === null || f.key < next)).reduce((n, f) => n + f.size, 0));
+    });
+  }
+  return out;
+}
+
+export function presentBackup(engine: Engine, b: Backup, journalSize = 0): BackupJson {
   const done = b.state === 'success';
   return {
     id: b.id,
@@ -30,9 +70,9 @@ export function presentBackup(engine: Engine, b: Backup): BackupJson {
     startedAt: b.started_at ?? b.created_at,
     size: String(b.size),
     type: b.backup_policy_id !== null ? 'AUTOMATED' : 'MANUAL',
-    // A dump is always a full (base) backup; INCREMENTAL is for physical incremental ones.
-    ...(engine === 'postgresql' ? { method: 'BASE' as const } : {}),
-    journalSize: '0',
+    // A dump or a pg_basebackup is a full (BASE) backup; INCREMENTAL is for physical incremental ones.
+    ...(engine === 'postgresql' ? { method: b.method === 'incremental' ? ('INCREMENTAL' as const) : ('BASE' as const) } : {}),
+    journalSize: String(journalSize),
     status: done ? 'DONE' : 'CREATING',
   };
 }
