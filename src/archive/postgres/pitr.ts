@@ -33,7 +33,7 @@ import { fetchArchiveFile } from '../fetch.js';
 import { BACKUP_END, type PitrParams, type PitrPlan } from '../pitr.js';
 import { lastEventOf } from '../sequence.js';
 import { isSegmentName, parseLsn, parseSegmentName } from './wal.js';
-import { copyRestoreCommand, giveToServer, pitrScratchDir, removeScratch, serverBinDir, serverOwner, socketPort, startRecoveryServer, type RecoveryServer } from './server.js';
+import { copyRestoreCommand, ensureScratchRoot, giveToServer, pitrScratchDir, removeScratch, serverBinDir, serverOwner, socketPort, startRecoveryServer, type RecoveryServer } from './server.js';
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -111,7 +111,7 @@ export async function restorePostgresToPoint(ctx: AppContext, job: Job, plan: Pi
   let server: RecoveryServer | null = null;
   try {
     await removeScratch(scratch);
-    fs.mkdirSync(path.dirname(scratch), { recursive: true, mode: 0o700 });
+    ensureScratchRoot(ctx);
     const dataDir = path.join(scratch, 'data');
     const walDir = path.join(scratch, 'wal');
     for (const dir of [scratch, dataDir, walDir]) {

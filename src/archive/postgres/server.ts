@@ -1,6 +1,6 @@
 /**
  * The temporary PostgreSQL server a point-in-time restore replays WAL in: a scratch folder
- * per restore job (`<data dir>/pitr/<job id>`), holding the recovered data directory, the
+ * per restore job (`<data dir>/pitr/<job id>`, see pitrScratchRoot), holding the recovered data directory, the
  * fetched WAL, a socket and a log. The server runs the binaries of the data directory's own
  * major version, as the `postgres` system user when Strongbox runs as root (PostgreSQL
  * refuses root), and listens on a Unix socket in that folder only (no TCP: with trust
@@ -14,7 +14,9 @@
  * every job that no longer runs.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { AppContext } from '../../context.js';
 import { EngineError } from '../../engines/index.js';
@@ -22,9 +24,40 @@ import { toolEnvironment } from '../../engines/process.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
-/** The folder holding every point-in-time restore's scratch folder. */
+/**
+ * The folder holding every point-in-time restore's scratch folder: `<data dir>/pitr`, unless
+ * the server's user (postgres, when we are root) cannot reach into the data dir (a private
+ * 0700 folder, as it should be): then a folder of this data dir's own under
+ * STRONGBOX_PITR_DIR or the system's temporary folder, named after the data dir so that
+ * two Strongbox processes on one machine never sweep each other's.
+ */
 export function pitrScratchRoot(ctx: Pick<AppContext, 'config'>): string {
-  return path.join(ctx.config.dataDir, 'pitr');
+  if (!isRoot || reachableByOthers(ctx.config.dataDir)) return path.join(ctx.config.dataDir, 'pitr');
+  const instance = crypto.createHash('sha256').update(path.resolve(ctx.config.dataDir)).digest('hex').slice(0, 12);
+  return path.join(process.env.STRONGBOX_PITR_DIR || os.tmpdir(), `strongbox-pitr-${instance}`);
+}
+
+/** Whether every folder down to `dir` lets others through (the x bit). */
+function reachableByOthers(dir: string): boolean {
+  let p = path.resolve(dir);
+  for (;;) {
+    try {
+      if ((fs.statSync(p).mode & 0o001) === 0) return false;
+    } catch {
+      return false;
+    }
+    const up = path.dirname(p);
+    if (up === p) return true;
+    p = up;
+  }
+}
+
+/** Create the scratch root: only its owner writes in it; the server's user goes through to its own job folder. */
+export function ensureScratchRoot(ctx: Pick<AppContext, 'config'>): string {
+  const root = pitrScratchRoot(ctx);
+  fs.mkdirSync(root, { recursive: true, mode: 0o711 });
+  fs.chmodSync(root, 0o711);
+  return root;
 }
 
 /** The scratch folder of restore job `jobId`. */
