@@ -132,6 +132,7 @@ const CASES: Record<string, Case> = {
   [`GET ${BRANCH}/backups`]: { ok: 200 },
   [`GET ${BRANCH}/backup-history`]: { ok: 200 },
   [`GET ${BRANCH}/verifications`]: { ok: 200 },
+  [`GET ${BRANCH}/recovery-window`]: { ok: 200 },
   [`GET ${BACKUP}`]: { ok: 200 },
   [`PATCH ${BACKUP}`]: { ok: 200, body: () => ({ protected: false }) },
   [`DELETE ${BACKUP}`]: { ok: 204, prepare: async (f) => ({ id: f.mainVictim }) },
