@@ -18,6 +18,8 @@ test('dump coordinates: the position from the header, the GTID from the tail; no
   const tail = "INSERT INTO t VALUES (1);\n-- Preferably use GTID to start replication from GTID position:\n\n-- SET GLOBAL gtid_slave_pos='0-1-42';\n-- Dump completed\n";
   assert.deepEqual(parseDumpCoordinates(head, tail), { file: 'mariadb-bin.000012', position: 3456, gtid: '0-1-42' });
   assert.equal(parseDumpCoordinates('-- MariaDB dump\nCREATE TABLE t (id int);\n', ''), null);
+  // MySQL 8.0.26+ mysqldump --source-data.
+  assert.deepEqual(parseDumpCoordinates("-- CHANGE REPLICATION SOURCE TO SOURCE_LOG_FILE='binlog.000002', SOURCE_LOG_POS=157;\n", ''), { file: 'binlog.000002', position: 157, gtid: null });
 
   // Through the stream, with the GTID far from the header and split across chunks.
   const reader = new DumpCoordinatesReader(() => new Date('2025-01-02T03:04:05.678Z'));

@@ -17,7 +17,8 @@ const HEAD_BYTES = 256 * 1024;
 /** The GTID comment is among the dump's last lines. */
 const TAIL_BYTES = 8 * 1024;
 
-const POSITION = /^-- CHANGE MASTER TO MASTER_LOG_FILE='([^'\n]+)', MASTER_LOG_POS=(\d+);/m;
+/** MySQL 8.0.26+ mysqldump (--source-data) says CHANGE REPLICATION SOURCE TO SOURCE_LOG_FILE. */
+const POSITION = /^-- CHANGE (?:MASTER|REPLICATION SOURCE) TO (?:MASTER|SOURCE)_LOG_FILE='([^'\n]+)', (?:MASTER|SOURCE)_LOG_POS=(\d+);/m;
 const GTID = /^-- SET GLOBAL gtid_slave_pos='([0-9,-]*)';/m;
 
 /**
@@ -51,7 +52,7 @@ export class DumpCoordinatesReader extends Transform {
       const part = chunk.subarray(0, HEAD_BYTES - this.headBytes);
       this.head.push(Buffer.from(part));
       this.headBytes += part.length;
-      if (this.seenAt === null && Buffer.concat(this.head).includes('MASTER_LOG_POS=')) this.seenAt = this.clock();
+      if (this.seenAt === null && /_LOG_POS=\d/.test(Buffer.concat(this.head).toString('latin1'))) this.seenAt = this.clock();
     }
     // Only the last TAIL_BYTES are kept: a copy of at most that much per chunk.
     this.tail = chunk.length >= TAIL_BYTES ? Buffer.from(chunk.subarray(chunk.length - TAIL_BYTES)) : Buffer.concat([this.tail, chunk]).subarray(-TAIL_BYTES);

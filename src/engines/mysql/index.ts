@@ -124,6 +124,13 @@ function connectionArgs(conn: ConnectionInfo): string[] {
   ];
 }
 
+/** MySQL's mysqldump renamed --master-data to --source-data in 8.0.26 (and dropped the old name in 8.4). */
+function masterDataOption(versionLine: string): string {
+  const m = /Ver (\d+)\.(\d+)\.(\d+)/.exec(versionLine);
+  const mysql8 = m && !/MariaDB/i.test(versionLine) && (Number(m[1]) > 8 || (Number(m[1]) === 8 && (Number(m[2]) > 0 || Number(m[3]) >= 26)));
+  return mysql8 ? '--source-data=2' : '--master-data=2';
+}
+
 /**
  * Whether a dump of `conn` can record its binlog position (`--master-data=2`) without
  * failing or locking: the server must write binlogs (with log_bin off there is no position
@@ -227,7 +234,7 @@ export const mysql = {
         ...(options.dumpHistory ? ['--dump-history'] : []),
         // The binlog position of the snapshot, as a comment (archive/mysql/coordinates.ts
         // reads it off the stream): where a point-in-time restore replays binlogs from.
-        ...(coordinates ? ['--master-data=2'] : []),
+        ...(coordinates ? [masterDataOption(tools.dump.versionLine)] : []),
         // The database name as a positional argument without --databases: no CREATE
         // DATABASE / USE in the dump, so it restores into a database of any name.
         conn.database,
