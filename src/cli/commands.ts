@@ -96,9 +96,10 @@ function restoreSnapshot(r: any): ProgressSnapshot {
   // The artifact's size is known once the restore has opened it: before that there is no
   // total to show (never "0 B of 0 B").
   const total = r.total_bytes > 0 ? r.total_bytes : null;
-  const base = { state: r.state, done: r.bytes, total, rate: r.rate_bytes_per_second, eta: total ? r.eta_seconds : null, verb: 'read' };
+  // A point-in-time restore also says what it is doing (fetching, replaying WAL, copying out).
+  const base = { state: r.state, done: r.bytes, total, rate: r.rate_bytes_per_second, eta: total ? r.eta_seconds : null, verb: 'read', ...(r.phase ? { extra: r.phase } : {}) };
   if (r.state === 'pending') return { ...base, note: 'waiting for a worker…' };
-  if (r.state === 'running' && r.bytes === 0) return { ...base, note: 'preparing…' };
+  if (r.state === 'running' && r.bytes === 0) return { ...base, note: r.phase ?? 'preparing…' };
   return base;
 }
 

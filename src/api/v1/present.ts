@@ -43,9 +43,21 @@ export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | 
 export function presentRestore(j: Job, now = Date.now()) {
   const running = j.state === 'running' && j.started_at !== null;
   const snap = running ? progressSnapshot({ bytes: j.bytes, startedAt: Date.parse(j.started_at!), now, totalEstimate: j.total_bytes }) : null;
+  const params = JSON.parse(j.params) as { restore_point?: string };
+  // A point-in-time restore says what it is doing in its result while it runs (archive/postgres/pitr.ts).
+  let phase: string | null = null;
+  if (running && j.result) {
+    try {
+      phase = (JSON.parse(j.result) as { phase?: string }).phase ?? null;
+    } catch {
+      phase = null;
+    }
+  }
   return {
     id: j.id,
     backup_id: j.backup_id,
+    restore_point: params.restore_point ?? null,
+    phase,
     state: j.state,
     bytes: j.bytes,
     total_bytes: j.total_bytes,

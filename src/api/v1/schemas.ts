@@ -70,6 +70,8 @@ export const RestoreState = Type.Object(
   {
     id: Type.String({ description: 'the restore job' }),
     backup_id: Type.String(),
+    restore_point: Nullable(Type.String({ description: 'a point-in-time restore: the time (ISO) or "latest" it replays the archive to; null for the restore of a backup as it is' })),
+    phase: Nullable(Type.String({ description: 'while a point-in-time restore runs: what it is doing (fetching the base backup, fetching WAL, replaying, copying the database out)' })),
     state: JobStateSchema,
     bytes: Type.Integer({ description: 'bytes of the artifact read so far' }),
     total_bytes: Type.Integer(),
