@@ -95,8 +95,13 @@ async function prepareServer(conn: ConnectionInfo, slot: string, appName: string
       });
       slotRow = (await c.query('SELECT restart_lsn::text AS restart_lsn FROM pg_replication_slots WHERE slot_name = $1', [slot])).rows[0];
     }
-    // A stream left by a receiver whose process died (its pg_receivewal outlives it).
-    await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = $1', [appName]);
+    // A stream left by a receiver whose process died (its pg_receivewal outlives it): end it,
+    // and wait until it is gone, so that it writes nothing more in its spool.
+    for (let i = 0; i < 50; i++) {
+      const left = await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = $1', [appName]);
+      if (left.rowCount === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     return {
       major: serverMajorFromVersionNum(row.num),
       segmentSize: Number(row.seg),
