@@ -183,6 +183,19 @@ export const HANDLERS: Record<string, Handler> = {
     print(`page ${list.current_page} of ${list.total_pages}, ${plural(list.total_count, 'branch', 'branches')}`);
   },
 
+  async 'branch archiving'(inv) {
+    const [org, db, branch] = splitPath(inv, 0, 3);
+    const mode = inv.positionals[1];
+    if (mode !== 'on' && mode !== 'off' && mode !== 'status') throw new UsageError(`"${mode}" is not on, off or status; see strongbox branch archiving --help`);
+    const url = branchUrl(org, db, branch);
+    const b = mode === 'status' ? await inv.c.request('GET', url) : await inv.c.request('PATCH', url, { archiving: mode === 'on' });
+    if (inv.json) return printJson(b);
+    const a = b.archive;
+    if (!a) return print(`branch ${b.name}: archiving is off (never switched on)`);
+    const state = a.enabled ? `on, ${a.state}` : 'off';
+    print(`branch ${b.name}: archiving ${state}${a.last_shipped_at ? `, last file stored ${a.last_shipped_at}` : ''}${a.slot_name ? `, replication slot ${a.slot_name}` : ''}${a.error ? `\n  error: ${a.error}` : ''}`);
+  },
+
   async 'backup create'(inv) {
     const [org, db, branch] = splitPath(inv, 0, 3);
     const body: Record<string, unknown> = {};

@@ -58,6 +58,18 @@ export const CLIENT_COMMANDS: CommandSpec[] = [
   },
   { name: 'branch list', args: ['ORG/DB'], summary: "list a database's branches", client: true, options: { page: { type: 'string', value: 'N', help: 'page number' } } },
   {
+    name: 'branch archiving',
+    args: ['ORG/DB/BRANCH', 'on|off|status'],
+    summary: 'switch continuous archiving (point-in-time recovery) on or off, or show its state',
+    details:
+      'on: the server is checked first (replication privilege, wal_level, WAL senders, a free replication slot, pg_hba.conf; MariaDB: log_bin) and every problem is named; then WAL segments (binlogs) are stored as they complete, and PostgreSQL backups become base backups. ' +
+      'off: archiving stops and the replication slot is dropped; what was archived stays until retention removes it. status: print the state only.',
+    client: true,
+    options: {},
+    fields: { archiving: 'on|off|status' },
+    examples: ['strongbox branch archiving default/shop/main on', 'strongbox branch archiving default/shop/main status'],
+  },
+  {
     name: 'backup create',
     args: ['ORG/DB/BRANCH'],
     summary: 'take a backup now',

@@ -10,7 +10,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -60,6 +61,17 @@ async function storedBytes(destinationId: string, key: string): Promise<Buffer> 
   const unz = spawnSync('zstd', ['-d', '-c'], { input: data, maxBuffer: 1 << 30 });
   assert.equal(unz.status, 0, String(unz.stderr));
   return unz.stdout;
+}
+
+/** The `strongbox` CLI against the test server (async: the server answers from this process). */
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env, STRONGBOX_URL: server.url, STRONGBOX_TOKEN: server.token };
+  try {
+    const r = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { env, timeout: 60_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e: any) {
+    return { code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
 }
 
 async function copyOf(file: ArchiveFile) {
@@ -156,6 +168,14 @@ test('archiving streams every WAL segment, byte for byte, and the slot only move
   assert.equal(g.body.archive.error, null);
   // No secret anywhere in the log.
   assert.doesNotMatch(fs.readFileSync(server.logFile, 'utf8'), /plain-secret-pw/);
+
+  // The CLI says the same.
+  const st = await cli('branch', 'archiving', 'default/ledger/main', 'status');
+  assert.equal(st.code, 0, st.stderr);
+  assert.match(st.stdout, /^branch main: archiving on, streaming, last file stored \S+, replication slot strongbox_\w+$/m);
+  const bad = await cli('branch', 'archiving', 'default/shared/main', 'on');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /cannot archive this branch: .*pg_hba\.conf/);
 });
 
 test('a base backup: pg_basebackup tar, recovery_start recorded, verified with the archived WAL', async () => {
