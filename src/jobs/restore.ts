@@ -181,6 +181,18 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
   const params = JSON.parse(job.params) as RestoreParams;
   const backup = await ctx.db.selectFrom('backups').selectAll().where('id', '=', job.backup_id).executeTakeFirstOrThrow();
   const branch = await ctx.db.selectFrom('branches').selectAll().where('id', '=', job.branch_id!).executeTakeFirstOrThrow();
+  // A restore point, or a base backup (which only a replay can restore): archive/pitr.ts
+  // fetches and replays; the target database is checked and made here as for a dump.
+  const pointInTime = params.restore_point !== undefined || params.target_data_dir !== undefined || backup.method === 'base';
+  if (pointInTime && params.target_data_dir !== undefined) {
+    // A recovered data directory: no database to make or check.
+    try {
+      await runPointInTimeRestore(ctx, job, signal);
+      return { state: 'success', error: null, result: JSON.stringify({ restore_point: params.restore_point ?? null, target_data_dir: params.target_data_dir }), completed_at: nowIso(ctx.clock()) };
+    } catch (e) {
+      return { state: 'failed', error: signal.aborted ? messageOf(signal.reason) : messageOf(e), completed_at: nowIso(ctx.clock()) };
+    }
+  }
   const engine = engineFor(backup.engine);
   const conn = branchConnection(ctx, branch.connection_url_enc);
   let created = false;
@@ -188,17 +200,6 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
   const preserveOwnership = params.preserve_ownership === true;
   // Notes on database properties the new database could not keep (a setting this server refuses).
   let notes: string[] = [];
-  // A restore point, or a base backup (which only a replay can restore): archive/pitr.ts
-  // fetches and replays; the target database is checked and made here as for a dump.
-  const pointInTime = params.restore_point !== undefined || params.target_data_dir !== undefined || backup.method === 'base';
-  if (pointInTime && params.target_data_dir !== undefined) {
-    try {
-      await runPointInTimeRestore(ctx, job, signal);
-      return { state: 'success', error: null, result: JSON.stringify({ restore_point: params.restore_point ?? null, target_data_dir: params.target_data_dir }), completed_at: nowIso(ctx.clock()) };
-    } catch (e) {
-      return fail(signal.aborted ? messageOf(signal.reason) : messageOf(e));
-    }
-  }
   try {
     // Before anything is created or written: a statement the server would refuse, roles it lacks.
     const preflight = await restorePreflight(engine, backup, conn, preserveOwnership);

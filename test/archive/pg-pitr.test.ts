@@ -144,6 +144,7 @@ test('restore to a time between two commits, to latest, and into a data director
 
   // Disaster recovery: the cluster itself, at a time between the 2nd and 3rd commit.
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-pitr-dd-')), 'recovered');
+  fs.chmodSync(path.dirname(dir), 0o711); // the postgres user starts a server on it below
   try {
     await restoreTo('at_two_dir', { restore_point: between(2, 3), target_data_dir: dir });
     assert.ok(fs.existsSync(path.join(dir, 'PG_VERSION')));

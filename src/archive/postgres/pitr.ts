@@ -92,7 +92,8 @@ function stopOf(plan: PitrPlan): Stop {
 
 function recoverySettings(stop: Stop, walDir: string): Record<string, string> {
   const s: Record<string, string> = { restore_command: copyRestoreCommand(walDir), recovery_target_timeline: 'latest', recovery_target_action: 'promote' };
-  if (stop.kind === 'time') Object.assign(s, { recovery_target_time: stop.at, recovery_target_inclusive: 'on' });
+  // "2024-05-01 13:45:00.123+00": the setting's own check refuses ISO's "T…Z" form.
+  if (stop.kind === 'time') Object.assign(s, { recovery_target_time: stop.at.replace('T', ' ').replace(/Z$/, '+00'), recovery_target_inclusive: 'on' });
   if (stop.kind === 'backup-end') s.recovery_target = 'immediate';
   return s;
 }
@@ -274,10 +275,17 @@ async function waitForPromotion(server: RecoveryServer, users: string[], databas
  * returns the bootstrap superuser's name (for copying the database out).
  */
 async function checkReplay(client: pg.Client, server: RecoveryServer, stop: Stop, plan: PitrPlan): Promise<string> {
+  // Times are compared by the server, to the microsecond: the catalog's event times are
+  // whole milliseconds (a last commit rounded up), JavaScript's Dates too.
+  const limit = stop.kind === 'time' ? stop.at : stop.kind === 'end' ? stop.notAfter : null;
+  const expected = stop.kind === 'end' ? lastEventOf(plan.files.map((file: ArchiveFile) => ({ file }))) : null;
   const row = (
-    await client.query<{ su: string; replayed: Date | null; recovery: boolean; seg: string }>(
+    await client.query<{ su: string; replayed: Date | null; recovery: boolean; seg: string; past: boolean | null; short: boolean | null }>(
       `SELECT (SELECT rolname FROM pg_roles WHERE oid = 10) AS su, pg_last_xact_replay_timestamp() AS replayed, pg_is_in_recovery() AS recovery,
-              (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS seg`,
+              (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS seg,
+              pg_last_xact_replay_timestamp() > $1::timestamptz AS past,
+              coalesce(pg_last_xact_replay_timestamp() < $2::timestamptz - interval '1 millisecond', $2::timestamptz IS NOT NULL) AS short`,
+      [limit, expected],
     )
   ).rows[0];
   if (row.recovery) throw new EngineError('the temporary server is still in recovery after it accepted connections');
@@ -287,7 +295,7 @@ async function checkReplay(client: pg.Client, server: RecoveryServer, stop: Stop
     if (!/recovery stopping before (commit|abort) of transaction/.test(log)) {
       throw new EngineError(`the replay did not stop at ${stop.at}: the archived WAL ended first; nothing was restored`);
     }
-    if (replayed !== null && Date.parse(replayed) > Date.parse(stop.at)) throw new EngineError(`the replay went past the restore point (last commit replayed at ${replayed}, after ${stop.at})`);
+    if (row.past) throw new EngineError(`the replay went past the restore point (last commit replayed at ${replayed}, after ${stop.at})`);
   } else if (stop.kind === 'end') {
     // Replay treats damaged WAL as its end: the end it found must be in the last segment fetched.
     const m = /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(log);
@@ -299,13 +307,8 @@ async function checkReplay(client: pg.Client, server: RecoveryServer, stop: Stop
       const lastSeg = parseSegmentName(last.name, size).segno;
       if (doneIn < lastSeg) throw new EngineError(`the replay ended in the middle of the archive (at ${m[1]}, before segment ${last.name}): a WAL segment is damaged; nothing was restored`);
     }
-    const expected = lastEventOf(plan.files.map((file: ArchiveFile) => ({ file })));
-    if (expected !== null && (replayed === null || Date.parse(replayed) < Date.parse(expected))) {
-      throw new EngineError(`the replay ended before the last archived commit (${expected}; replayed up to ${replayed ?? 'none'}); nothing was restored`);
-    }
-    if (stop.notAfter !== null && replayed !== null && Date.parse(replayed) > Date.parse(stop.notAfter)) {
-      throw new EngineError(`the archive's last commit (${replayed}) is after the restore point ${stop.notAfter}, by less than a millisecond; restore to a time a millisecond earlier or later`);
-    }
+    if (row.short) throw new EngineError(`the replay ended before the last archived commit (${expected}; replayed up to ${replayed ?? 'none'}); nothing was restored`);
+    if (row.past) throw new EngineError(`the archive's last commit (${replayed}) is after the restore point ${stop.notAfter}, by less than a millisecond; restore to a time a millisecond earlier or later`);
   } else if (!/consistent recovery state reached|recovery stopping after reaching consistency/.test(log)) {
     throw new EngineError('the replay did not reach the end of the base backup; nothing was restored');
   }
