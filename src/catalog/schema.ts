@@ -81,6 +81,8 @@ export interface BranchOptionsTable {
   branch_id: string;
   /** MariaDB: dump system-versioned tables with their history (`--dump-history`). */
   dump_history: Bool;
+  /** Parallelism of the branch's backups (`jobs`, migration 0019): 1 = one dump stream. */
+  jobs: ColumnType<number, number | undefined, number>;
   updated_at: string;
 }
 
@@ -159,6 +161,8 @@ export interface BackupsTable {
   method: ColumnType<BackupMethod, BackupMethod | undefined, BackupMethod>;
   /** JSON RecoveryStart: where WAL/binlog replay starts after this backup; null if unknown. */
   recovery_start: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The parallelism this backup was requested with (`jobs`); null = the branch's option (migration 0019). */
+  jobs: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export type BackupMethod = 'logical' | 'base' | 'incremental';
@@ -291,6 +295,11 @@ export interface ArtifactsTable {
   verified_at: ColumnType<string | null, string | null | undefined, string | null>;
   /** 'passed' | 'failed' (with the reason in a verification job), or null: never verified. */
   verification: ColumnType<string | null, string | null | undefined, string | null>;
+  /**
+   * A parallel backup's copy: JSON list of its part objects (jobs/parallel-parts.ts), in the
+   * folder of `path` (then its SHA256SUMS file); null for a single-stream dump (migration 0019).
+   */
+  parts: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export type JobKind = 'restore' | 'verify' | 'repair';
