@@ -187,6 +187,10 @@ export interface Database {
 export interface RestoreState {
   id: string;
   backup_id: string;
+  /** A point-in-time restore: the time (ISO) or "latest" it replays to; null for a backup restored as it is. */
+  restore_point: string | null;
+  /** While a point-in-time restore runs: what it is doing (fetching WAL, replaying, copying out). */
+  phase: string | null;
   state: 'pending' | 'running' | 'success' | 'failed' | 'canceled';
   bytes: number;
   total_bytes: number;
@@ -204,6 +208,27 @@ export interface Branch {
   kind: 'postgresql' | 'mysql';
   connection: { host: string; port: number; database: string; user: string };
   restore: RestoreState | null;
+  /** Continuous archiving (point-in-time recovery) is on. */
+  archiving: boolean;
+  archive: ArchiveStatus | null;
+}
+
+export type ArchiveState = 'starting' | 'streaming' | 'stopped' | 'failed';
+
+/** The state of a branch's continuous archiving (null on a branch where it was never switched on). */
+export interface ArchiveStatus {
+  enabled: boolean;
+  state: ArchiveState;
+  error: string | null;
+  last_shipped_at: string | null;
+  slot_name?: string | null;
+}
+
+/** GET .../recovery-window: the times a point-in-time restore can reach, and the holes in the archive. */
+export interface RecoveryWindow {
+  earliest: string | null;
+  latest: string | null;
+  gaps: Array<{ after: string | null; before: string | null; missing: string[] }>;
 }
 
 export interface OverviewEntry {
@@ -218,6 +243,7 @@ export interface OverviewEntry {
   overdue: boolean;
   overdue_at: string | null;
   last_drill: { state: string; completed_at: string | null; error: string | null } | null;
+  archive: ArchiveStatus | null;
   attention: boolean;
 }
 

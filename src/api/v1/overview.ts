@@ -1,7 +1,7 @@
 /**
  * What the dashboard's first page and its charts read: one line per branch (its last run,
  * its last success and age, its next scheduled run, what it stores, whether it is overdue
- * or its last restore drill failed), and a branch's backups over time.
+ * or its last restore drill failed, its continuous archiving), and a branch's backups over time.
  *
  * The overview is a handful of grouped queries per organization, whatever the number of
  * backups (bench/overview.ts measures it with 10,000): never a query per branch or a loop
@@ -56,7 +56,18 @@ const OverviewEntry = Type.Object(
         { additionalProperties: false, description: 'the newest restore drill (a full verification a policy scheduled)' },
       ),
     ),
-    attention: Type.Boolean({ description: 'overdue, or the last run failed, or the last drill failed' }),
+    archive: Nullable(
+      Type.Object(
+        {
+          enabled: Type.Boolean(),
+          state: Type.Union(['starting', 'streaming', 'stopped', 'failed'].map((s) => Type.Literal(s))),
+          error: Nullable(Type.String({ description: 'why archiving failed (cleaned, no secrets)' })),
+          last_shipped_at: Nullable(Type.String({ description: 'when the last WAL segment / binlog was stored' })),
+        },
+        { additionalProperties: false, description: 'continuous archiving (point-in-time recovery) of the branch, as GET branch shows it; null: never switched on' },
+      ),
+    ),
+    attention: Type.Boolean({ description: 'overdue, or the last run failed, or the last drill failed, or archiving is on and failing' }),
   },
   { additionalProperties: false },
 );
@@ -200,7 +211,12 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       .where('organization_id', '=', organizationId)
       .where('deleted_at', 'is', null)
       .execute();
-    const [runRows, successRows, drillRows, stored, counts, policies, freshRows] = await Promise.all([
+    const archiversQuery = db
+      .selectFrom('archivers')
+      .select(['branch_id', 'enabled', 'state', 'error', 'last_shipped_at'])
+      .where('organization_id', '=', organizationId)
+      .execute();
+    const [runRows, successRows, drillRows, stored, counts, policies, freshRows, archiverRows] = await Promise.all([
       lastRuns,
       lastSuccesses,
       drills,
@@ -208,7 +224,9 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       countsQuery,
       policiesQuery,
       branchFreshness(ctx, { organizationId, now }),
+      archiversQuery,
     ]);
+    const archivers = new Map(archiverRows.map((a) => [a.branch_id, a]));
     const freshness = new Map(freshRows.map((f) => [f.branch_id, f]));
 
     // Rows that tie on a timestamp (two backups in one millisecond) resolve to the greater id, so the answer is stable.
@@ -236,6 +254,8 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       const overdue = fresh?.overdue ?? false;
       const lastRunFailed = run?.state === 'failed';
       const drillFailed = drill?.state === 'failed';
+      const archiver = archivers.get(b.branch_id);
+      const archiveFailed = archiver?.enabled === 1 && archiver.state === 'failed';
       return {
         database: { id: b.database_id, name: b.database_name, kind: b.kind },
         branch: { id: b.branch_id, name: b.branch_name, production: b.production === 1 },
@@ -259,7 +279,8 @@ export function overviewRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         overdue,
         overdue_at: fresh?.overdue_at ?? null,
         last_drill: drill ? { state: drill.state as JobState, completed_at: drill.completed_at, error: drill.error } : null,
-        attention: overdue || lastRunFailed || drillFailed,
+        archive: archiver ? { enabled: archiver.enabled === 1, state: archiver.state, error: archiver.error, last_shipped_at: archiver.last_shipped_at } : null,
+        attention: overdue || lastRunFailed || drillFailed || archiveFailed,
       };
     });
   }

@@ -5,6 +5,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { get, post, queryString, type Artifacts, type Backup, type List } from '../api.js';
+import { ArchivingPanel } from '../components/Archiving.js';
 import { ErrorBox } from '../components/ErrorBox.js';
 import { Loading } from '../components/Loading.js';
 import { PageHeader } from '../components/PageHeader.js';
@@ -90,6 +91,7 @@ export function Backups({ params, query }: PageProps) {
         </a>
       </PageHeader>
       <ErrorBox error={actionError} />
+      <ArchivingPanel org={org} database={database} branch={branch} />
       <form
         class="filters card"
         aria-label="Filter backups"

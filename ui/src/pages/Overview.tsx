@@ -1,11 +1,13 @@
 /**
  * Every branch the token can read, at a glance: last good backup and its age, the last
  * run, the next one, stored bytes, and a mark (in words, not only red) on branches that are
- * overdue, whose last run failed or whose last restore drill failed. Below, per branch, the
+ * overdue, whose last run failed, whose last restore drill failed or whose archiving failed;
+ * and, for archived branches, the recovery window (gaps in red). Below, per branch, the
  * size and duration of its backups over the last 90 days, loaded as the charts scroll into view.
  */
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { HistoryPoint, OverviewEntry } from '../api.js';
+import { ArchiveStateView, RecoveryWindowView } from '../components/Archiving.js';
 import { Chart, type ChartPoint } from '../components/Chart.js';
 import { ErrorBox } from '../components/ErrorBox.js';
 import { Loading } from '../components/Loading.js';
@@ -24,6 +26,7 @@ export function attentionReasons(e: OverviewEntry): string[] {
   if (e.overdue) out.push('Overdue: no successful backup for more than twice the policy frequency');
   if (e.last_backup?.state === 'failed') out.push('Last backup failed');
   if (e.last_drill?.state === 'failed') out.push('Last restore drill failed');
+  if (e.archive?.enabled && e.archive.state === 'failed') out.push('Archiving failed');
   return out;
 }
 
@@ -81,6 +84,7 @@ export function Overview(_props: PageProps) {
                       <th scope="col">Last successful backup</th>
                       <th scope="col">Last run</th>
                       <th scope="col">Next run</th>
+                      <th scope="col">Point-in-time recovery</th>
                       <th scope="col" class="num">
                         Stored
                       </th>
@@ -91,7 +95,7 @@ export function Overview(_props: PageProps) {
                   </thead>
                   <tbody>
                     {shown.map((e) => (
-                      <OverviewRow key={e.branch.id} e={e} />
+                      <OverviewRow key={e.branch.id} e={e} org={org} />
                     ))}
                   </tbody>
                 </table>
@@ -110,7 +114,7 @@ export function Overview(_props: PageProps) {
   );
 }
 
-function OverviewRow({ e }: { e: OverviewEntry }) {
+function OverviewRow({ e, org }: { e: OverviewEntry; org: string }) {
   const reasons = attentionReasons(e);
   const last = e.last_backup;
   return (
@@ -164,6 +168,10 @@ function OverviewRow({ e }: { e: OverviewEntry }) {
         )}
       </td>
       <td data-label="Next run">{e.next_run_at ? <Time iso={e.next_run_at} relative /> : <span class="muted">not scheduled</span>}</td>
+      <td data-label="Point-in-time recovery" class="pitr-cell">
+        <ArchiveStateView archive={e.archive} compact />
+        {e.archive?.enabled && <RecoveryWindowView org={org} database={e.database.name} branch={e.branch.name} />}
+      </td>
       <td data-label="Stored" class="num">{formatBytes(e.stored_bytes)}</td>
       <td data-label="Backups" class="num">{e.backup_count}</td>
     </tr>

@@ -1,11 +1,14 @@
 /**
  * Restore a backup into a NEW branch: a new database on the backup's server named after the
- * branch, or an (empty) database given by its connection URL. Then follow the restore
- * (bytes, rate, ETA) to its result. The branch being watched is in the URL, so a reload
- * keeps following it.
+ * branch, or an (empty) database given by its connection URL. An archived branch can also be
+ * restored to a point in time (a UTC time within its recovery window, or "latest"): the
+ * request then sends `restore_point` and Strongbox picks the base backup. Then follow the
+ * restore (bytes, rate, ETA, and a point-in-time restore's phase) to its result. The branch
+ * being watched is in the URL, so a reload keeps following it.
  */
 import { useEffect, useState } from 'preact/hooks';
 import { get, post, queryString, type Backup, type Branch, type Database, type List } from '../api.js';
+import { formatUtc, fromUtcInput, RecoveryWindowView, toUtcInput } from '../components/Archiving.js';
 import { ErrorBox } from '../components/ErrorBox.js';
 import { Loading } from '../components/Loading.js';
 import { PageHeader } from '../components/PageHeader.js';
@@ -36,6 +39,10 @@ function RestoreForm({ initial }: { initial: { database: string; branch: string;
   const [overwrite, setOverwrite] = useState(false);
   const [ownership, setOwnership] = useState(false);
   const [identity, setIdentity] = useState('');
+  // What to restore: a backup as it was taken, or (archived branches) the branch at a point in time.
+  const [mode, setMode] = useState<'backup' | 'time'>('backup');
+  const [pointLatest, setPointLatest] = useState(true);
+  const [when, setWhen] = useState('');
   const [error, setError] = useState<unknown>(undefined);
   const [busy, setBusy] = useState(false);
 
@@ -44,6 +51,11 @@ function RestoreForm({ initial }: { initial: { database: string; branch: string;
   const backups = useApi<List<Backup>>(database && branch ? orgApi(org, 'databases', database, 'branches', branch, 'backups') + queryString({ per_page: 100 }) : null);
   // Restorable: finished and not deleted (a backup that failed on one destination may still have good copies).
   const restorable = (backups.data?.data ?? []).filter((b) => b.deleted_at === null && (b.state === 'success' || b.state === 'failed'));
+  const chosenBranch = (branches.data?.data ?? []).find((b) => b.name === branch);
+  // A branch that was ever archived may have a recovery window (switched off: what was archived stays).
+  const archived = chosenBranch?.archive != null;
+  const pointInTime = archived && mode === 'time';
+  const restorePoint = pointLatest ? 'latest' : fromUtcInput(when);
 
   // Defaults once the lists arrive: the only database/branch, the newest good backup.
   useEffect(() => {
@@ -66,7 +78,7 @@ function RestoreForm({ initial }: { initial: { database: string; branch: string;
     setBusy(true);
     setError(undefined);
     try {
-      const body: Record<string, unknown> = { name: name.trim(), backup_id: backup };
+      const body: Record<string, unknown> = pointInTime ? { name: name.trim(), parent_branch: branch, restore_point: restorePoint } : { name: name.trim(), backup_id: backup };
       if (target === 'url') {
         body.connection_url = url.trim();
         if (overwrite) body.overwrite = true;
@@ -132,24 +144,65 @@ function RestoreForm({ initial }: { initial: { database: string; branch: string;
               ))}
             </select>
           </div>
-          <div class="field">
-            <label for="r-backup">Backup</label>
-            <select id="r-backup" required value={backup} disabled={!branch} onChange={(e) => setBackup((e.target as HTMLSelectElement).value)}>
-              <option value="">Choose…</option>
-              {restorable.map((b) => (
-                <option key={b.id} value={b.id}>
-                  {formatTime(b.completed_at ?? b.created_at)} · {b.name} · {formatBytes(b.size)}
-                  {b.state === 'failed' ? ' (failed on some destination)' : ''}
-                </option>
-              ))}
-            </select>
-            {branch && backups.data && restorable.length === 0 && <p class="hint">This branch has no backup that can be restored.</p>}
-            {chosen && (
-              <p class="hint">
-                <StateBadge state={chosen.state} /> taken <Time iso={chosen.completed_at ?? chosen.created_at} relative />
-              </p>
-            )}
-          </div>
+          {archived && (
+            <div class="field" role="radiogroup" aria-labelledby="r-what">
+              <span id="r-what" class="label">What to restore</span>
+              <label class="inline-check">
+                <input type="radio" name="what" checked={mode === 'backup'} onChange={() => setMode('backup')} /> A backup, as it was taken
+              </label>
+              <label class="inline-check">
+                <input type="radio" name="what" checked={mode === 'time'} onChange={() => setMode('time')} /> The branch at a point in time (continuous archiving)
+              </label>
+            </div>
+          )}
+          {pointInTime && (
+            <div class="field point-in-time">
+              <RecoveryWindowView
+                org={org}
+                database={database}
+                branch={branch}
+                onLoaded={(w) => {
+                  if (!when && w.latest) setWhen(toUtcInput(w.latest));
+                }}
+              />
+              <label class="inline-check">
+                <input type="radio" name="point" checked={pointLatest} onChange={() => setPointLatest(true)} /> Latest: everything archived so far
+              </label>
+              <label class="inline-check">
+                <input type="radio" name="point" checked={!pointLatest} onChange={() => setPointLatest(false)} /> At a time
+              </label>
+              {!pointLatest && (
+                <>
+                  <label for="r-when">Time (UTC)</label>
+                  <input id="r-when" type="datetime-local" step="1" required value={when} onInput={(e) => setWhen((e.target as HTMLInputElement).value)} aria-describedby="r-when-hint" />
+                  <p class="hint" id="r-when-hint">
+                    In UTC, to the second: every transaction committed at or before it is restored, none after.
+                    {restorePoint && restorePoint !== 'latest' ? ` Restores to ${formatUtc(restorePoint)}.` : ''} Strongbox picks the newest backup before it and replays the archive from there.
+                  </p>
+                </>
+              )}
+            </div>
+          )}
+          {!pointInTime && (
+            <div class="field">
+              <label for="r-backup">Backup</label>
+              <select id="r-backup" required value={backup} disabled={!branch} onChange={(e) => setBackup((e.target as HTMLSelectElement).value)}>
+                <option value="">Choose…</option>
+                {restorable.map((b) => (
+                  <option key={b.id} value={b.id}>
+                    {formatTime(b.completed_at ?? b.created_at)} · {b.name} · {formatBytes(b.size)}
+                    {b.state === 'failed' ? ' (failed on some destination)' : ''}
+                  </option>
+                ))}
+              </select>
+              {branch && backups.data && restorable.length === 0 && <p class="hint">This branch has no backup that can be restored.</p>}
+              {chosen && (
+                <p class="hint">
+                  <StateBadge state={chosen.state} /> taken <Time iso={chosen.completed_at ?? chosen.created_at} relative />
+                </p>
+              )}
+            </div>
+          )}
         </fieldset>
         <fieldset>
           <legend>Restore into</legend>
@@ -192,7 +245,7 @@ function RestoreForm({ initial }: { initial: { database: string; branch: string;
           </div>
         </details>
         <ErrorBox error={error} />
-        <button type="submit" class="primary" disabled={busy || !backup || !name.trim()}>
+        <button type="submit" class="primary" disabled={busy || (pointInTime ? !restorePoint : !backup) || !name.trim()}>
           {busy ? 'Starting the restore…' : 'Restore'}
         </button>
       </form>
@@ -224,6 +277,16 @@ function RestoreProgress({ database, branch }: { database: string; branch: strin
           <h2 id="restore-h">
             <StateBadge state={r.state} />
           </h2>
+          {r.restore_point && (
+            <p>
+              Point in time: <strong>{r.restore_point === 'latest' ? 'latest (everything archived)' : formatUtc(r.restore_point)}</strong>
+            </p>
+          )}
+          {live && r.phase && (
+            <p class="phase" role="status" data-phase>
+              {r.phase}…
+            </p>
+          )}
           {live && (
             <ProgressBar
               label="Restore progress"
