@@ -4,11 +4,13 @@
  * id>`), the job records it before the database is created and clears it once dropped,
  * so a worker that dies (kill -9) cannot leave one behind: recovery, on start and on
  * lease take-over, drops every scratch database still recorded by a job that no longer
- * runs.
+ * runs. The scratch folders and temporary servers of point-in-time restores are swept at
+ * the same moments.
  */
 import type { AppContext } from '../context.js';
 import { nowIso } from '../catalog/ids.js';
 import { engineFor, parseConnectionUrl } from '../engines/index.js';
+import { sweepPitrScratch } from '../archive/postgres/server.js';
 
 /** The scratch database of job `jobId`: recognisable, and a safe name on both engines. */
 export function scratchDatabaseName(jobId: string): string {
@@ -35,6 +37,8 @@ const lastTry = new WeakMap<AppContext, Map<string, number>>();
  * that cannot be reached now is tried again later.
  */
 export async function dropLeftoverScratch(ctx: AppContext): Promise<number> {
+  // Point-in-time restores leave a scratch folder and a temporary server instead (archive/postgres/server.ts).
+  await sweepPitrScratch(ctx).catch((e) => ctx.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not look for leftover point-in-time restore folders'));
   const rows = await ctx.db
     .selectFrom('jobs')
     .innerJoin('backups', 'backups.id', 'jobs.backup_id')

@@ -142,6 +142,21 @@ test('restore to a time between two commits, to latest, and into a data director
   assert.deepEqual(await idsIn('at_latest'), [0, 1, 2, 3]);
   assertNothingLeft();
 
+  // The base backup by itself: replayed to its own end only.
+  const own = await api(server, 'POST', `${dbPath}/branches`, { name: 'base_only', backup_id: base.id });
+  assert.equal(own.status, 201, JSON.stringify(own.body));
+  assert.equal((await waitForRestore(server, dbPath, 'base_only', 120_000)).restore?.state, 'success');
+  assert.deepEqual(await idsIn('base_only'), [0]);
+
+  // The Yandex view's time, for an archived cluster.
+  const yx = await api(server, 'POST', '/managed-postgresql/v1/clusters:restore', { backupId: base.id, name: 'yx_at_two', time: between(2, 3), environment: 'PRODUCTION' }, `Bearer ${server.token}`);
+  assert.equal(yx.status, 200, JSON.stringify(yx.body));
+  const yxBranch = await waitForRestore(server, dbPath, 'yx_at_two', 120_000);
+  assert.equal(yxBranch.restore?.state, 'success', JSON.stringify(yxBranch.restore));
+  assert.equal(yxBranch.restore?.restore_point, between(2, 3));
+  assert.deepEqual(await idsIn('yx_at_two'), [0, 1, 2]);
+  assertNothingLeft();
+
   // Disaster recovery: the cluster itself, at a time between the 2nd and 3rd commit.
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-pitr-dd-')), 'recovered');
   fs.chmodSync(path.dirname(dir), 0o711); // the postgres user starts a server on it below
@@ -195,6 +210,11 @@ test('a missing archived segment: the window shows the gap, a restore past it is
     assert.equal(r.status, 409, JSON.stringify(r.body));
     assert.ok(r.body.message.includes(lost), r.body.message);
   }
+  const baseId = (await server.ctx.db.selectFrom('backups').select('id').where('method', '=', 'base').where('state', '=', 'success').executeTakeFirstOrThrow()).id;
+  const yx = await api(server, 'POST', '/managed-postgresql/v1/clusters:restore', { backupId: baseId, name: 'yx_across_gap', time: between(5, 6) }, `Bearer ${server.token}`);
+  assert.equal(yx.status, 409, JSON.stringify(yx.body));
+  assert.equal(yx.body.code, 9, 'FAILED_PRECONDITION');
+  assert.ok(yx.body.message.includes(lost), yx.body.message);
   // Before the gap still restores.
   await restoreTo('before_gap', { restore_point: between(3, 4) });
   assert.deepEqual(await idsIn('before_gap'), [0, 1, 2, 3]);
@@ -203,7 +223,9 @@ test('a missing archived segment: the window shows the gap, a restore past it is
 
 test('the scratch folder and server of a restore whose process died are swept', async () => {
   // What a kill -9 leaves: a scratch folder named after a job that no longer runs, with a
-  // postgres running on its data directory.
+  // postgres running on its data directory. Made while the job runner is stopped (it sweeps
+  // on every pass), then found by the runner's start, as after a restart.
+  await server.runner.stop();
   const dir = path.join(ensureScratchRoot(server.ctx), 'deadjob00001');
   const data = path.join(dir, 'data');
   fs.mkdirSync(data, { recursive: true, mode: 0o700 });
@@ -215,10 +237,10 @@ test('the scratch folder and server of a restore whose process died are swept', 
   const started = asPg(`${bin}/pg_ctl`, ['-D', data, '-l', path.join(dir, 'server.log'), '-w', '-o', `-p ${port} -k ${dir} -c listen_addresses=`, 'start']);
   assert.equal(started.status, 0, started.stderr);
   assert.ok(processesMentioning(data).length > 0);
-  const removed = await sweepPitrScratch(server.ctx);
-  assert.ok(removed >= 1);
-  assert.ok(!fs.existsSync(dir));
-  await until('the leftover server gone', async () => (processesMentioning(data).length === 0 ? true : undefined), 15_000);
+  await server.runner.start();
+  await until('the leftover folder removed', async () => (fs.existsSync(dir) ? undefined : true), 30_000);
+  assert.deepEqual(processesMentioning(data), [], 'the leftover server was stopped');
+  assert.equal(await sweepPitrScratch(server.ctx), 0, 'nothing left to sweep');
 });
 
 /** Start a plain postgres on a recovered data directory and read the rows of shop.items. */
