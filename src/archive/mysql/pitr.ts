@@ -56,7 +56,8 @@ export function checkChain(startFile: string, names: string[]): void {
   }
 }
 
-export async function restoreMysqlToPoint(ctx: AppContext, job: Job, plan: PitrPlan, signal: AbortSignal): Promise<void> {
+/** Restore `plan` into the (existing, empty) database of the job's branch, or `into` (a restore drill's scratch database). */
+export async function restoreMysqlToPoint(ctx: AppContext, job: Job, plan: PitrPlan, signal: AbortSignal, into?: ConnectionInfo): Promise<void> {
   const backup = plan.backup;
   const start = backup.recovery_start ? (JSON.parse(backup.recovery_start) as { file?: string; position?: number }) : null;
   if (!start?.file || typeof start.position !== 'number') {
@@ -64,9 +65,12 @@ export async function restoreMysqlToPoint(ctx: AppContext, job: Job, plan: PitrP
   }
   const names = plan.files.map((f) => f.name);
   checkChain(start.file, names);
-  const target = await ctx.db.selectFrom('branches').selectAll().where('id', '=', job.branch_id!).executeTakeFirstOrThrow();
-  if (target.connection_url_enc === null) throw new EngineError('the branch to restore into has no connection URL');
-  const conn = parseConnectionUrl(ctx.secrets.open(target.connection_url_enc)).info;
+  let conn = into;
+  if (!conn) {
+    const target = await ctx.db.selectFrom('branches').selectAll().where('id', '=', job.branch_id!).executeTakeFirstOrThrow();
+    if (target.connection_url_enc === null) throw new EngineError('the branch to restore into has no connection URL');
+    conn = parseConnectionUrl(ctx.secrets.open(target.connection_url_enc)).info;
+  }
   const source = await sourceDatabaseName(ctx, backup);
   if (!source) throw new EngineError(`the name of the database backup "${backup.id}" was taken from is not known; binlog events cannot be picked out without it`);
   if (plan.targetTime !== 'latest') refuseBeyondArchive(plan);

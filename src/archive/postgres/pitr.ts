@@ -100,10 +100,10 @@ function recoverySettings(stop: Stop, walDir: string): Record<string, string> {
 
 /**
  * Restore `plan` for restore job `job`: into the (existing, empty) database of the job's
- * branch, or into `target_data_dir`. Throws with a clear message on any failure; the scratch
+ * branch (or `into`, a restore drill's scratch database), or into `target_data_dir`. Throws with a clear message on any failure; the scratch
  * folder and the temporary server are gone when it returns or throws.
  */
-export async function restorePostgresToPoint(ctx: AppContext, job: Job, plan: PitrPlan, signal: AbortSignal): Promise<void> {
+export async function restorePostgresToPoint(ctx: AppContext, job: Job, plan: PitrPlan, signal: AbortSignal, into?: ConnectionInfo): Promise<void> {
   const params = JSON.parse(job.params) as RestoreParams & PitrParams;
   const scratch = pitrScratchDir(ctx, job.id);
   const owner = serverOwner();
@@ -169,9 +169,13 @@ export async function restorePostgresToPoint(ctx: AppContext, job: Job, plan: Pi
       return;
     }
 
-    const target = await ctx.db.selectFrom('branches').select('connection_url_enc').where('id', '=', job.branch_id!).executeTakeFirstOrThrow();
-    if (target.connection_url_enc === null) throw new EngineError('the branch has no connection URL');
-    const targetConn = parseConnectionUrl(ctx.secrets.open(target.connection_url_enc)).info;
+    // A restore drill (jobs/verify.ts) gives its scratch database; a restore job restores into its branch's.
+    let targetConn = into;
+    if (!targetConn) {
+      const target = await ctx.db.selectFrom('branches').select('connection_url_enc').where('id', '=', job.branch_id!).executeTakeFirstOrThrow();
+      if (target.connection_url_enc === null) throw new EngineError('the branch has no connection URL');
+      targetConn = parseConnectionUrl(ctx.secrets.open(target.connection_url_enc)).info;
+    }
     await progress.phase(`copying database "${dbName}" into "${targetConn.database}"`);
     await copyDatabaseOut({ host: server.socketDir, port: server.port, database: dbName, user: superuser, password: '' }, targetConn, major, params, signal, progress);
   } finally {
