@@ -14,12 +14,18 @@
  * (a unique index), so several workers ticking at once enqueue it once. A drill that
  * fails is recorded as an `events` row (kind `verification.failed`) for the notification
  * channels, exactly once per job (the event's id derives from the job's).
+ *
+ * A drill of an archived branch (continuous archiving on) carries `restore_point: 'latest'`:
+ * it restores the branch to its latest archived time from the drilled backup on and compares
+ * the copy with the source where the source did not change while the drill ran
+ * (archive/drill.ts says why that is the honest comparison).
  */
 import type { AppContext } from '../context.js';
 import type { BackupPolicy, Branch } from '../catalog/schema.js';
 import { newJob } from '../catalog/jobs.js';
 import { nowIso } from '../catalog/ids.js';
 import { policyBranches } from '../catalog/policies.js';
+import { isArchived } from '../archive/archivers.js';
 
 export type DrillUnit = 'hour' | 'day' | 'week' | 'month';
 type DrillPolicy = Pick<BackupPolicy, 'id' | 'organization_id' | 'database_id' | 'target' | 'verify_every' | 'verification_frequency_value' | 'verification_frequency_unit'>;
@@ -93,12 +99,13 @@ export async function runDrills(ctx: AppContext): Promise<DrillResult> {
 }
 
 /** Insert a drill job unless its key is taken; its id, or null when another pass had it. */
-async function enqueue(ctx: AppContext, p: DrillPolicy, backupId: string, rule: 'every' | 'period', key: string): Promise<string | null> {
+async function enqueue(ctx: AppContext, p: DrillPolicy, branch: Branch, backupId: string, rule: 'every' | 'period', key: string): Promise<string | null> {
+  const pointInTime = await isArchived(ctx, branch.id);
   const job = newJob({
     organizationId: p.organization_id,
     kind: 'verify',
     backupId,
-    params: { restore: true, drill: { policy_id: p.id, rule } },
+    params: { restore: true, ...(pointInTime ? { restore_point: 'latest' } : {}), drill: { policy_id: p.id, rule } },
     actorId: null,
     now: ctx.clock(),
     policyId: p.id,
@@ -111,7 +118,7 @@ async function enqueue(ctx: AppContext, p: DrillPolicy, backupId: string, rule: 
     .returning('id')
     .executeTakeFirst();
   if (!inserted) return null;
-  ctx.log.info({ job: job.id, backup: backupId, policy: p.id, rule }, 'restore drill queued');
+  ctx.log.info({ job: job.id, backup: backupId, policy: p.id, rule, point_in_time: pointInTime }, 'restore drill queued');
   return job.id;
 }
 
@@ -138,7 +145,7 @@ async function drillEvery(ctx: AppContext, p: DrillPolicy, branch: Branch): Prom
   if (last) q = q.where('created_at', '>', last.backup_created_at);
   const since = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(p.verify_every!).execute();
   if (since.length < p.verify_every!) return null;
-  return enqueue(ctx, p, since[0].id, 'every', `every:${p.id}:${since[0].id}`);
+  return enqueue(ctx, p, branch, since[0].id, 'every', `every:${p.id}:${since[0].id}`);
 }
 
 /** verification_frequency: the branch's newest backup, unless it had a full verification in this period. */
@@ -170,7 +177,7 @@ async function drillPeriod(ctx: AppContext, p: DrillPolicy, branch: Branch): Pro
     .where('jobs.created_at', '>=', since)
     .execute();
   if (recent.some((j) => (JSON.parse(j.params) as { restore?: boolean }).restore === true)) return null;
-  return enqueue(ctx, p, newest.id, 'period', `period:${p.id}:${branch.id}:${unit}:${value}:${index}`);
+  return enqueue(ctx, p, branch, newest.id, 'period', `period:${p.id}:${branch.id}:${unit}:${value}:${index}`);
 }
 
 /** Every drill that failed and has no event yet gets one (kind verification.failed). */

@@ -4,7 +4,8 @@
  * also restore into a scratch database, dump it again and compare its contents (data
  * digests per table, the inventory of the other objects) with those recorded at backup
  * time (comparison.ts; row counts for older backups), and drop the scratch database
- * whatever happens, even after a crash (scratch.ts).
+ * whatever happens, even after a crash (scratch.ts). A drill of an archived branch restores
+ * to its latest archived time instead, and compares with the source (archive/drill.ts).
  */
 import type { AppContext } from '../context.js';
 import type { Artifact, Backup, Job } from '../catalog/schema.js';
@@ -20,9 +21,14 @@ import { compareRestored, type Comparison } from './comparison.js';
 import { clearScratch, recordScratch, scratchDatabaseName } from './scratch.js';
 import { recordedProperties, statementTooLarge, verificationWarnings } from './fidelity.js';
 import { cleanErrorText } from '../error-text.js';
+import { checkPartsCopy, dataPartCount } from './parallel-copies.js';
+import { checkPointInTimeRestore } from '../archive/drill.js';
+import { BACKUP_END } from '../archive/pitr.js';
 
 export interface VerifyParams {
   restore: boolean;
+  /** A restore drill of an archived branch: restore to this point ('latest') and compare with the source (archive/drill.ts). */
+  restore_point?: 'latest';
 }
 
 export interface ArtifactCheck {
@@ -109,7 +115,8 @@ async function checkRestore(ctx: AppContext, backup: Backup, artifact: Artifact,
   await recordScratch(ctx, jobId, scratch.database);
   await engine.createDatabase(source, scratch.database, recordedProperties(backup));
   try {
-    await withIdentities(ctx, job, (identityFiles) => restoreArtifact(ctx, engine, backup, artifact, scratch, { signal, identityFiles }));
+    // A parallel backup restores with as many processes as it was dumped with.
+    await withIdentities(ctx, job, (identityFiles) => restoreArtifact(ctx, engine, backup, artifact, scratch, { signal, identityFiles, jobs: artifact.parts !== null ? dataPartCount(artifact) : undefined }));
     const compared = await compareRestored(ctx, engine, backup, scratch, signal);
     Object.assign(check, compared);
     check.ok = compared.error === null;
@@ -137,10 +144,17 @@ export async function runVerify(ctx: AppContext, job: Job, signal: AbortSignal):
   // A backup that failed only because some destination did is verified from the copies it has.
   const { copies: artifacts, refusal } = await readableCopies(ctx, backup);
   const checks: ArtifactCheck[] = [];
-  for (const a of artifacts) checks.push(await checkArtifact(ctx, backup, a, signal));
+  // A parallel backup's copy is checked part by part (parallel-copies.ts).
+  for (const a of artifacts) checks.push(a.parts !== null ? await checkPartsCopy(ctx, backup, a, signal) : await checkArtifact(ctx, backup, a, signal));
   let restore: RestoreCheck | null = null;
   const good = artifacts.find((a) => checks.find((c) => c.artifact_id === a.id)?.ok);
-  if (params.restore && good) restore = await checkRestore(ctx, backup, good, job, signal);
+  // An archived branch's drill, or a base backup (only a replay restores one): archive/drill.ts.
+  if (params.restore && good) {
+    restore =
+      params.restore_point === 'latest' || backup.method === 'base'
+        ? await checkPointInTimeRestore(ctx, backup, job, params.restore_point === 'latest' ? 'latest' : BACKUP_END, signal)
+        : await checkRestore(ctx, backup, good, job, signal);
+  }
 
   const warnings = await verificationWarnings(ctx, engineFor(backup.engine), backup, await sourceConnection(ctx, backup));
   const problems: string[] = [];
