@@ -24,6 +24,7 @@ import * as m0011 from './migrations/0011_notifications.js';
 import * as m0012 from './migrations/0012_ui_sessions.js';
 import * as m0013 from './migrations/0013_overview_index.js';
 import * as m0014 from './migrations/0014_archiving.js';
+import * as m0018 from './migrations/0018_backup_list_indexes.js';
 import * as m0019 from './migrations/0019_parallel_parts.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
@@ -174,6 +175,7 @@ const migrations: Record<string, Migration> = {
   '0012_ui_sessions': m0012,
   '0013_overview_index': m0013,
   '0014_archiving': m0014,
+  '0018_backup_list_indexes': m0018,
   '0019_parallel_parts': m0019,
 };
 

@@ -217,6 +217,22 @@ export interface ArchiveFilesTable {
   deleted_at: string | null;
 }
 
+/**
+ * How many backups a branch has per (live, state, policy, month of created_at): kept exact by
+ * triggers on `backups` (migration 0018), read by the list for total_count and to find page N.
+ */
+export interface BackupCountsTable {
+  branch_id: string;
+  /** 1: not deleted (deleted_at is null); 0: deleted. */
+  live: number;
+  state: BackupState;
+  /** backup_policy_id, or '' for a backup without a policy. */
+  policy_key: string;
+  /** 'YYYY-MM' of created_at. */
+  month: string;
+  n: number;
+}
+
 /** The stored copy of an archive file in one destination. */
 export interface ArchiveCopiesTable {
   id: string;
@@ -452,6 +468,7 @@ export interface CatalogSchema {
   archivers: ArchiversTable;
   archive_files: ArchiveFilesTable;
   archive_copies: ArchiveCopiesTable;
+  backup_counts: BackupCountsTable;
 }
 
 export interface AuditLogTable {

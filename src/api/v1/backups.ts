@@ -2,7 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../context.js';
-import { artifactsOf, createBackup, DEFAULT_RETENTION, listBackups } from '../../catalog/backups.js';
+import { artifactsOf, createBackup, DEFAULT_RETENTION } from '../../catalog/backups.js';
+import { listBackups } from '../../catalog/backup-list.js';
 import type { Branch } from '../../catalog/schema.js';
 import { openFirstReadable, readableCopies, deleteBackupArtifacts } from '../../jobs/artifacts.js';
 import { newId, nowIso } from '../../catalog/ids.js';
