@@ -22,6 +22,7 @@ import { api, registerBranch, startServer, until, waitForBackup, waitForRestore,
 import { freePort, postgresBinDir, startPrivatePostgres, type PrivateServer } from '../helpers/private-servers.js';
 import { processesMentioning } from '../helpers/processes.js';
 import { ArchiveManager } from '../../src/archive/manager.js';
+import { segmentOfLsn } from '../../src/archive/postgres/wal.js';
 import { ensureScratchRoot, pitrScratchRoot, sweepPitrScratch } from '../../src/archive/postgres/server.js';
 
 let server: TestServer;
@@ -51,6 +52,16 @@ async function switchAndWait(): Promise<string> {
     return row ? true : undefined;
   }, 60_000);
   return seg;
+}
+
+async function withPg<T>(work: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: pgs.url });
+  await c.connect();
+  try {
+    return await work(c);
+  } finally {
+    await c.end();
+  }
 }
 
 async function idsIn(database: string): Promise<number[]> {
@@ -218,6 +229,25 @@ test('a missing archived segment: the window shows the gap, a restore past it is
   // Before the gap still restores.
   await restoreTo('before_gap', { restore_point: between(3, 4) });
   assert.deepEqual(await idsIn('before_gap'), [0, 1, 2, 3]);
+  assertNothingLeft();
+
+  // A segment whose only copy is damaged: the catalog still lists it, so the request is
+  // taken, and the restore fails naming the segment, with nothing left behind.
+  // The segment where the base backup starts: every replay from it needs it.
+  const start = JSON.parse((await server.ctx.db.selectFrom('backups').select('recovery_start').where('method', '=', 'base').where('state', '=', 'success').executeTakeFirstOrThrow()).recovery_start!);
+  const needed = await server.ctx.db.selectFrom('archive_files').selectAll().where('name', '=', segmentOfLsn(start.timeline, start.lsn)).executeTakeFirstOrThrow();
+  const copy = await server.ctx.db.selectFrom('archive_copies').selectAll().where('archive_file_id', '=', needed.id).executeTakeFirstOrThrow();
+  const stored = path.join(server.dataDir, 'backups', copy.path);
+  const bytes = fs.readFileSync(stored);
+  bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+  fs.writeFileSync(stored, bytes);
+  const r = await api(server, 'POST', `${dbPath}/branches`, { name: 'damaged', parent_branch: 'main', restore_point: between(3, 4) });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const failed = await waitForRestore(server, dbPath, 'damaged', 120_000);
+  assert.equal(failed.restore?.state, 'failed');
+  assert.match(failed.restore.error, new RegExp(`WAL segment "${needed.name}" could not be read back from any copy`));
+  const exists = await withPg((c) => c.query(`SELECT 1 FROM pg_database WHERE datname = 'damaged'`));
+  assert.equal(exists.rowCount, 0, 'the database the restore made was dropped');
   assertNothingLeft();
 });
 
