@@ -22,6 +22,8 @@ export interface CreateBackupInput {
   /** For a scheduled backup: its slot, and `ignored` (with the reason) when the branch was busy. */
   scheduleSlot?: string;
   ignoredBecause?: string;
+  /** `jobs: N` of the request (parallel dump); absent = the branch's option when it runs. */
+  jobs?: number;
 }
 
 function defaultName(branch: Branch, now: Date): string {
@@ -70,6 +72,7 @@ export async function createBackup(db: CatalogDb, input: CreateBackupInput): Pro
     lease_expires_at: null,
     progress_at: null,
     schedule_slot: input.scheduleSlot ?? null,
+    jobs: input.jobs ?? null,
   };
   const res = await db
     .insertInto('backups')

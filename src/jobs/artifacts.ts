@@ -13,6 +13,7 @@ import { HashCounter } from '../pipeline/hash.js';
 import { ChecksumMismatchError, Sha256Verifier } from '../pipeline/verify.js';
 import type { StorageProvider } from '../storage/provider.js';
 import { cleanErrorText } from '../error-text.js';
+import { copyKeys, PartsNotSupportedError } from './parallel-parts.js';
 
 /** The manifest written beside every dump. */
 export function manifestKey(artifactPath: string): string {
@@ -83,6 +84,8 @@ export async function copyDamage(ctx: AppContext, artifact: Artifact, signal: Ab
  * are released, so no consumer ever sees a complete corrupt stream.
  */
 export async function openVerifiedArtifact(ctx: AppContext, artifact: Artifact): Promise<{ stream: Readable; provider: StorageProvider }> {
+  // A parallel backup's copy is several objects (parallel-parts.ts); its readers take them one by one.
+  if (artifact.parts !== null) throw new PartsNotSupportedError('reading this backup as one stream');
   const { provider } = await openDestinationById(ctx, artifact.destination_id);
   if (!artifact.sha256) throw new Error(`artifact ${artifact.id} has no recorded sha256`);
   const raw = await provider.read(artifact.path);
@@ -121,8 +124,11 @@ export async function deleteBackupArtifacts(ctx: AppContext, backup: Backup): Pr
   for (const a of artifacts) {
     try {
       const { provider } = await openDestinationById(ctx, a.destination_id);
-      await provider.delete(a.path);
-      await provider.removePartials(a.path);
+      // A parallel backup's copy: every part and its SHA256SUMS; else the one dump.
+      for (const key of copyKeys(a)) {
+        await provider.delete(key);
+        await provider.removePartials(key);
+      }
       await provider.delete(manifestKey(a.path));
       await ctx.db.updateTable('artifacts').set({ state: 'deleted', error: null, updated_at: nowIso(ctx.clock()) }).where('id', '=', a.id).execute();
     } catch (e) {

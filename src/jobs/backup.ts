@@ -26,6 +26,7 @@ import { cleanErrorText } from '../error-text.js';
 import { DumpCoordinatesReader } from '../archive/mysql/coordinates.js';
 import { isArchived } from '../archive/archivers.js';
 import { startBaseBackup, type BaseBackupRange } from '../archive/postgres/basebackup.js';
+import { runParallelBackup } from './parallel-backup.js';
 
 /** Why a job was stopped from outside; decides the final state. */
 export type StopReason = 'canceled' | 'shutdown' | 'lease_lost' | 'idle_timeout';
@@ -105,7 +106,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     // its objects need), so that a restore can make the database again as it was. Losing
     // them costs that fidelity, not the backup.
     const extras = await databaseExtras(ctx, engine, conn, backup.id);
-    const options = await ctx.db.selectFrom('branch_options').select('dump_history').where('branch_id', '=', branch.id).executeTakeFirst();
+    const options = await ctx.db.selectFrom('branch_options').select(['dump_history', 'jobs']).where('branch_id', '=', branch.id).executeTakeFirst();
     const dumpHistory = database.kind === 'mysql' && options?.dump_history === 1;
     // An archived PostgreSQL branch gets base backups (pg_basebackup, the whole cluster):
     // with the archived WAL they restore to any point in time, which a dump cannot.
@@ -120,6 +121,12 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const recipients = organizationRecipients(org);
     const encryption = recipients.length ? { format: 'age', recipients: recipients.map(recipientFingerprint) } : null;
     const key = `${folder}/${base ? 'base.tar' : `dump${engine.dumpSuffix}`}${compressionSuffix(compression)}${encryption ? '.age' : ''}`;
+    // `jobs: N` (the request's, else the branch's): a PostgreSQL dump in parts, N at a time
+    // (jobs/parallel-backup.ts). A base backup is one pg_basebackup stream whatever it says.
+    const jobs = backup.jobs ?? options?.jobs ?? 1;
+    if (jobs > 1 && database.kind === 'postgresql' && !base) {
+      return await runParallelBackup(ctx, { backup, branch, database, org, conn, server, extras, dests, folder, recipients, encryption, jobs, signal });
+    }
     const now = nowIso(ctx.clock());
     for (const dest of dests) {
       const t: Target = { dest, provider: openDestination(ctx, dest), artifactId: newId(), writer: null, error: null };

@@ -17,6 +17,8 @@ import { openDestination } from '../destinations.js';
 import { isValidName } from '../names.js';
 import { saveContents } from '../catalog/contents.js';
 import { parseContents } from '../pipeline/rowcount/contents.js';
+import type { StorageProvider } from '../storage/provider.js';
+import { partsOf, SHA256SUMS, sha256Of, sha256Sums, type BackupPart } from './parallel-parts.js';
 
 export interface RebuildResult {
   manifests: number;
@@ -56,6 +58,31 @@ interface Manifest {
   largest_statement?: number | null;
   database_properties?: unknown;
   ownership?: unknown;
+  /** A parallel backup's parts (then `file` is its SHA256SUMS). */
+  parts?: unknown;
+}
+
+/**
+ * The parts a parallel backup's manifest lists, once each is found in `folder` with its
+ * size, and SHA256SUMS with the backup's sha256; throws naming what is missing or differs.
+ */
+async function checkStoredParts(storage: StorageProvider, folder: string, m: Manifest): Promise<BackupPart[]> {
+  if (m.file !== SHA256SUMS) throw new Error(`a parallel backup's manifest must name ${SHA256SUMS} as its file`);
+  const parts = partsOf({ parts: JSON.stringify(m.parts) });
+  if (!parts || parts.length === 0 || parts.some((p) => !Number.isInteger(p.size) || typeof p.sha256 !== 'string')) throw new Error('the manifest lists parts without their size or sha256');
+  let total = 0;
+  for (const p of parts) {
+    const st = await storage.stat(`${folder}/${p.file}`);
+    if (!st) throw new Error(`part ${p.file} is missing beside it`);
+    if (st.size !== p.size) throw new Error(`part ${p.file} is ${st.size} bytes, the manifest says ${p.size}`);
+    total += st.size;
+  }
+  if (total !== m.size) throw new Error(`the parts add up to ${total} bytes, the manifest says ${m.size}`);
+  const chunks: Buffer[] = [];
+  for await (const c of await storage.read(`${folder}/${SHA256SUMS}`)) chunks.push(c as Buffer);
+  const sums = Buffer.concat(chunks);
+  if (sha256Of(sums) !== m.sha256 || sums.toString('utf8') !== sha256Sums(parts)) throw new Error(`${SHA256SUMS} does not match the manifest`);
+  return parts;
 }
 
 function checkManifest(m: any): asserts m is Manifest {
@@ -98,9 +125,13 @@ export async function rebuildCatalog(ctx: AppContext, org: Organization, dest: S
       if (m.organization !== undefined && m.organization !== org.name) throw new Error('the manifest belongs to another organization');
       const folder = obj.key.slice(0, -'/manifest.json'.length);
       const dumpKey = `${folder}/${m.file}`;
-      const stored = await storage.stat(dumpKey);
-      if (!stored) throw new Error(`the dump ${m.file} is missing beside it`);
-      if (stored.size !== m.size) throw new Error(`the dump is ${stored.size} bytes, the manifest says ${m.size}`);
+      // A parallel backup: its parts and SHA256SUMS (parallel-parts.ts) instead of one dump.
+      const parts = m.parts === undefined ? null : await checkStoredParts(storage, folder, m);
+      if (parts === null) {
+        const stored = await storage.stat(dumpKey);
+        if (!stored) throw new Error(`the dump ${m.file} is missing beside it`);
+        if (stored.size !== m.size) throw new Error(`the dump is ${stored.size} bytes, the manifest says ${m.size}`);
+      }
       // Counted here, added to the result only once the transaction committed: a manifest
       // that fails half-way adds nothing, and reports nothing as added.
       const added = { backups_added: 0, artifacts_added: 0, databases_added: 0, branches_added: 0 };
@@ -192,7 +223,7 @@ export async function rebuildCatalog(ctx: AppContext, org: Organization, dest: S
         if (!artifact) {
           await trx
             .insertInto('artifacts')
-            .values({ id: newId(), backup_id: m.backup_id, destination_id: dest.id, destination_name: dest.name, provider: dest.provider, path: dumpKey, size: m.size, sha256: m.sha256, state: 'success', error: null, created_at: now, updated_at: now })
+            .values({ id: newId(), backup_id: m.backup_id, destination_id: dest.id, destination_name: dest.name, provider: dest.provider, path: dumpKey, parts: parts === null ? null : JSON.stringify(parts), size: m.size, sha256: m.sha256, state: 'success', error: null, created_at: now, updated_at: now })
             .execute();
           added.artifacts_added++;
         }

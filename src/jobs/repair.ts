@@ -11,6 +11,7 @@ import { manifestKey, openVerifiedArtifact, readableArtifacts } from './artifact
 import type { JobUpdate } from './restore.js';
 import type { ObjectWriter } from '../storage/provider.js';
 import { cleanErrorText } from '../error-text.js';
+import { copyParts } from './parallel-copies.js';
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -32,6 +33,18 @@ export async function runRepair(ctx: AppContext, job: Job, signal: AbortSignal):
     for (const source of good) {
       let writer: ObjectWriter | null = null;
       try {
+        // A parallel backup's copy: every part, then SHA256SUMS and the manifest (parallel-copies.ts).
+        if (source.parts !== null) {
+          await copyParts(ctx, source, target, signal);
+          await ctx.db
+            .updateTable('artifacts')
+            .set({ state: 'success', size: source.size, sha256: source.sha256, parts: source.parts, error: null, verified_at: null, verification: null, updated_at: nowIso(ctx.clock()) })
+            .where('id', '=', target.id)
+            .execute();
+          bytes += source.size;
+          repaired = true;
+          break;
+        }
         const { provider: into } = await openDestinationById(ctx, target.destination_id);
         // The failed copy's own write could not always be aborted (the destination was down
         // then: an S3 multipart upload stays open, holding its parts). Nothing writes that

@@ -19,6 +19,7 @@ import { identityFilesFor, temporaryIdentityFile } from '../encryption.js';
 import { recordedProperties, recordedRestoreOptions, restorePreflight } from './fidelity.js';
 import { copyDamage, markDamaged, openVerifiedArtifact, readableCopies } from './artifacts.js';
 import { runPointInTimeRestore } from '../archive/pitr.js';
+import { restoreParts } from './parallel-restore.js';
 
 export type JobUpdate = Updateable<JobsTable>;
 
@@ -38,6 +39,8 @@ export interface RestoreParams {
   target_data_dir?: string;
   /** Set before a recovered data directory is copied to target_data_dir, so a crash recovery removes a partial copy. */
   created_dir?: boolean;
+  /** A parallel backup (jobs/parallel-restore.ts): data parts loaded at a time, pg_restore -j for post-data (`jobs` on the request). */
+  jobs?: number;
 }
 
 function messageOf(e: unknown): string {
@@ -55,8 +58,13 @@ export async function restoreArtifact(
   backup: Backup,
   artifact: Artifact,
   conn: ConnectionInfo,
-  opts: { signal: AbortSignal; clean?: boolean; preserveOwnership?: boolean; onBytes?: (n: number) => void; identityFiles: string[] },
+  opts: { signal: AbortSignal; clean?: boolean; preserveOwnership?: boolean; onBytes?: (n: number) => void; identityFiles: string[]; jobs?: number },
 ): Promise<void> {
+  // A parallel backup's copy is its parts, restored part by part (jobs/parallel-restore.ts).
+  if (artifact.parts !== null) {
+    if (opts.clean) throw new Error('a parallel backup cannot be restored over an existing database (overwrite) yet: restore it into a new or empty database');
+    return restoreParts(ctx, backup, artifact, conn, { signal: opts.signal, jobs: opts.jobs ?? 1, preserveOwnership: opts.preserveOwnership, identityFiles: opts.identityFiles, onBytes: opts.onBytes });
+  }
   const encryption = backup.encryption ? (JSON.parse(backup.encryption) as { format: string; recipients: string[] }) : null;
   if (encryption && opts.identityFiles.length === 0) throw new DecryptionError(noIdentityMessage(encryption.recipients));
   const fidelity = await recordedRestoreOptions(ctx, backup, opts.preserveOwnership === true);
@@ -245,6 +253,7 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
           identityFiles,
           clean: params.overwrite,
           preserveOwnership,
+          jobs: params.jobs,
           onBytes: (n) => void ctx.db.updateTable('jobs').set({ bytes: n, updated_at: nowIso(ctx.clock()) }).where('id', '=', job.id).execute().catch(() => {}),
         }));
         return {
@@ -267,7 +276,10 @@ export async function runRestore(ctx: AppContext, job: Job, signal: AbortSignal)
         // nothing of this attempt stayed; a MariaDB dump drops every object (tables, views,
         // routines, events) before creating it, so it lands cleanly over a partial attempt;
         // a database Strongbox created is simply made anew.
-        if (created && backup.engine !== 'postgresql') {
+        // A parallel backup's parts are not one transaction: what the failed attempt restored
+        // stays, so only a database Strongbox created can be made anew for the next copy.
+        if (artifact.parts !== null && !created) break;
+        if (created && (backup.engine !== 'postgresql' || artifact.parts !== null)) {
           await engine.dropDatabase(conn, conn.database);
           await engine.createDatabase(conn, conn.database, recordedProperties(backup));
         }

@@ -17,6 +17,7 @@ import { runVerify } from './verify.js';
 import { dropLeftoverScratch } from './scratch.js';
 import { runRepair } from './repair.js';
 import { manifestKey } from './artifacts.js';
+import { copyKeys } from './parallel-parts.js';
 import { cleanErrorText } from '../error-text.js';
 import { jobFailures, leaseTakeovers, recordFinished, type FinishedWork } from '../metrics.js';
 
@@ -260,8 +261,11 @@ export class JobRunner {
       for (const a of artifacts) {
         try {
           const { provider } = await openDestinationById(this.#ctx, a.destination_id);
-          await provider.delete(a.path);
-          await provider.removePartials(a.path);
+          // A parallel backup's copy: every planned part and its SHA256SUMS; else the one dump.
+          for (const key of copyKeys(a)) {
+            await provider.delete(key);
+            await provider.removePartials(key);
+          }
           // Killed while or after writing the manifest, before the copy was recorded: a
           // manifest without its dump would describe a backup that is not there.
           await provider.delete(manifestKey(a.path));

@@ -17,6 +17,7 @@ import { failureReason, presentArtifact, presentBackups, presentVerification } f
 import { AgeIdentity, Artifact, Backup, BackupParams, BackupStateSchema, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Nullable, Progress, Verification } from './schemas.js';
 import { checkIdentity } from './identity.js';
 import { progressSnapshot } from '../../pipeline/progress.js';
+import { partsTarball } from '../../jobs/parallel-copies.js';
 
 function timestampParam(name: string, value: string): string {
   const d = parseTimestamp(value);
@@ -46,6 +47,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           throw unprocessable('emergency backups are only supported for PostgreSQL databases');
         }
         if (branch.connection_url_enc === null) throw conflict(`Branch "${branch.name}" has no connection URL set; set it before taking backups`);
+        if (body.jobs !== undefined && body.jobs > 1 && database.kind !== 'postgresql') throw unprocessable('jobs > 1 (a parallel dump) is supported for PostgreSQL branches only so far');
         if (await restoreInProgress(ctx.db, branch)) throw conflict(`a restore into branch "${branch.name}" is still running; back it up once it has finished`);
         const backup = await createBackup(ctx.db, {
           database,
@@ -57,6 +59,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           actor: { id: req.principal.token.id, name: req.principal.token.name },
           compression: 'zstd',
           now: ctx.clock(),
+          ...(body.jobs !== undefined ? { jobs: body.jobs } : {}),
         });
         ctx.nudge();
         const [json] = await presentBackups(ctx, [backup], branch, originOf(req));
@@ -166,7 +169,9 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         schema: {
           tags: ['Backups'],
           summary: 'Stream the stored bytes of the first good artifact',
-          description: 'The body is the artifact exactly as stored (compressed, and encrypted when recipients are set). The X-Checksum-Sha256 header carries its sha256 (hex). Needs the restore access of the branch.',
+          description:
+            'The body is the artifact exactly as stored (compressed, and encrypted when recipients are set). The X-Checksum-Sha256 header carries its sha256 (hex). ' +
+            'A parallel backup (stored in parts) downloads as a tar (application/x-tar) of `<backup id>/manifest.json`, `SHA256SUMS` and its parts as stored; check them with `sha256sum -c SHA256SUMS`. Needs the restore access of the branch.',
           params: BackupParams,
         },
       },
@@ -178,6 +183,15 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         if (refusal !== null) throw conflict(refusal);
         // The first copy that can be opened; checked as it streams, so a corrupt one is cut
         // off before its end, never sent whole.
+        // A parallel backup (stored in parts) comes as a tar of its parts, SHA256SUMS and manifest.
+        if (artifacts[0].parts !== null) {
+          const tar = await partsTarball(ctx, backup, artifacts[0]);
+          return reply
+            .header('content-type', 'application/x-tar')
+            .header('content-length', String(tar.size))
+            .header('content-disposition', `attachment; filename="${tar.fileName}"`)
+            .send(tar.stream);
+        }
         const { artifact, stream } = await openFirstReadable(ctx, artifacts);
         const fileName = artifact.path.split('/').pop() ?? 'backup';
         return reply

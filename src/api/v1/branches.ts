@@ -15,7 +15,8 @@ import { conflict, forbidden, invalidParams, notFound, unprocessable } from '../
 import { envelope } from '../paging.js';
 import { resolveBranch, resolveDatabase } from '../resolve.js';
 import { presentBranch, presentBranches } from './present.js';
-import { AgeIdentity, Branch, BranchParams, DbParams, IdParam, ListEnvelope, NameParam, PageQuery } from './schemas.js';
+import { AgeIdentity, Branch, BranchParams, DbParams, IdParam, Jobs, ListEnvelope, NameParam, PageQuery } from './schemas.js';
+import { isParallelBackup } from '../../jobs/parallel-restore.js';
 import { checkIdentity } from './identity.js';
 import { archiverOf, archivingProblems, setArchiving } from '../../archive/archivers.js';
 import { BACKUP_END, parseRestorePoint, PitrRefusal, planPointInTime } from '../../archive/pitr.js';
@@ -129,6 +130,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
                 }),
               ),
               dump_history: Type.Optional(DumpHistory),
+              jobs: Type.Optional(Jobs),
               archiving: Type.Optional(Archiving),
               restore_point: Type.Optional(
                 Type.String({
@@ -168,6 +170,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           if (body.target_data_dir !== undefined) throw invalidParams('target_data_dir only applies with restore_point or the backup_id of a base backup');
         }
         if (body.dump_history && database.kind !== 'mysql') throw invalidParams('dump_history applies to MariaDB/MySQL branches only (system-versioned tables)');
+        if (body.jobs !== undefined && body.jobs > 1 && database.kind !== 'postgresql') throw unprocessable('jobs > 1 (parallel dump and restore) is supported for PostgreSQL branches only so far');
         if (body.archiving && (body.backup_id !== undefined || body.restore_point !== undefined)) throw invalidParams('archiving cannot start with a restore: switch it on (PATCH the branch) once the restore is done');
         const restorePoint = body.restore_point === undefined ? undefined : await pitrOr4xx(() => parseRestorePoint(body.restore_point!));
         const parsed = body.connection_url === undefined ? null : parseUrl(body.connection_url, database.kind);
@@ -205,6 +208,9 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           // from the copies that were stored (GET .../artifacts lists them as `success`).
           const { refusal } = await readableCopies(ctx, backup);
           if (refusal !== null) throw conflict(refusal);
+          if (body.overwrite && (await isParallelBackup(ctx, backup.id))) {
+            throw conflict('that backup is a parallel one (stored in parts), which cannot be restored over an existing database yet; restore it into a new or empty database');
+          }
         }
         const exists = await ctx.db.selectFrom('branches').select('id').where('database_id', '=', database.id).where('name', '=', body.name).where('deleted_at', 'is', null).executeTakeFirst();
         if (exists) throw conflict(`Branch "${body.name}" already exists`);
@@ -286,6 +292,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
               ...(body.preserve_ownership ? { preserve_ownership: true } : {}),
               ...(restorePoint !== undefined ? { restore_point: restorePoint } : {}),
               ...(dataDir !== null ? { target_data_dir: dataDir } : {}),
+              ...(body.jobs !== undefined ? { jobs: body.jobs } : {}),
             },
             actorId: req.principal.token.id,
             now,
@@ -295,7 +302,9 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         }
         await ctx.db.transaction().execute(async (trx) => {
           await trx.insertInto('branches').values(row).execute();
-          if (body.dump_history !== undefined) await trx.insertInto('branch_options').values({ branch_id: row.id, dump_history: body.dump_history ? 1 : 0, updated_at: row.created_at }).execute();
+          if (body.dump_history !== undefined || body.jobs !== undefined) {
+            await trx.insertInto('branch_options').values({ branch_id: row.id, dump_history: body.dump_history ? 1 : 0, jobs: body.jobs ?? 1, updated_at: row.created_at }).execute();
+          }
           if (job && backup) {
             await trx.insertInto('jobs').values(job).execute();
             // As PlanetScale does: a backup being restored is kept at least a day longer.
@@ -307,7 +316,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         });
         if (job) ctx.nudge();
         if (body.archiving) await setArchiving(ctx, row, database.kind, true);
-        return reply.status(201).send(presentBranch(row, database.kind, job, now.getTime(), { dump_history: body.dump_history === true, archiver: body.archiving ? await archiverOf(ctx, row.id) : null }));
+        return reply.status(201).send(presentBranch(row, database.kind, job, now.getTime(), { dump_history: body.dump_history === true, jobs: body.jobs ?? 1, archiver: body.archiving ? await archiverOf(ctx, row.id) : null }));
       },
     );
 
@@ -324,6 +333,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
               connection_url: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
               production: Type.Optional(Type.Boolean()),
               dump_history: Type.Optional(DumpHistory),
+              jobs: Type.Optional(Jobs),
               archiving: Type.Optional(
                 Type.Boolean({
                   description:
@@ -343,6 +353,7 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const changes: Partial<BranchRow> = { updated_at: now };
         if (req.body.production !== undefined) changes.production = req.body.production ? 1 : 0;
         if (req.body.dump_history && database.kind !== 'mysql') throw invalidParams('dump_history applies to MariaDB/MySQL branches only (system-versioned tables)');
+        if (req.body.jobs !== undefined && req.body.jobs > 1 && database.kind !== 'postgresql') throw unprocessable('jobs > 1 (parallel dump and restore) is supported for PostgreSQL branches only so far');
         if (req.body.connection_url !== undefined) {
           const parsed = parseUrl(req.body.connection_url, database.kind);
           const server = await probeOr422(() => engineFor(database.kind).probe(parsed.info));
@@ -368,6 +379,14 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             .insertInto('branch_options')
             .values({ branch_id: branch.id, dump_history: dumpHistory, updated_at: now })
             .onConflict((oc) => oc.column('branch_id').doUpdateSet({ dump_history: dumpHistory, updated_at: now }))
+            .execute();
+        }
+        if (req.body.jobs !== undefined) {
+          const jobs = req.body.jobs;
+          await ctx.db
+            .insertInto('branch_options')
+            .values({ branch_id: branch.id, dump_history: 0, jobs, updated_at: now })
+            .onConflict((oc) => oc.column('branch_id').doUpdateSet({ jobs, updated_at: now }))
             .execute();
         }
         const [json] = await presentBranches(ctx, [{ ...branch, ...changes }], database.kind);

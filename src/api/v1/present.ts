@@ -22,7 +22,7 @@ export async function destinationNames(ctx: AppContext, organizationId: string):
   return new Map(rows.map((r) => [r.id, r.name]));
 }
 
-export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | null = null, now = Date.now(), options: { dump_history: boolean; archiver?: Archiver | null } = { dump_history: false }) {
+export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | null = null, now = Date.now(), options: { dump_history: boolean; jobs?: number; archiver?: Archiver | null } = { dump_history: false }) {
   const a = options.archiver ?? null;
   return {
     id: b.id,
@@ -35,6 +35,7 @@ export function presentBranch(b: Branch, kind: Database['kind'], restore: Job | 
     updated_at: b.updated_at,
     restore: restore === null ? null : presentRestore(restore, now),
     dump_history: options.dump_history,
+    jobs: options.jobs ?? 1,
     archiving: a?.enabled === 1,
     archive: a === null ? null : { enabled: a.enabled === 1, state: a.state, error: a.error, last_shipped_at: a.last_shipped_at, slot_name: a.slot_name },
   };
@@ -75,11 +76,11 @@ export async function presentBranches(ctx: AppContext, rows: Branch[], kind: Dat
   const ids = rows.map((b) => b.restore_job_id).filter((x): x is string => x !== null);
   const jobs = ids.length ? await ctx.db.selectFrom('jobs').selectAll().where('id', 'in', ids).execute() : [];
   const branchIds = rows.map((b) => b.id);
-  const options = branchIds.length ? await ctx.db.selectFrom('branch_options').select(['branch_id', 'dump_history']).where('branch_id', 'in', branchIds).execute() : [];
+  const options = branchIds.length ? await ctx.db.selectFrom('branch_options').select(['branch_id', 'dump_history', 'jobs']).where('branch_id', 'in', branchIds).execute() : [];
   const archivers = await archiversOf(ctx, branchIds);
   const now = ctx.clock().getTime();
   return rows.map((b) =>
-    presentBranch(b, kind, jobs.find((j) => j.id === b.restore_job_id) ?? null, now, { dump_history: options.find((o) => o.branch_id === b.id)?.dump_history === 1, archiver: archivers.get(b.id) ?? null }),
+    presentBranch(b, kind, jobs.find((j) => j.id === b.restore_job_id) ?? null, now, { dump_history: options.find((o) => o.branch_id === b.id)?.dump_history === 1, jobs: options.find((o) => o.branch_id === b.id)?.jobs ?? 1, archiver: archivers.get(b.id) ?? null }),
   );
 }
 
@@ -151,6 +152,16 @@ export function failureReason(b: Pick<Backup, 'state' | 'error'>): string | null
   return b.state === 'failed' || b.state === 'canceled' || b.state === 'ignored' ? b.error : null;
 }
 
+/** How many parts a parallel backup's copy lists (parts JSON of migration 0019). */
+function partCount(parts: string): number | null {
+  try {
+    const list = JSON.parse(parts) as unknown;
+    return Array.isArray(list) ? list.length : null;
+  } catch {
+    return null;
+  }
+}
+
 export function presentArtifact(a: Artifact) {
   return {
     id: a.id,
@@ -165,6 +176,7 @@ export function presentArtifact(a: Artifact) {
     updated_at: a.updated_at,
     verified_at: a.verified_at,
     verification: a.verification as 'passed' | 'failed' | null,
+    parts: a.parts ? partCount(a.parts) : null,
   };
 }
 

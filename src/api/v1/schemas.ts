@@ -85,6 +85,15 @@ export const RestoreState = Type.Object(
   { additionalProperties: false },
 );
 
+/** Strongbox extension: parallel dump and restore (jobs/parallel-backup.ts, jobs/parallel-restore.ts). */
+export const Jobs = Type.Integer({
+  minimum: 1,
+  maximum: 16,
+  description:
+    'Strongbox extension, PostgreSQL: dump (or restore) with N processes at once. A backup with jobs > 1 is stored in parts (pre-data, N data parts over disjoint tables, post-data) of one snapshot; ' +
+    'a restore loads the data parts side by side and builds indexes with pg_restore -j N. 1 (the default) is one dump stream.',
+});
+
 export const Branch = Type.Object(
   {
     id: Type.String(),
@@ -97,6 +106,7 @@ export const Branch = Type.Object(
     updated_at: Type.String(),
     restore: Nullable(RestoreState),
     dump_history: Type.Boolean({ description: 'Strongbox extension, MariaDB: dumps keep the history of system-versioned tables' }),
+    jobs: Type.Integer({ description: 'Strongbox extension, PostgreSQL: parallelism of this branch\'s backups (1: one dump stream); see `jobs` on create-backup' }),
     archiving: Type.Boolean({ description: 'Strongbox extension: continuous archiving (WAL / binlogs) for point-in-time recovery is on' }),
     archive: Nullable(
       Type.Object(
@@ -231,6 +241,7 @@ export const CreateBackupBody = Type.Object(
     retention_unit: Type.Optional(RetentionUnit),
     retention_value: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
     emergency: Type.Optional(Type.Boolean()),
+    jobs: Type.Optional(Jobs),
   },
   { additionalProperties: false },
 );
@@ -263,6 +274,9 @@ export const Artifact = Type.Object(
     updated_at: Type.String(),
     verified_at: Nullable(Type.String()),
     verification: Nullable(Type.Union([Type.Literal('passed'), Type.Literal('failed')])),
+    parts: Type.Optional(
+      Nullable(Type.Integer({ description: 'Strongbox extension: a parallel backup\'s copy is this many part objects beside `path` (its SHA256SUMS file); null for one dump object' })),
+    ),
   },
   { additionalProperties: false },
 );

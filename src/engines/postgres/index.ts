@@ -116,7 +116,8 @@ async function serverMajorOrNull(conn: ConnectionInfo): Promise<number | null> {
   }
 }
 
-function toolEnv(conn: ConnectionInfo): NodeJS.ProcessEnv {
+/** The environment of a PostgreSQL client tool: the password through PGPASSWORD only. */
+export function toolEnv(conn: ConnectionInfo): NodeJS.ProcessEnv {
   return toolEnvironment({
     PGPASSWORD: conn.password,
     PGCONNECT_TIMEOUT: String(CONNECT_TIMEOUT_SECONDS),
@@ -125,7 +126,7 @@ function toolEnv(conn: ConnectionInfo): NodeJS.ProcessEnv {
 }
 
 /** Connection arguments shared by pg_dump and pg_restore; `=` forms so no value can read as an option. */
-function connectionArgs(conn: ConnectionInfo): string[] {
+export function connectionArgs(conn: ConnectionInfo): string[] {
   return [
     '--no-password',
     `--host=${conn.host}`,

@@ -11,6 +11,7 @@ import { artifactsOf, createBackup, DEFAULT_RETENTION } from '../../../catalog/b
 import type { Branch } from '../../../catalog/schema.js';
 import { openDestinationById } from '../../../destinations.js';
 import { openVerifiedArtifact } from '../../../jobs/artifacts.js';
+import { partsTarball } from '../../../jobs/parallel-copies.js';
 import type { StorageProvider } from '../../../storage/provider.js';
 import { canSeeOrganization, hasAccess, hasAnyAccess, requireAccess, type Scope } from '../../auth.js';
 import { conflict, forbidden, notFound } from '../../errors.js';
@@ -165,6 +166,15 @@ export function backupmanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const branch = await ctx.db.selectFrom('branches').selectAll().where('id', '=', backup.branch_id).executeTakeFirstOrThrow();
         requireAccess(p, branch.production === 1 ? 'restore_production_branch_backup' : 'restore_backup', scopeOf(branch));
         if (artifact.state !== 'success') throw conflict(`this file is ${artifact.state === 'pending' ? 'still being written' : 'failed'}: there is nothing stored to download`);
+        // A parallel backup's copy (stored in parts) comes as a tar of its parts, SHA256SUMS and manifest.
+        if (artifact.parts !== null) {
+          const tar = await partsTarball(ctx, backup, artifact);
+          return reply
+            .header('content-type', 'application/x-tar')
+            .header('content-length', String(tar.size))
+            .header('content-disposition', `attachment; filename="${tar.fileName}"`)
+            .send(tar.stream);
+        }
         // Checked as it streams: a corrupt copy is cut off before its end, never sent whole.
         const { stream } = await openVerifiedArtifact(ctx, artifact);
         const fileName = artifact.path.split('/').pop() ?? 'backup';

@@ -1,0 +1,162 @@
+/**
+ * Restoring a parallel backup's copy (its parts, parallel-parts.ts) into a database:
+ * pre-data first (one transaction), then the data parts, `jobs` at a time (one pg_restore
+ * and one transaction each), then post-data with `pg_restore -j jobs` so indexes and
+ * constraints are built side by side. Every part is checked against its recorded sha256
+ * as it streams; only post-data, which holds no rows, is written to a temporary file
+ * (pg_restore -j needs to seek), private to this process and removed afterwards.
+ *
+ * Unlike a single dump, the restore is not one transaction: a failure part-way leaves the
+ * parts restored so far, so the caller drops a database it created (and a restore over an
+ * existing database is refused for parallel backups).
+ */
+import { setMaxListeners } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { AppContext } from '../context.js';
+import type { Artifact, Backup } from '../catalog/schema.js';
+import type { ConnectionInfo } from '../engines/index.js';
+import { MAX_JOBS, restorePostDataFile, restoreSectionStream } from '../engines/postgres/parallel.js';
+import { decompressor, type Compression } from '../pipeline/compress.js';
+import { ageDecrypt } from '../pipeline/encrypt.js';
+import { HashCounter } from '../pipeline/hash.js';
+import { ChecksumMismatchError, Sha256Verifier } from '../pipeline/verify.js';
+import { openDestinationById } from '../destinations.js';
+import { markDamaged } from './artifacts.js';
+import { partKey, partsOf, type BackupPart } from './parallel-parts.js';
+import { DamagedCopyError, DecryptionError } from './restore.js';
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Whether `backup` was stored in parts (any of its copies lists them). */
+export async function isParallelBackup(ctx: AppContext, backupId: string): Promise<boolean> {
+  const row = await ctx.db.selectFrom('artifacts').select('id').where('backup_id', '=', backupId).where('parts', 'is not', null).limit(1).executeTakeFirst();
+  return row !== undefined;
+}
+
+export interface PartsRestoreOptions {
+  signal: AbortSignal;
+  /** How many data parts load at a time, and pg_restore's -j for post-data. */
+  jobs: number;
+  preserveOwnership?: boolean;
+  identityFiles: string[];
+  /** Stored bytes read so far, over every part. */
+  onBytes?: (n: number) => void;
+}
+
+/**
+ * Read a part's stored bytes whole and compare them with its recorded size and sha256:
+ * null when intact, else what differs.
+ */
+async function partDamage(ctx: AppContext, artifact: Artifact, part: BackupPart, signal: AbortSignal): Promise<string | null> {
+  const { provider } = await openDestinationById(ctx, artifact.destination_id);
+  const counter = new HashCounter();
+  await pipeline(await provider.read(partKey(artifact.path, part)), counter, async function* (source) {
+    for await (const _ of source) void _;
+  }, { signal });
+  if (counter.bytes !== part.size) return `part ${part.file} is ${counter.bytes} bytes, ${part.size} were stored`;
+  if (counter.digest() !== part.sha256) return `part ${part.file} has sha256 ${counter.digest()}, ${part.sha256} was stored`;
+  return null;
+}
+
+/** Restore every part of `artifact` (a parallel backup's copy) into `conn.database`. */
+export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Artifact, conn: ConnectionInfo, opts: PartsRestoreOptions): Promise<void> {
+  const parts = partsOf(artifact);
+  if (!parts) throw new Error(`copy ${artifact.id} is not a parallel backup`);
+  if (parts.some((p) => p.sha256 === null || p.size === null)) throw new Error(`copy in "${artifact.destination_name}" lists a part that was never stored`);
+  const encryption = backup.encryption ? (JSON.parse(backup.encryption) as { format: string; recipients: string[] }) : null;
+  if (encryption && opts.identityFiles.length === 0) {
+    throw new DecryptionError(`the backup is encrypted (age, to ${encryption.recipients.join(', ')}) and no identity is available to decrypt it: set STRONGBOX_AGE_IDENTITY_FILE, or give "age_identity" with the request`);
+  }
+  const jobs = Math.max(1, Math.min(MAX_JOBS, Math.floor(opts.jobs)));
+  const seen = new Map<string, number>();
+  const report = () => opts.onBytes?.([...seen.values()].reduce((a, b) => a + b, 0));
+
+  /** Stream one part, checked, decrypted and decompressed, into `consume`. */
+  const withPart = async (part: BackupPart, consume: (input: Readable) => Promise<void>, signal: AbortSignal = opts.signal): Promise<void> => {
+    const { provider } = await openDestinationById(ctx, artifact.destination_id);
+    const raw = await provider.read(partKey(artifact.path, part));
+    const verifier = new Sha256Verifier(part.sha256!, part.size);
+    const counter = new HashCounter({ onProgress: (n) => (seen.set(part.name, n), report()), progressIntervalMs: 1000 });
+    const decrypt = encryption ? ageDecrypt(opts.identityFiles) : null;
+    const unpack = decompressor(backup.compression as Compression);
+    const flow = pipeline([raw, verifier, counter, ...(decrypt ? [decrypt] : []), unpack], { signal }).catch((e) => {
+      unpack.destroy(e);
+      throw e;
+    });
+    const [flowR, useR] = await Promise.allSettled([flow, consume(unpack)]);
+    if (flowR.status === 'fulfilled') {
+      if (useR.status === 'rejected') throw new Error(`part ${part.name}: ${messageOf(useR.reason)}`, { cause: useR.reason });
+      return;
+    }
+    signal.throwIfAborted();
+    // As for a single dump: the checksum speaks at the end, age and zstd usually first, so
+    // unless it already spoke the part is read again whole to tell damage from the rest.
+    let damage: string | null = flowR.reason instanceof ChecksumMismatchError ? `part ${part.file}: ${flowR.reason.message}` : null;
+    if (damage === null) {
+      try {
+        damage = await partDamage(ctx, artifact, part, signal);
+      } catch (e) {
+        signal.throwIfAborted();
+        throw new Error(`part ${part.name}: ${messageOf(useR.status === 'rejected' ? useR.reason : flowR.reason)}; reading it again to check it failed too: ${messageOf(e)}`);
+      }
+    }
+    if (damage !== null) {
+      await markDamaged(ctx, artifact, damage);
+      throw new DamagedCopyError(artifact, damage);
+    }
+    if (encryption && /no identity matched any of the recipients/i.test(messageOf(flowR.reason))) {
+      throw new DecryptionError(`cannot decrypt the backup: no identity matches (it is encrypted to ${encryption.recipients.join(', ')}; the copy in "${artifact.destination_name}" is intact)`);
+    }
+    throw new Error(`part ${part.name}: ${messageOf(useR.status === 'rejected' ? useR.reason : flowR.reason)}`, { cause: flowR.reason });
+  };
+
+  const restoreOpts = { signal: opts.signal, preserveOwnership: opts.preserveOwnership };
+  for (const part of parts.filter((p) => p.section === 'pre-data')) {
+    await withPart(part, (input) => restoreSectionStream(conn, 'pre-data', input, restoreOpts));
+  }
+  // The data parts side by side; the first failure stops the others (their transactions roll back).
+  const data = parts.filter((p) => p.section === 'data');
+  const stop = new AbortController();
+  setMaxListeners(64, stop.signal);
+  const onAbort = () => stop.abort(opts.signal.reason);
+  opts.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    let next = 0;
+    let failure: unknown = undefined;
+    const lane = async () => {
+      while (failure === undefined && next < data.length) {
+        const part = data[next++];
+        try {
+          await withPart(part, (input) => restoreSectionStream(conn, 'data', input, { ...restoreOpts, signal: stop.signal }), stop.signal);
+        } catch (e) {
+          if (failure === undefined) {
+            failure = e;
+            stop.abort(new Error('another part failed'));
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(jobs, data.length) }, lane));
+    opts.signal.throwIfAborted();
+    if (failure !== undefined) throw failure;
+  } finally {
+    opts.signal.removeEventListener('abort', onAbort);
+  }
+  // Post-data holds no rows (indexes, constraints, triggers): a small file pg_restore -j can seek in.
+  for (const part of parts.filter((p) => p.section === 'post-data')) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-post-data-'));
+    try {
+      const file = path.join(dir, 'post-data.pgdump');
+      await withPart(part, (input) => pipeline(input, fs.createWriteStream(file, { mode: 0o600 }), { signal: opts.signal }));
+      await restorePostDataFile(conn, file, jobs, restoreOpts);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}

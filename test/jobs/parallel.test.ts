@@ -1,0 +1,251 @@
+/**
+ * Parallel dump and restore of PostgreSQL (`jobs: N`, issue 14): a nasty database with many
+ * more tables dumped with jobs: 4 (parts of one snapshot), restored with jobs: 4, and
+ * compared with the source by our own queries (helpers/nasty.ts: every object, every byte,
+ * sequence positions, large objects), by full verification (digests recorded per part),
+ * through the tar download with stock `sha256sum`, and by hand with the README's commands.
+ * A part that fails mid-way fails the backup with its reason and leaves no part behind;
+ * single-stream backups stay exactly as they were.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
+import { dropDatabase, pgIdent, pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
+import { createPgNasty, createPgRoles, dataDiff, dropPgRoles, lineDiff, pgData, pgInventory } from '../helpers/nasty.js';
+
+const BIG_ROWS = 400_000;
+/** A parallel backup's folder with jobs: 4 (the default organization encrypts with age). */
+const PART_FILES = ['00-pre-data.pgdump.zst.age', '01-data.pgdump.zst.age', '02-data.pgdump.zst.age', '03-data.pgdump.zst.age', '04-data.pgdump.zst.age', '05-post-data.pgdump.zst.age', 'SHA256SUMS', 'manifest.json'];
+
+async function waitForVerification(server: TestServer, backupPath: string, id: string): Promise<any> {
+  return until(`verification ${id}`, async () => {
+    const r = await api(server, 'GET', `${backupPath}/verifications`);
+    const v = r.body.data.find((x: any) => x.id === id);
+    return v && v.state !== 'pending' && v.state !== 'running' ? v : undefined;
+  }, 180_000);
+}
+
+function assertSameLines(actual: string[], expected: string[], what: string): void {
+  const d = lineDiff(expected, actual);
+  assert.ok(d.onlyIn1.length === 0 && d.onlyIn2.length === 0, `${what} differ:\nonly in the source:\n  ${d.onlyIn1.join('\n  ')}\nonly in the copy:\n  ${d.onlyIn2.join('\n  ')}`);
+}
+
+/** The files of a ustar archive: name → bytes. */
+function untar(buf: Buffer): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  let at = 0;
+  while (at + 512 <= buf.length) {
+    const header = buf.subarray(at, at + 512);
+    if (header.every((b) => b === 0)) break;
+    const name = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
+    const size = parseInt(header.subarray(124, 136).toString('latin1').replace(/\0.*$/s, '').trim(), 8);
+    files.set(name, buf.subarray(at + 512, at + 512 + size));
+    at += 512 + size + ((512 - (size % 512)) % 512);
+  }
+  return files;
+}
+
+describe('PostgreSQL: parallel dump and restore (jobs: 4)', () => {
+  let server: TestServer;
+  const roles = { owner: uniqueName('sbx_par_own'), reader: uniqueName('sbx_par_read') };
+  const source = uniqueName('sbx_par_pg');
+  const databases: string[] = [source];
+  const dbPath = '/v1/organizations/default/databases/parallel-pg';
+  let branchPath: string;
+  let inventory: string[];
+  let data: Record<string, string>;
+  let parallel: any;
+
+  before(async () => {
+    await createPgRoles([roles.owner, roles.reader]);
+    await createPgNasty(source, roles);
+    // Many more tables of very different sizes, in several schemas, with serials, identities,
+    // foreign keys across parts and names that need quoting in pg_dump's --table patterns.
+    await withPgClient(pgUrl(source), async (c) => {
+      await c.query('SET search_path = public');
+      await c.query(`CREATE SCHEMA "Part*Schema?"`);
+      await c.query(`CREATE TABLE public.big (id bigserial PRIMARY KEY, payload text NOT NULL, n int)`);
+      await c.query(`INSERT INTO public.big (payload, n) SELECT md5(g::text) || repeat('x', g % 50), g FROM generate_series(1, ${BIG_ROWS}) g`);
+      await c.query(`CREATE INDEX big_n ON public.big (n)`);
+      for (let i = 0; i < 30; i++) {
+        const schema = i % 3 === 0 ? '"Part*Schema?"' : 'public';
+        const name = pgIdent(i % 5 === 0 ? `t.${i} "q" *` : `t${i}`);
+        await c.query(`CREATE TABLE ${schema}.${name} (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, big_id bigint REFERENCES public.big (id), v text, s serial)`);
+        await c.query(`INSERT INTO ${schema}.${name} (big_id, v) SELECT g, 'row ' || g || ' of ${i}' FROM generate_series(1, ${(i + 1) * 97}) g`);
+      }
+    });
+    inventory = await pgInventory(pgUrl(source));
+    data = await pgData(pgUrl(source));
+    server = await startServer();
+    branchPath = await registerBranch(server, 'default', 'parallel-pg', 'postgresql', 'main', pgUrl(source));
+  });
+  after(async () => {
+    await server?.close();
+    for (const name of databases) await dropDatabase('postgresql', name);
+    await dropPgRoles([roles.owner, roles.reader]);
+  });
+
+  test('jobs: 4 stores pre-data, the data parts and post-data of one snapshot; the copy lists its parts', async () => {
+    const r = await api(server, 'POST', `${branchPath}/backups`, { jobs: 4 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    parallel = await waitForBackup(server, branchPath, r.body.id, 180_000);
+    assert.equal(parallel.state, 'success', JSON.stringify(parallel));
+    const arts = await api(server, 'GET', `${branchPath}/backups/${parallel.id}/artifacts`);
+    assert.equal(arts.body.data.length, 1);
+    const a = arts.body.data[0];
+    assert.equal(a.state, 'success');
+    assert.match(a.path, /\/SHA256SUMS$/);
+    assert.equal(a.parts, 6, 'pre-data, four data parts, post-data');
+    const folder = path.join(server.dataDir, 'backups', path.dirname(a.path));
+    const files = fs.readdirSync(folder).sort();
+    assert.deepEqual(files, PART_FILES);
+    // Stock tools check the parts against SHA256SUMS, whose sha256 is the backup's.
+    execFileSync('sha256sum', ['-c', '--quiet', 'SHA256SUMS'], { cwd: folder });
+    const sums = fs.readFileSync(path.join(folder, 'SHA256SUMS'));
+    assert.equal(execFileSync('sha256sum', { input: sums }).toString().split(' ')[0], a.sha256);
+    const manifest = JSON.parse(fs.readFileSync(path.join(folder, 'manifest.json'), 'utf8'));
+    assert.equal(manifest.jobs, 4);
+    assert.equal(manifest.parts.length, 6);
+    // Every table's rows are in exactly one data part, counted.
+    const listed = manifest.parts.flatMap((p: any) => p.tables ?? []);
+    const keys = listed.map((t: any) => JSON.stringify([t.schema, t.table]));
+    assert.equal(new Set(keys).size, keys.length, 'no table is in two parts');
+    assert.equal(listed.find((t: any) => t.table === 'big').rows, BIG_ROWS);
+    assert.equal(listed.find((t: any) => t.table === 't.10 "q" *').rows, 11 * 97);
+    assert.ok(manifest.parts.filter((p: any) => p.rest).length === 1, 'one part holds sequence values and large objects');
+  });
+
+  test('restore with jobs: 4 into a new branch: every object, every byte, as in the source', async () => {
+    const name = uniqueName('sbx_par_r');
+    databases.push(name);
+    const r = await api(server, 'POST', `${dbPath}/branches`, { name, backup_id: parallel.id, jobs: 4 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.jobs, 4);
+    const branch = await waitForRestore(server, dbPath, name, 180_000);
+    assert.equal(branch.restore.state, 'success', JSON.stringify(branch.restore));
+    assertSameLines(await pgInventory(pgUrl(name)), inventory, 'inventories of the source and the parallel copy');
+    assert.deepEqual(dataDiff(data, await pgData(pgUrl(name))), [], 'data of the source and the parallel copy');
+  });
+
+  test('full and quick verification pass: digests recorded per part match a restored copy', async () => {
+    const backupPath = `${branchPath}/backups/${parallel.id}`;
+    const quick = await api(server, 'POST', `${backupPath}/verify`, {});
+    assert.equal(quick.status, 202, JSON.stringify(quick.body));
+    assert.equal((await waitForVerification(server, backupPath, quick.body.id)).state, 'success');
+    const full = await api(server, 'POST', `${backupPath}/verify`, { restore: true });
+    assert.equal(full.status, 202, JSON.stringify(full.body));
+    const v = await waitForVerification(server, backupPath, full.body.id);
+    assert.equal(v.state, 'success', JSON.stringify(v));
+  });
+
+  test('the download is a tar of the parts, SHA256SUMS and the manifest; the README commands restore it without Strongbox', async () => {
+    const res = await fetch(`${server.url}${branchPath}/backups/${parallel.id}/download`, { headers: { authorization: server.token } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'application/x-tar');
+    const body = Buffer.from(await res.arrayBuffer());
+    assert.equal(body.length, Number(res.headers.get('content-length')));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-par-tar-'));
+    const name = uniqueName('sbx_par_hand');
+    databases.push(name);
+    try {
+      const files = untar(body);
+      assert.deepEqual([...files.keys()].map((k) => k.split('/')[1]).sort(), PART_FILES);
+      // As the README says: tar xf, sha256sum -c, zstd -d, then pg_restore part by part.
+      fs.writeFileSync(path.join(dir, 'b.tar'), body);
+      execFileSync('tar', ['xf', 'b.tar'], { cwd: dir });
+      const folder = path.join(dir, parallel.id);
+      execFileSync('sha256sum', ['-c', '--quiet', 'SHA256SUMS'], { cwd: folder });
+      const org = await server.ctx.db.selectFrom('organizations').selectAll().where('name', '=', 'default').executeTakeFirstOrThrow();
+      const identity = `${server.dataDir}/age/${org.id}.key`;
+      const script = `set -e
+for f in *.pgdump.zst.age; do age -d -i '${identity}' "$f" | zstd -q -d > "\${f%.zst.age}"; done
+createdb -h 127.0.0.1 -U postgres ${name}
+pg_restore -h 127.0.0.1 -U postgres -d ${name} --no-owner --no-acl --exit-on-error 00-pre-data.pgdump
+for f in [0-9][0-9]-data.pgdump; do pg_restore -h 127.0.0.1 -U postgres -d ${name} --data-only --exit-on-error "$f" & done; wait
+pg_restore -h 127.0.0.1 -U postgres -d ${name} --no-owner --no-acl --exit-on-error -j 4 *-post-data.pgdump
+`;
+      execFileSync('bash', ['-c', script], { cwd: folder, stdio: 'pipe' });
+      assert.deepEqual(dataDiff(data, await pgData(pgUrl(name))), ['"public"."word_order"', '"public"."words"'], 'by hand, only the sort order of the server default collation differs (as for the stock tools)');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a single-stream backup is unchanged: one dump object, no parts', async () => {
+    const r = await api(server, 'POST', `${branchPath}/backups`, {});
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const b = await waitForBackup(server, branchPath, r.body.id, 180_000);
+    assert.equal(b.state, 'success', JSON.stringify(b));
+    const a = (await api(server, 'GET', `${branchPath}/backups/${b.id}/artifacts`)).body.data[0];
+    assert.match(a.path, /\/dump\.pgdump\.zst\.age$/);
+    assert.equal(a.parts, null);
+    // The same database in parts or in one stream: the same contents (digests per table, objects).
+    const single = await server.ctx.db.selectFrom('backup_contents').selectAll().where('backup_id', '=', b.id).executeTakeFirstOrThrow();
+    const parts = await server.ctx.db.selectFrom('backup_contents').selectAll().where('backup_id', '=', parallel.id).executeTakeFirstOrThrow();
+    const norm = (json: string) => {
+      const c = JSON.parse(json);
+      const key = (x: any) => JSON.stringify(x);
+      return { tables: c.tables.map(key).sort(), objects: c.objects.map(key).sort(), large_objects: c.large_objects };
+    };
+    assert.deepEqual(norm(parts.contents), norm(single.contents));
+  });
+
+  test('the branch option: jobs on PATCH makes its backups parallel; bad values are 4xx', async () => {
+    for (const jobs of [0, 17, 2.5, 'four']) {
+      const bad = await api(server, 'PATCH', branchPath, { jobs });
+      assert.ok(bad.status >= 400 && bad.status < 500, `${jobs}: ${bad.status}`);
+      const badBackup = await api(server, 'POST', `${branchPath}/backups`, { jobs });
+      assert.ok(badBackup.status >= 400 && badBackup.status < 500, `${jobs}: ${badBackup.status}`);
+    }
+    const p = await api(server, 'PATCH', branchPath, { jobs: 2 });
+    assert.equal(p.status, 200, JSON.stringify(p.body));
+    assert.equal(p.body.jobs, 2);
+    const r = await api(server, 'POST', `${branchPath}/backups`, {});
+    const b = await waitForBackup(server, branchPath, r.body.id, 180_000);
+    assert.equal(b.state, 'success', JSON.stringify(b));
+    const a = (await api(server, 'GET', `${branchPath}/backups/${b.id}/artifacts`)).body.data[0];
+    assert.equal(a.parts, 4, 'pre-data, two data parts, post-data');
+    // Overwrite of an existing database is refused for a parallel backup (not one transaction).
+    const target = uniqueName('sbx_par_ow');
+    databases.push(target);
+    await withPgClient(pgUrl('postgres'), (c) => c.query(`CREATE DATABASE ${pgIdent(target)}`));
+    const ow = await api(server, 'POST', `${dbPath}/branches`, { name: 'ow', backup_id: b.id, connection_url: pgUrl(target), overwrite: true });
+    assert.equal(ow.status, 409, JSON.stringify(ow.body));
+    assert.match(ow.body.message, /parallel/);
+    // Deleting it removes every part.
+    const folder = path.join(server.dataDir, 'backups', path.dirname(a.path));
+    assert.equal((await api(server, 'DELETE', `${branchPath}/backups/${b.id}`)).status, 204);
+    assert.deepEqual(fs.existsSync(folder) ? fs.readdirSync(folder) : [], []);
+    await api(server, 'PATCH', branchPath, { jobs: 1 });
+  });
+
+  test('a part that fails mid-way fails the backup with its reason, stops the others and leaves no part stored', async () => {
+    const r = await api(server, 'POST', `${branchPath}/backups`, { jobs: 4 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    // The pg_dump copying the big table is ended by the server while it streams.
+    await until('the COPY of public.big', async () => {
+      const killed = await withPgClient(pgUrl('postgres'), async (c) => {
+        const res = await c.query(
+          `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+            WHERE datname = $1 AND application_name = 'strongbox' AND query LIKE 'COPY public.big %'`,
+          [source],
+        );
+        return res.rows.some((x) => x.ok);
+      });
+      return killed ? true : undefined;
+    }, 60_000, 10);
+    const b = await waitForBackup(server, branchPath, r.body.id, 180_000);
+    assert.equal(b.state, 'failed', JSON.stringify(b));
+    const why = (await api(server, 'GET', `${branchPath}/backups/${b.id}/artifacts`)).body;
+    assert.match(why.backup_error, /part \d\d-data \(public\.big.*\) failed: pg_dump \(data\)/, why.backup_error);
+    assert.ok(why.data.every((a: any) => a.state === 'failed'), JSON.stringify(why.data));
+    const folder = path.join(server.dataDir, 'backups', path.dirname(why.data[0].path));
+    assert.deepEqual(fs.existsSync(folder) ? fs.readdirSync(folder) : [], [], 'no part stays in storage');
+    const restore = await api(server, 'POST', `${dbPath}/branches`, { name: 'from-failed', backup_id: b.id });
+    assert.equal(restore.status, 409, 'nothing of it can be restored');
+  });
+});
