@@ -7,7 +7,7 @@
  * through its environment (PGPASSWORD / MYSQL_PWD), never its arguments, and must
  * never appear in an error message.
  */
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export type EngineKind = 'postgresql' | 'mysql';
 
@@ -55,6 +55,12 @@ export interface DumpOptions {
    * their current rows. Ignored by PostgreSQL, which has no such tables.
    */
   dumpHistory?: boolean;
+  /**
+   * Write the dump straight into this stream's pipe (the stdin of another child process,
+   * e.g. the compressor's), not through this process: `DumpProcess.stdout` is then an
+   * empty stream and `done` still reports the tool's exit. See pipeline/store.ts.
+   */
+  output?: Writable;
 }
 
 /**

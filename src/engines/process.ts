@@ -6,7 +6,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import { finished, type Readable } from 'node:stream';
+import { finished, Readable, type Writable } from 'node:stream';
 import { EngineError } from './engine.js';
 
 /** How long a tool gets to exit after SIGTERM before it is sent SIGKILL. */
@@ -91,6 +91,13 @@ export interface ToolSpec {
   secrets: string[];
   /** Whether the child reads stdin from us (restore) or gets none (dump). */
   stdin: 'pipe' | 'ignore';
+  /**
+   * Where the tool's stdout goes: a pipe we read (`child.stdout`, the default) or the stdin
+   * of another child process (a Socket from `spawn`), which the tool then writes into
+   * directly, OS pipe to OS pipe, without passing through this process (`child.stdout` is
+   * then null). The caller closes its own copy of that stream after the call.
+   */
+  stdout?: Writable;
   signal?: AbortSignal;
 }
 
@@ -105,6 +112,11 @@ export interface ToolRun {
   kill(): void;
 }
 
+/** A tool's stdout as a stream: empty (already ended) when it writes into another process (`ToolSpec.stdout`). */
+export function toolStdout(run: ToolRun): Readable {
+  return run.child.stdout ?? Readable.from([]);
+}
+
 /**
  * Start a tool. The caller must consume (or destroy) `child.stdout`: a tool blocked on a
  * full pipe never exits by itself.
@@ -114,7 +126,7 @@ export function runTool(spec: ToolSpec): ToolRun {
   try {
     child = spawn(spec.path, spec.args, {
       env: spec.env,
-      stdio: [spec.stdin, 'pipe', 'pipe'],
+      stdio: [spec.stdin, spec.stdout ?? 'pipe', 'pipe'],
       shell: false,
       windowsHide: true,
     });

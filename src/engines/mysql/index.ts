@@ -16,7 +16,7 @@ import {
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, findInPath, runTool, toolEnvironment, toolOutput, toolVersionLine } from '../process.js';
+import { feedTool, findInPath, runTool, toolEnvironment, toolOutput, toolStdout, toolVersionLine } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { MysqlDumpRewriter } from './rewrite.js';
 import { applyGrants, createDatabaseSql, readGrants, readOwnershipRoles, readSequenceRounds, parseAccount } from './ownership.js';
@@ -242,9 +242,10 @@ export const mysql = {
       env: toolEnv(conn),
       secrets: [conn.password],
       stdin: 'ignore',
+      stdout: options.output,
       signal: options.signal,
     });
-    return { stdout: run.child.stdout!, done: run.done, kill: run.kill, clientVersion: tools.dump.versionLine };
+    return { stdout: toolStdout(run), done: run.done, kill: run.kill, clientVersion: tools.dump.versionLine };
   },
 
   async schemaDump(conn: ConnectionInfo, options: DumpOptions = {}): Promise<string> {

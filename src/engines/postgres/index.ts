@@ -16,7 +16,7 @@ import {
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, runTool, toolEnvironment, toolOutput } from '../process.js';
+import { feedTool, runTool, toolEnvironment, toolOutput, toolStdout } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
 import { createDatabaseLike, readDatabaseProperties, readOwnershipRoles } from './properties.js';
@@ -201,9 +201,10 @@ export const postgres = {
       env: toolEnv(conn),
       secrets: [conn.password],
       stdin: 'ignore',
+      stdout: options.output,
       signal: options.signal,
     });
-    return { stdout: run.child.stdout!, done: run.done, kill: run.kill, clientVersion: client.versionLine };
+    return { stdout: toolStdout(run), done: run.done, kill: run.kill, clientVersion: client.versionLine };
   },
 
   async schemaDump(conn: ConnectionInfo, options: DumpOptions = {}): Promise<string> {

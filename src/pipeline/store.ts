@@ -1,0 +1,417 @@
+/**
+ * One raw stream → one compressed, encrypted, hashed object in every destination
+ * (`storeStream`): the data path of dumps, base backups and the parts of parallel dumps.
+ *
+ * The child processes pipe into each other directly, as OS pipes, the way a shell
+ * pipeline does:
+ *
+ *   dump tool ──► tee ──► zstd -T0 ──► age ──► this process: sha256, size, fan-out
+ *                  └──► FIFO ──► worker thread: byte count, row counts, digests, …
+ *
+ * Only the final (compressed, encrypted) bytes pass through the main thread, once; the raw
+ * bytes that the readers need (inspect.ts) reach a worker thread through a FIFO in large
+ * reads. Before, every raw byte entered the event loop in ~7 KiB chunks, was hashed for a
+ * digest nobody used, written to zstd, read back, written to age and read back: most of the
+ * backup's CPU time in this process, and most of its garbage.
+ *
+ * Guarantees: the result is good only when every process (the source included) exited 0,
+ * the readers read the whole stream and every live destination finished writing; anything
+ * else rejects with StoreError saying why (the first cause, not its echoes: a zstd that
+ * died makes tee die of SIGPIPE, and that is not the story). Aborting, or any failure,
+ * stops every process (SIGTERM, then SIGKILL) and settles only once all of them have
+ * exited: nothing is left behind.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Transform, type Duplex, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Worker } from 'node:worker_threads';
+import zlib from 'node:zlib';
+import type { Compression } from './compress.js';
+import { fanOut, type FanOutResult, type FanOutTarget } from './fanout.js';
+import { HashCounter } from './hash.js';
+import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
+import type { InspectWorkerData, InspectWorkerMessage } from './inspect-worker.js';
+
+/** A child process that writes the raw stream (a dump tool): see RawSource. */
+export interface SourceProcess {
+  /** Its output when it was started without one (see RawSource.start); else empty. */
+  stdout: Readable;
+  /** Resolves when it exited 0; rejects (with a message fit for users) otherwise. */
+  done: Promise<void>;
+  /** Stop it (SIGTERM, then SIGKILL). Safe to call twice, and after it exited. */
+  kill(): void;
+}
+
+/**
+ * Where the raw bytes come from: a stream this process reads (its bytes go through the
+ * main thread), or a process started with `output` as its stdout so that it writes
+ * straight into the next process (engine.dump's `output` option does that). `start` is
+ * called once; when it throws, nothing was started.
+ */
+export type RawSource = { readable: Readable } | { start(output: Writable | undefined): Promise<SourceProcess> };
+
+/** Figures for a progress report. */
+export interface StoreProgress {
+  /** Raw bytes read so far (the dump's own size as it grows). */
+  rawBytes: number;
+  /** Bytes written to storage so far (compressed and encrypted). */
+  storedBytes: number;
+}
+
+/** Options of {@link storeStream}. */
+export interface StoreOptions {
+  compression: Compression;
+  /** zstd 1..19 or gzip 1..9; the tool's own default (zstd 3, gzip 6) when absent. */
+  level?: number;
+  /** age recipients (`age1…`); none: not encrypted. */
+  recipients: readonly string[];
+  /** One writable per destination (an ObjectWriter's stream); see fanOut for how failures are handled. */
+  targets: FanOutTarget[];
+  /** What to read off the raw bytes (row counts, digests, …); the byte count is always read. */
+  inspect?: InspectSpec;
+  signal?: AbortSignal;
+  /** Called every `progressIntervalMs` (default 250) while the stream flows, and once at the end. Must not throw. */
+  onProgress?: (progress: StoreProgress) => void;
+  progressIntervalMs?: number;
+  /** Stamps Inspection.coordinates.consistent_at (defaults to the system clock). */
+  clock?: () => Date;
+}
+
+/** A stored stream. */
+export interface StoreResult {
+  /** Bytes stored (after compression and encryption) and their sha256 (hex). */
+  size: number;
+  sha256: string;
+  /** Bytes of the raw stream. */
+  rawBytes: number;
+  /** One per target, in order: some may have failed while others stored everything. */
+  targets: FanOutResult[];
+  inspection: Inspection;
+}
+
+/** Why storeStream failed; `targets` tells how each destination fared (none is ok to commit). */
+export class StoreError extends Error {
+  constructor(
+    message: string,
+    readonly targets: FanOutResult[],
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'StoreError';
+  }
+}
+
+const ZSTD_NOT_FOUND = 'zstd not found: install the zstd package';
+const AGE_NOT_FOUND = 'age not found: install the age package (https://age-encryption.org)';
+const TEE_NOT_FOUND = 'tee not found: install coreutils';
+const STDERR_TAIL_BYTES = 4096;
+const KILL_GRACE_MS = 2000;
+
+/** A failure, and how much it says about what went wrong (lower: closer to the cause). */
+interface Failure {
+  error: Error;
+  /** 0 the caller's abort, 1 a cause, 2 an echo of another failure (SIGPIPE, EPIPE, killed by us). */
+  rank: number;
+  seq: number;
+}
+
+/** One child process stage: a filter from stdin to stdout. */
+interface ProcessStage {
+  kind: 'process';
+  name: string;
+  command: string;
+  args: string[];
+  notFound: string;
+  child?: ChildProcess;
+}
+type Stage = ProcessStage | { kind: 'node'; stream: Duplex };
+
+/** The stages that turn raw bytes into the bytes at rest: compression, then encryption. */
+function atRest(compression: Compression, level: number | undefined, recipients: readonly string[]): Stage[] {
+  const stages: Stage[] = [];
+  if (compression === 'zstd') {
+    const lvl = level ?? 3;
+    if (!Number.isInteger(lvl) || lvl < 1 || lvl > 19) throw new RangeError(`zstd compression level must be an integer from 1 to 19, got ${lvl}`);
+    stages.push({ kind: 'process', name: 'zstd', command: 'zstd', args: ['-q', '-c', `-${lvl}`, '-T0'], notFound: ZSTD_NOT_FOUND });
+  } else if (compression === 'gzip') {
+    const lvl = level ?? 6;
+    if (!Number.isInteger(lvl) || lvl < 1 || lvl > 9) throw new RangeError(`gzip compression level must be an integer from 1 to 9, got ${lvl}`);
+    stages.push({ kind: 'node', stream: zlib.createGzip({ level: lvl }) });
+  }
+  if (recipients.length) stages.push({ kind: 'process', name: 'age', command: 'age', args: recipients.flatMap((r) => ['-r', r]), notFound: AGE_NOT_FOUND });
+  return stages;
+}
+
+/** The worker module: compiled .js next to this file, or the .ts source when running under tsx. */
+function startWorker(data: InspectWorkerData): Worker {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    const url = new URL('./inspect-worker.ts', here).href;
+    return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true, workerData: data });
+  }
+  return new Worker(new URL('./inspect-worker.js', here), { workerData: data });
+}
+
+function makeFifo(file: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('mkfifo', ['-m', '600', file], (err, _stdout, stderr) => (err ? reject(new Error(`cannot make a FIFO for the dump readers: ${stderr.trim() || err.message}`)) : resolve()));
+  });
+}
+
+const isPipeEcho = (e: unknown): boolean => {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED';
+};
+
+/**
+ * Compress (`compression`, `level`), encrypt (to `recipients`) and hash `source`, and
+ * write it to every target at once, reading `opts.inspect` off the raw bytes on the way.
+ * Resolves once every process exited 0, the readers are done and every live target has
+ * finished (not yet committed: the caller commits and checks sizes); rejects with
+ * StoreError otherwise (see the module comment). Memory stays bounded by the pipes' and
+ * targets' buffers whatever the stream's size.
+ */
+export async function storeStream(source: RawSource, opts: StoreOptions): Promise<StoreResult> {
+  const stages = atRest(opts.compression, opts.level, opts.recipients);
+  const interval = opts.progressIntervalMs ?? 250;
+  const clock = opts.clock ?? (() => new Date());
+
+  const failures: Failure[] = [];
+  let seq = 0;
+  const stop = new AbortController();
+  const children: Array<{ name: string; child: ChildProcess; exited: boolean }> = [];
+  let sourceProcess: SourceProcess | null = null;
+  let killTimer: NodeJS.Timeout | null = null;
+  const fail = (error: unknown, rank: number): void => {
+    const err = error instanceof Error ? error : new Error(String(error));
+    failures.push({ error: err, rank: stop.signal.aborted && rank === 1 && isPipeEcho(err) ? 2 : rank, seq: seq++ });
+    if (stop.signal.aborted) return;
+    stop.abort(err);
+    // No target may finish on a failed stream.
+    if (!stored.destroyed) stored.destroy(err);
+    // Stop everything: nothing may outlive a failure.
+    sourceProcess?.kill();
+    for (const c of children) if (!c.exited) c.child.kill('SIGTERM');
+    killTimer = setTimeout(() => {
+      for (const c of children) if (!c.exited) c.child.kill('SIGKILL');
+    }, KILL_GRACE_MS);
+    killTimer.unref();
+    releaseWorker();
+  };
+  const onAbort = (): void => fail(opts.signal!.reason ?? new Error('the operation was aborted'), 0);
+
+  // The sink: sha256 and size of the bytes at rest, copied to every target.
+  const stored = new HashCounter();
+  const fan = fanOut(stored, opts.targets);
+  const waits: Array<Promise<unknown>> = [fan];
+
+  // The readers: in a worker behind tee for a process source; here for a stream we read anyway.
+  const found: { inspection: Inspection | null } = { inspection: null };
+  let rawBytes = 0;
+  let seenAt: Date | null = null;
+  let worker: Worker | null = null;
+  let workerOpened = false;
+  let workerExited = true;
+  let fifoDir: string | null = null;
+  let fifo: string | null = null;
+  const releaseWorker = (): void => {
+    // A worker still waiting in open() for a tee that never came: open and close the
+    // writing end once so that it sees the end of the stream.
+    if (worker === null || workerOpened || workerExited || fifo === null) return;
+    try {
+      fs.closeSync(fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+    } catch {
+      // ENXIO: it has not reached open() yet; try again shortly.
+      setTimeout(releaseWorker, 20).unref();
+    }
+  };
+
+  const progress = (): void => {
+    try {
+      opts.onProgress?.({ rawBytes, storedBytes: stored.bytes });
+    } catch {
+      // A progress report must never break the data path.
+    }
+  };
+  const ticker = opts.onProgress ? setInterval(progress, interval) : null;
+
+  try {
+    if (opts.signal?.aborted) {
+      onAbort();
+    } else {
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      const isProcessSource = 'start' in source;
+      if (isProcessSource) {
+        fifoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-raw-'));
+        fifo = path.join(fifoDir, 'raw');
+        await makeFifo(fifo);
+        const w = startWorker({ fifo, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250) });
+        worker = w;
+        workerExited = false;
+        waits.push(
+          new Promise<void>((resolve) => {
+            w.on('message', (m: InspectWorkerMessage) => {
+              if (m.type === 'open') workerOpened = true;
+              else if (m.type === 'progress') rawBytes = m.bytes;
+              else if (m.type === 'seen') seenAt ??= clock();
+              else if (m.type === 'done') {
+                found.inspection = m.inspection;
+                rawBytes = m.inspection.rawBytes;
+              }
+            });
+            w.on('error', (e) => fail(new Error(`the dump reader failed: ${e.message}`), 1));
+            w.on('exit', () => {
+              workerExited = true;
+              if (found.inspection === null && !stop.signal.aborted) fail(new Error('the dump reader stopped before the end of the dump'), 1);
+              resolve();
+            });
+          }),
+        );
+        stages.unshift({ kind: 'process', name: 'tee', command: 'tee', args: [fifo], notFound: TEE_NOT_FOUND });
+      } else {
+        const inspector = new RawInspector(opts.inspect ?? {}, () => (seenAt ??= clock()));
+        stages.unshift({
+          kind: 'node',
+          stream: new Transform({
+            transform(chunk: Buffer, _enc, cb) {
+              inspector.update(chunk);
+              rawBytes = inspector.bytes;
+              cb(null, chunk);
+            },
+            flush(cb) {
+              found.inspection = inspector.end();
+              cb();
+            },
+          }),
+        });
+      }
+
+      // Start the processes from the last to the first, so that each one's stdout can be
+      // the stdin of the one after it; this process then closes its own copy of that stdin.
+      let next: Writable | null = null;
+      for (let i = stages.length - 1; i >= 0; i--) {
+        const stage = stages[i];
+        if (stage.kind === 'node') {
+          next = null;
+          continue;
+        }
+        const child: ChildProcess = spawn(stage.command, stage.args, { stdio: ['pipe', next ?? 'pipe', 'pipe'] });
+        next?.destroy();
+        stage.child = child;
+        const entry = { name: stage.name, child, exited: false };
+        children.push(entry);
+        waits.push(watchChild(stage, entry, fail, () => stop.signal.aborted));
+        next = child.stdin;
+      }
+      // The source writes into the first stage (or into this process when that is a stream of ours).
+      let head: Readable;
+      if (isProcessSource) {
+        const output = next ?? undefined;
+        try {
+          sourceProcess = await source.start(output);
+        } finally {
+          output?.destroy();
+        }
+        if (stop.signal.aborted) sourceProcess.kill();
+        const src = sourceProcess;
+        waits.push(src.done.catch((e) => fail(e, stop.signal.aborted || /SIGPIPE/.test(String((e as Error)?.message)) ? 2 : 1)));
+        head = src.stdout;
+      } else {
+        head = source.readable;
+      }
+
+      // The links that pass through this process: each run of streams between processes.
+      let run: Array<Readable | Duplex | Writable> | null = [head];
+      if (isProcessSource && stages[0]?.kind === 'process') run = null;
+      for (let i = 0; i < stages.length; i++) {
+        const stage = stages[i];
+        if (stage.kind === 'node') {
+          run!.push(stage.stream);
+          continue;
+        }
+        if (run !== null) {
+          run.push(stage.child!.stdin!);
+          waits.push(runLink(run, stop.signal, fail));
+        }
+        const following = stages[i + 1];
+        run = following?.kind === 'process' ? null : [stage.child!.stdout!];
+      }
+      run!.push(stored);
+      waits.push(runLink(run!, stop.signal, fail));
+    }
+  } catch (e) {
+    fail(e, 1);
+  }
+
+  const results = await fan.then(async (r) => {
+    await Promise.all(waits);
+    return r;
+  });
+  if (ticker) clearInterval(ticker);
+  if (killTimer) clearTimeout(killTimer);
+  opts.signal?.removeEventListener('abort', onAbort);
+  if (fifoDir) fs.rmSync(fifoDir, { recursive: true, force: true });
+
+  if (failures.length === 0 && results.every((r) => !r.ok)) {
+    fail(new Error(`every destination failed: ${results.map((r) => `${r.id}: ${r.error?.message}`).join('; ')}`), 1);
+  }
+  if (failures.length === 0 && found.inspection === null) fail(new Error('the dump reader did not finish'), 1);
+  if (failures.length > 0) {
+    const first = failures.reduce((a, b) => (b.rank < a.rank || (b.rank === a.rank && b.seq < a.seq) ? b : a));
+    throw new StoreError(first.error.message, results, { cause: first.error });
+  }
+  progress();
+  const inspection = found.inspection!;
+  const seen = seenAt as Date | null;
+  if (inspection.coordinates && seen) inspection.coordinates.consistent_at = seen.toISOString();
+  return { size: stored.bytes, sha256: stored.digest(), rawBytes: inspection.rawBytes, targets: results, inspection };
+}
+
+/** Pipe one run of streams; a failure there fails the whole store (an EPIPE is only an echo). */
+async function runLink(streams: Array<Readable | Duplex | Writable>, signal: AbortSignal, fail: (e: unknown, rank: number) => void): Promise<void> {
+  try {
+    await pipeline(streams as unknown as NodeJS.ReadWriteStream[], { signal });
+  } catch (e) {
+    fail(e, signal.aborted || isPipeEcho(e) ? 2 : 1);
+  }
+}
+
+/** Settles when `stage`'s process is gone; reports a non-zero exit, a signal, or a failure to start. */
+function watchChild(stage: ProcessStage, entry: { child: ChildProcess; exited: boolean }, fail: (e: unknown, rank: number) => void, stopping: () => boolean): Promise<void> {
+  const child = entry.child;
+  let tail = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    tail = (tail + c.toString('utf8')).slice(-STDERR_TAIL_BYTES);
+  });
+  child.stderr?.on('error', () => {});
+  // EPIPE and the like land here when a process dies; its exit status says what happened.
+  child.stdin?.on('error', () => {});
+  child.stdout?.on('error', () => {});
+  return new Promise<void>((resolve) => {
+    let settled = false;
+    const done = (): void => {
+      if (settled) return;
+      settled = true;
+      entry.exited = true;
+      resolve();
+    };
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      if (child.pid !== undefined) return;
+      fail(err.code === 'ENOENT' ? new Error(stage.notFound) : new Error(`${stage.name}: ${err.message}`), 1);
+      done();
+    });
+    child.once('close', (code, signal) => {
+      if (code !== 0 && child.pid !== undefined) {
+        const why = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
+        const stderr = tail.trim();
+        // Killed by us, or of a broken pipe: the echo of a failure reported elsewhere.
+        const echo = stopping() || signal === 'SIGPIPE';
+        fail(new Error(`${stage.name} ${why}${stderr ? `: ${stderr}` : ''}`), echo ? 2 : 1);
+      }
+      done();
+    });
+  });
+}
