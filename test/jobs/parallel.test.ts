@@ -15,6 +15,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
 import { dropDatabase, pgIdent, pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
+import { readableArtifacts } from '../../src/jobs/artifacts.js';
 import { createPgNasty, createPgRoles, dataDiff, dropPgRoles, lineDiff, pgData, pgInventory } from '../helpers/nasty.js';
 
 const BIG_ROWS = 400_000;
@@ -221,6 +222,80 @@ pg_restore -h 127.0.0.1 -U postgres -d ${name} --no-owner --no-acl --exit-on-err
     assert.equal((await api(server, 'DELETE', `${branchPath}/backups/${b.id}`)).status, 204);
     assert.deepEqual(fs.existsSync(folder) ? fs.readdirSync(folder) : [], []);
     await api(server, 'PATCH', branchPath, { jobs: 1 });
+  });
+
+  test('two destinations: one that fails keeps no part, repair copies every part, a damaged part falls back to the other copy, rebuild from storage lists the parts', async () => {
+    const extra = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-par-dest-'));
+    const flaky = path.join(extra, 'flaky');
+    try {
+      assert.equal((await api(server, 'POST', '/v1/organizations/default/storage-destinations', { name: 'flaky', provider: 'local', config: { path: flaky } })).status, 201);
+      assert.equal((await api(server, 'PATCH', dbPath, { storage_destinations: ['local', 'flaky'] })).status, 200);
+      // The destination goes away: its folder becomes a file, so nothing can be written there.
+      fs.rmSync(flaky, { recursive: true, force: true });
+      fs.writeFileSync(flaky, 'not a folder');
+      const b = await waitForBackup(server, branchPath, (await api(server, 'POST', `${branchPath}/backups`, { jobs: 2 })).body.id, 180_000);
+      assert.equal(b.state, 'failed');
+      let arts = (await api(server, 'GET', `${branchPath}/backups/${b.id}/artifacts`)).body.data;
+      assert.equal(arts.find((a: any) => a.destination === 'local').state, 'success', 'the good copy is kept');
+      assert.equal(arts.find((a: any) => a.destination === 'flaky').state, 'failed');
+
+      fs.rmSync(flaky);
+      const r = await api(server, 'POST', `${branchPath}/backups/${b.id}/repair`);
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      await until('repair', async () => {
+        const j = await server.ctx.db.selectFrom('jobs').select(['state', 'error']).where('id', '=', r.body.id).executeTakeFirstOrThrow();
+        return ['pending', 'running'].includes(j.state) ? undefined : j;
+      });
+      arts = (await api(server, 'GET', `${branchPath}/backups/${b.id}/artifacts`)).body.data;
+      assert.deepEqual(arts.map((a: any) => [a.state, a.parts]), [['success', 4], ['success', 4]], JSON.stringify(arts));
+      assert.equal((await api(server, 'GET', `${branchPath}/backups/${b.id}`)).body.state, 'success');
+      const local = arts.find((a: any) => a.destination === 'local');
+      const copied = path.join(flaky, path.dirname(local.path));
+      execFileSync('sha256sum', ['-c', '--quiet', 'SHA256SUMS'], { cwd: copied });
+
+      // A byte of a data part of the copy a restore reads first changes: it takes the other copy.
+      const [first, second] = await readableArtifacts(server.ctx, b.id);
+      const folderOf = (a: { destination_name: string; path: string }) => path.join(a.destination_name === 'flaky' ? flaky : path.join(server.dataDir, 'backups'), path.dirname(a.path));
+      const part = path.join(folderOf(first), '01-data.pgdump.zst.age');
+      const bytes = fs.readFileSync(part);
+      bytes[bytes.length - 100] ^= 0xff;
+      fs.writeFileSync(part, bytes);
+      const name = uniqueName('sbx_par_fb');
+      databases.push(name);
+      assert.equal((await api(server, 'POST', `${dbPath}/branches`, { name, backup_id: b.id, jobs: 2 })).status, 201);
+      const branch = await waitForRestore(server, dbPath, name, 180_000);
+      assert.equal(branch.restore.state, 'success', JSON.stringify(branch.restore));
+      const job = await server.ctx.db.selectFrom('jobs').select('result').where('id', '=', branch.restore.id).executeTakeFirstOrThrow();
+      assert.equal(JSON.parse(job.result!).destination, second.destination_name);
+      assert.match(JSON.parse(job.result!).problems[0], /01-data/);
+      assert.deepEqual(dataDiff(data, await pgData(pgUrl(name))), []);
+      // Quick verification names the damaged part.
+      const backupPath = `${branchPath}/backups/${b.id}`;
+      const quick = await api(server, 'POST', `${backupPath}/verify`, {});
+      const v = await waitForVerification(server, backupPath, quick.body.id);
+      assert.equal(v.state, 'failed');
+      assert.match(JSON.stringify(v), /part 01-data\.pgdump\.zst\.age: sha256/);
+
+      // Another catalog, rebuilt from the intact copy's folder alone, knows the backup and its parts.
+      const other = await startServer();
+      try {
+        assert.equal((await api(other, 'POST', '/v1/organizations/default/storage-destinations', { name: 'found', provider: 'local', config: { path: second.destination_name === 'flaky' ? flaky : path.join(server.dataDir, 'backups') } })).status, 201);
+        const rb = await api(other, 'POST', '/v1/organizations/default/storage-destinations/found/rebuild');
+        assert.equal(rb.status, 200, JSON.stringify(rb.body));
+        assert.deepEqual(rb.body.problems, []);
+        assert.ok(rb.body.backups_added >= 1, JSON.stringify(rb.body));
+        const otherPath = `${dbPath}/branches/main/backups/${b.id}`;
+        const found = (await api(other, 'GET', `${otherPath}/artifacts`)).body.data;
+        assert.deepEqual(found.map((a: any) => [a.state, a.parts, a.sha256]), [['success', 4, local.sha256]]);
+        const q = await api(other, 'POST', `${otherPath}/verify`, {});
+        assert.equal((await waitForVerification(other, otherPath, q.body.id)).state, 'success');
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await api(server, 'PATCH', dbPath, { storage_destinations: null });
+      fs.rmSync(extra, { recursive: true, force: true });
+    }
   });
 
   test('a part that fails mid-way fails the backup with its reason, stops the others and leaves no part stored', async () => {
