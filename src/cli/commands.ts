@@ -196,6 +196,18 @@ export const HANDLERS: Record<string, Handler> = {
     print(`branch ${b.name}: archiving ${state}${a.last_shipped_at ? `, last file stored ${a.last_shipped_at}` : ''}${a.slot_name ? `, replication slot ${a.slot_name}` : ''}${a.error ? `\n  error: ${a.error}` : ''}`);
   },
 
+  async 'branch recovery-window'(inv) {
+    const [org, db, branch] = splitPath(inv, 0, 3);
+    const w = await inv.c.request('GET', `${branchUrl(org, db, branch)}/recovery-window`);
+    if (inv.json) return printJson(w);
+    if (!w.earliest || !w.latest) {
+      print(`branch ${decodeURIComponent(branch)}: nothing restorable to a point in time (archiving off, or no backup taken since it was switched on)`);
+    } else {
+      print(`branch ${decodeURIComponent(branch)}: restorable from ${w.earliest} to ${w.latest}${w.gaps.length ? ', except in the gaps below' : ''}`);
+    }
+    for (const g of w.gaps) print(`  gap after ${g.after ?? 'the start'} until ${g.before ?? '(nothing restorable after it until a newer backup)'}: missing ${g.missing.join(', ')}`);
+  },
+
   async 'backup create'(inv) {
     const [org, db, branch] = splitPath(inv, 0, 3);
     const body: Record<string, unknown> = {};
@@ -433,17 +445,25 @@ export const HANDLERS: Record<string, Handler> = {
 
   async restore(inv) {
     const [org, db, branch] = splitPath(inv, 0, 3);
-    const body: Record<string, unknown> = { name: decodeURIComponent(branch), backup_id: inv.values.backup, production: inv.values.production === true };
+    const point = inv.values['restore-point'] as string | undefined;
+    if (inv.values.backup === undefined && point === undefined) throw new UsageError('missing option --backup ID (or --restore-point TIME|latest with --from BRANCH); see strongbox restore --help');
+    if (inv.values.from !== undefined && point === undefined) throw new UsageError('--from only applies with --restore-point (a point-in-time restore of that branch)');
+    const body: Record<string, unknown> = { name: decodeURIComponent(branch), production: inv.values.production === true };
+    if (inv.values.backup !== undefined) body.backup_id = inv.values.backup;
+    if (point !== undefined) body.restore_point = point;
+    if (inv.values.from !== undefined) body.parent_branch = inv.values.from;
+    if (inv.values['target-data-dir'] !== undefined) body.target_data_dir = inv.values['target-data-dir'];
+    const what = point === undefined ? `backup ${inv.values.backup}` : `${inv.values.from ?? `backup ${inv.values.backup}`} at ${point === 'latest' ? 'the latest archived time' : point}`;
     if (process.env.STRONGBOX_CONNECTION_URL) body.connection_url = process.env.STRONGBOX_CONNECTION_URL;
     if (inv.values.overwrite) body.overwrite = true;
     if (inv.values['preserve-ownership']) body.preserve_ownership = true;
     const b = await inv.c.request('POST', `/v1/organizations/${org}/databases/${db}/branches`, body);
     if (!inv.values.wait) {
       if (inv.json) printJson(b);
-      else print(`restoring backup ${inv.values.backup} into branch ${b.name} (${b.connection.host}:${b.connection.port}/${b.connection.database}); follow it: strongbox restore progress ${shellWord(inv.positionals[0])}`);
+      else print(`restoring ${what} into branch ${b.name} (${b.connection.host}:${b.connection.port}/${b.connection.database}); follow it: strongbox restore progress ${shellWord(inv.positionals[0])}`);
       return;
     }
-    if (!inv.json) print(`restoring backup ${inv.values.backup} into branch ${b.name} (${b.connection.host}:${b.connection.port}/${b.connection.database})`);
+    if (!inv.json) print(`restoring ${what} into branch ${b.name} (${b.connection.host}:${b.connection.port}/${b.connection.database})`);
     printRestoreResult(inv, await followRestore(inv.c, branchUrl(org, db, branch), inv.positionals[0]));
   },
 

@@ -70,6 +70,15 @@ export const CLIENT_COMMANDS: CommandSpec[] = [
     examples: ['strongbox branch archiving default/shop/main on', 'strongbox branch archiving default/shop/main status'],
   },
   {
+    name: 'branch recovery-window',
+    args: ['ORG/DB/BRANCH'],
+    summary: 'the times a point-in-time restore of an archived branch can reach, and the gaps in its archive',
+    details: 'Earliest and latest restorable times (UTC), and every gap a missing WAL segment or binlog makes, with the missing files named. Restore with strongbox restore --from BRANCH --restore-point TIME.',
+    client: true,
+    options: {},
+    examples: ['strongbox branch recovery-window default/shop/main'],
+  },
+  {
     name: 'backup create',
     args: ['ORG/DB/BRANCH'],
     summary: 'take a backup now',
@@ -127,12 +136,16 @@ export const CLIENT_COMMANDS: CommandSpec[] = [
   {
     name: 'restore',
     args: ['ORG/DB/NEW_BRANCH'],
-    summary: 'restore a backup into a new branch',
+    summary: 'restore a backup, or an archived branch to a point in time, into a new branch',
     details:
-      "Default target: a new database named after NEW_BRANCH on the backup's server. To restore elsewhere, give the target's URL in $STRONGBOX_CONNECTION_URL (an empty database, or --overwrite).",
+      "Default target: a new database named after NEW_BRANCH on the backup's server. To restore elsewhere, give the target's URL in $STRONGBOX_CONNECTION_URL (an empty database, or --overwrite). " +
+      'Point in time (a branch with archiving on): --restore-point TIME|latest with --from BRANCH (Strongbox picks the newest backup before the time) or --backup ID; see strongbox branch recovery-window for the times it can reach.',
     client: true,
     options: {
-      backup: { type: 'string', value: 'ID', help: 'the backup to restore', required: true },
+      backup: { type: 'string', value: 'ID', help: 'the backup to restore (or to replay from, with --restore-point)' },
+      'restore-point': { type: 'string', value: 'TIME|latest', help: 'restore to this time (ISO 8601 with its zone, e.g. 2024-05-01T13:45:00Z) or to the latest archived one' },
+      from: { type: 'string', value: 'BRANCH', help: 'with --restore-point: the archived branch to restore (in the same database)' },
+      'target-data-dir': { type: 'string', value: 'DIR', help: 'PostgreSQL disaster recovery: put the recovered data directory here (a folder that does not exist yet) instead of a database' },
       wait: { type: 'boolean', help: 'follow it until it ends; Ctrl-C stops following, not the restore' },
       overwrite: { type: 'boolean', help: 'restore over a target database that is not empty' },
       'preserve-ownership': { type: 'boolean', help: 'keep owners and grants (the roles must exist on the target)' },
@@ -142,12 +155,19 @@ export const CLIENT_COMMANDS: CommandSpec[] = [
     fields: {
       name: 'the new branch name (NEW_BRANCH)',
       backup_id: '--backup',
+      restore_point: '--restore-point',
+      parent_branch: '--from',
+      target_data_dir: '--target-data-dir',
       overwrite: '--overwrite',
       preserve_ownership: '--preserve-ownership',
       production: '--production',
       connection_url: '$STRONGBOX_CONNECTION_URL',
     },
-    examples: ['strongbox restore default/shop/shop_copy --backup ID --wait'],
+    examples: [
+      'strongbox restore default/shop/shop_copy --backup ID --wait',
+      'strongbox restore default/shop/before_mistake --from main --restore-point 2024-05-01T13:45:00Z --wait',
+      'strongbox restore default/shop/now_copy --from main --restore-point latest',
+    ],
   },
   { name: 'restore progress', args: ['ORG/DB/BRANCH'], summary: 'follow a restore into a branch until it ends', client: true, options: {} },
 ];
