@@ -1,9 +1,9 @@
 /**
  * A parallel backup of PostgreSQL (`jobs: N`): one exported snapshot read by pg_dumps of
  * the pre-data section, of N disjoint sets of tables' data, and of the post-data section
- * (engines/postgres/parallel.ts), each its own part object through the same at-rest stages
- * as a single dump (compress, encrypt, sha256, every destination at once). At most N dumps
- * run at a time.
+ * (engines/postgres/parallel.ts), each its own part object through the shared data path
+ * (pipeline/store.ts: compress, encrypt, sha256, every destination at once; rows counted and
+ * digested off the raw bytes). At most N dumps run at a time.
  *
  * Nothing is reported good until every part is stored and checked in a destination, its
  * SHA256SUMS and manifest written beside them. A part that fails fails the backup with the
@@ -11,7 +11,6 @@
  * destination keeps half a backup.
  */
 import { setMaxListeners } from 'node:events';
-import { pipeline } from 'node:stream/promises';
 import type { AppContext } from '../context.js';
 import type { Backup, BackupUpdate, Branch, Database, Organization, StorageDestination } from '../catalog/schema.js';
 import { newId, nowIso } from '../catalog/ids.js';
@@ -20,15 +19,15 @@ import { saveContents } from '../catalog/contents.js';
 import { EngineError, postgres, type ConnectionInfo, type DatabaseProperties, type Ownership, type ServerInfo } from '../engines/index.js';
 import { dataPartArgs, dumpSection, holdSnapshot, planDataParts, type HeldSnapshot, type PgDataPart } from '../engines/postgres/parallel.js';
 import { compressionSuffix, type Compression } from '../pipeline/compress.js';
-import { HashCounter } from '../pipeline/hash.js';
-import { fanOut } from '../pipeline/fanout.js';
-import { rowCounterFor, type DumpContents, type RowCounter } from '../pipeline/rowcount/index.js';
+import type { DumpContents } from '../pipeline/rowcount/index.js';
+import type { Inspection } from '../pipeline/inspect.js';
+import { StoreError, storeStream, type StoreResult } from '../pipeline/store.js';
 import { openDestination } from '../destinations.js';
 import type { ObjectWriter, StorageProvider } from '../storage/provider.js';
 import { addInterval, type IntervalUnit } from '../time.js';
 import { VERSION } from '../version.js';
 import { cleanErrorText } from '../error-text.js';
-import { atRestStages, commitAndCheck, JobStopped } from './backup.js';
+import { commitAndCheck, JobStopped } from './backup.js';
 import { manifestKey } from './artifacts.js';
 import { SHA256SUMS, sha256Of, sha256Sums, type BackupPart } from './parallel-parts.js';
 
@@ -182,7 +181,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
       }
     }, Math.min(1000, Math.max(50, idleMs / 4)));
 
-    const counters = new Map<string, RowCounter>();
+    const inspections = new Map<string, Inspection>();
     let clientVersion = '';
     const heldId = snapshot.id;
 
@@ -201,47 +200,58 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
       }
       if (live.length === 0) throw new AllDestinationsFailed();
       const index = parts.filter((p) => p.section === 'data').indexOf(part);
-      const dump = await dumpSection(conn, {
-        snapshot: heldId,
-        section: part.section,
-        selection: part.section === 'data' ? dataPartArgs(dataParts, index) : [],
-        serverMajor: server.major,
-        signal: partSignal,
-      });
-      clientVersion = dump.clientVersion;
-      const raw = new HashCounter({ onProgress: (n) => (rawSeen.set(part.name, n), progress()), progressIntervalMs: 250 });
-      const counter = rowCounterFor('postgresql');
-      counters.set(part.name, counter);
-      const stored = new HashCounter({ onProgress: (n) => storedSeen.set(part.name, n), progressIntervalMs: 250 });
-      const flow = pipeline([dump.stdout, raw, counter.stream, ...atRestStages(compression, ctx.config.zstdLevel, recipients), stored], { signal: partSignal });
-      const fan = fanOut(stored, live.map((l) => ({ id: l.t.artifactId, stream: l.writer.stream })), { signal: partSignal });
-      // Whatever fails first, the dump tool must not outlive it.
-      flow.catch(() => dump.kill());
-      fan.catch(() => dump.kill());
-      const [flowR, fanR, doneR] = await Promise.allSettled([flow, fan, dump.done]);
-      if (fanR.status === 'fulfilled') {
-        for (const r of fanR.value) if (!r.ok) live.find((l) => l.t.artifactId === r.id)!.t.error = `writing part ${part.name} failed: ${messageOf(r.error)}`;
-      }
       const abortAll = async () => {
         for (const l of live) await l.writer.abort().catch(() => {});
       };
-      if (partSignal.aborted) {
+      // The shared data path (pipeline/store.ts): pg_dump writes into zstd and age directly,
+      // the row counter and digests read the raw bytes in a worker thread.
+      let stored: StoreResult;
+      try {
+        stored = await storeStream(
+          {
+            start: async (output) => {
+              const dump = await dumpSection(conn, {
+                snapshot: heldId,
+                section: part.section,
+                selection: part.section === 'data' ? dataPartArgs(dataParts, index) : [],
+                serverMajor: server.major,
+                signal: partSignal,
+                output,
+              });
+              clientVersion = dump.clientVersion;
+              return dump;
+            },
+          },
+          {
+            compression,
+            ...(compression === 'zstd' ? { level: ctx.config.zstdLevel } : {}),
+            recipients,
+            targets: live.map((l) => ({ id: l.t.artifactId, stream: l.writer.stream })),
+            inspect: { rows: 'postgresql' },
+            signal: partSignal,
+            clock: ctx.clock,
+            onProgress: (p) => {
+              rawSeen.set(part.name, p.rawBytes);
+              storedSeen.set(part.name, p.storedBytes);
+              progress();
+            },
+          },
+        );
+      } catch (e) {
         await abortAll();
-        throw partSignal.reason;
+        if (partSignal.aborted) throw partSignal.reason;
+        if (e instanceof StoreError && /^every destination failed/.test(e.message)) {
+          for (const r of e.targets) if (!r.ok) live.find((l) => l.t.artifactId === r.id)!.t.error = `writing part ${part.name} failed: ${messageOf(r.error)}`;
+          throw new AllDestinationsFailed();
+        }
+        throw new PartFailed(part, e);
       }
-      if (live.every((l) => l.t.error !== null)) {
-        await abortAll();
-        throw new AllDestinationsFailed();
-      }
-      const failure = doneR.status === 'rejected' ? doneR.reason : fanR.status === 'rejected' ? fanR.reason : flowR.status === 'rejected' ? flowR.reason : null;
-      if (failure !== null) {
-        await abortAll();
-        throw new PartFailed(part, failure);
-      }
-      part.size = stored.bytes;
-      part.sha256 = stored.digest();
-      part.raw_size = raw.bytes;
-      const counts = counter.counts();
+      for (const r of stored.targets) if (!r.ok) live.find((l) => l.t.artifactId === r.id)!.t.error = `writing part ${part.name} failed: ${messageOf(r.error)}`;
+      inspections.set(part.name, stored.inspection);
+      part.size = stored.size;
+      part.sha256 = stored.sha256;
+      part.raw_size = stored.rawBytes;
+      const counts = stored.inspection.counts;
       if (part.tables && counts) for (const t of part.tables) t.rows = counts[`${t.schema}.${t.table}`] ?? 0;
       for (const l of live) {
         if (l.t.error !== null) {
@@ -249,7 +259,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
           continue;
         }
         try {
-          await commitAndCheck(l.t.provider, l.writer, key, stored.bytes);
+          await commitAndCheck(l.t.provider, l.writer, key, stored.size);
           l.t.stored.push(key);
         } catch (e) {
           l.t.error = `committing part ${part.name} failed: ${messageOf(e)}`;
@@ -280,10 +290,10 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
       if (signal.aborted) throw e;
       ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
     }
-    const contents = mergeContents(parts.map((p) => counters.get(p.name)?.contents() ?? null));
+    const contents = mergeContents(parts.map((p) => inspections.get(p.name)?.contents ?? null));
     const rowCounts = contents ? Object.fromEntries(contents.tables.map((t) => [`${t.schema}.${t.table}`, t.rows])) : null;
     if (contents) await saveContents(ctx.db, backup.id, contents, ctx.clock());
-    else ctx.log.warn({ backup: backup.id, reasons: [...counters.values()].map((c) => c.reason()).filter(Boolean) }, 'no row counts from the parts; full verification will not compare them');
+    else ctx.log.warn({ backup: backup.id, reasons: [...inspections.values()].map((c) => c.reason).filter(Boolean) }, 'no row counts from the parts; full verification will not compare them');
     const completedAt = ctx.clock();
     const manifest = {
       format: 'strongbox-manifest/1',

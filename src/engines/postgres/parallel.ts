@@ -17,10 +17,10 @@
  * post-data holds no rows, so it is a small temporary file.
  */
 import type pg from 'pg';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { EngineError, type ConnectionInfo, type DumpProcess } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, runTool } from '../process.js';
+import { feedTool, runTool, toolStdout } from '../process.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
 import { connectionArgs, openClient, toolEnv } from './index.js';
 
@@ -188,6 +188,8 @@ export interface SectionDumpOptions {
   selection?: string[];
   serverMajor: number;
   signal?: AbortSignal;
+  /** Write the dump straight into this stream's pipe (another process's stdin): see DumpOptions.output. */
+  output?: Writable;
 }
 
 /** Start pg_dump of one section (and selection) of `conn.database` in the held snapshot. */
@@ -203,9 +205,10 @@ export async function dumpSection(conn: ConnectionInfo, options: SectionDumpOpti
     env: toolEnv(conn),
     secrets: [conn.password],
     stdin: 'ignore',
+    stdout: options.output,
     signal: options.signal,
   });
-  return { stdout: run.child.stdout!, done: run.done, kill: run.kill, clientVersion: client.versionLine };
+  return { stdout: toolStdout(run), done: run.done, kill: run.kill, clientVersion: client.versionLine };
 }
 
 export interface SectionRestoreOptions {
