@@ -1,9 +1,9 @@
 /**
- * Takes one backup: dump → count → compress → sha256 → every destination at once.
- * Nothing is reported good until the dump tool exited 0, every byte is committed in
+ * Takes one backup: dump → compress → encrypt → sha256 → every destination at once, the
+ * raw dump read on its way for row counts and digests (pipeline/store.ts).
+ * Nothing is reported good until every process exited 0, every byte is committed in
  * storage and its size checked, and the manifest is written beside it.
  */
-import { pipeline } from 'node:stream/promises';
 import type { AppContext } from '../context.js';
 import type { Backup, BackupUpdate, StorageDestination } from '../catalog/schema.js';
 import { newId, nowIso } from '../catalog/ids.js';
@@ -12,18 +12,15 @@ import { recordSnapshot } from '../catalog/snapshots.js';
 import { saveContents } from '../catalog/contents.js';
 import { engineFor, parseConnectionUrl, EngineError, type ConnectionInfo, type DatabaseProperties, type Engine, type Ownership } from '../engines/index.js';
 import { compressor, compressionSuffix, type Compression } from '../pipeline/compress.js';
-import { HashCounter } from '../pipeline/hash.js';
-import { rowCounterFor } from '../pipeline/rowcount/index.js';
-import { StatementSizer } from '../pipeline/statementsize.js';
 import { ageEncrypt } from '../pipeline/encrypt.js';
 import { organizationRecipients, recipientFingerprint } from '../encryption.js';
-import { fanOut } from '../pipeline/fanout.js';
+import { StoreError, storeStream, type RawSource, type StoreProgress, type StoreResult } from '../pipeline/store.js';
+import type { InspectSpec } from '../pipeline/inspect.js';
 import { openDestination } from '../destinations.js';
 import type { ObjectWriter, StorageProvider } from '../storage/provider.js';
 import { addInterval, type IntervalUnit } from '../time.js';
 import { VERSION } from '../version.js';
 import { cleanErrorText } from '../error-text.js';
-import { DumpCoordinatesReader } from '../archive/mysql/coordinates.js';
 import { isArchived } from '../archive/archivers.js';
 import { startBaseBackup, type BaseBackupRange } from '../archive/postgres/basebackup.js';
 import { runParallelBackup } from './parallel-backup.js';
@@ -111,10 +108,6 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     // An archived PostgreSQL branch gets base backups (pg_basebackup, the whole cluster):
     // with the archived WAL they restore to any point in time, which a dump cannot.
     const base = database.kind === 'postgresql' && (await isArchived(ctx, branch.id));
-    // Row counts per table (for verification later) are read off the dump stream itself:
-    // no second scan of every table, and exactly the rows the dump's snapshot holds. A base
-    // backup is a tar of data files: nothing to count.
-    const counter = base ? null : rowCounterFor(database.kind);
     const dests = await destinationsFor(ctx.db, database);
     if (dests.length === 0) return fail(`no storage destination: database "${database.name}" chose none and the organization has no default one`);
     const folder = backupFolder(org.name, database.name, branch.name, backup);
@@ -150,21 +143,18 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     // cheap enough for a catalog shared by many workers.
     let lastWrite = 0;
     let rawBytes = 0;
-    const raw = new HashCounter({ onProgress: (n) => (rawBytes = n) });
-    const stored = new HashCounter({
-      progressIntervalMs: 1000,
-      onProgress: (n) => {
-        const t = Date.now();
-        if (t - lastWrite < 900) return;
-        lastWrite = t;
-        void ctx.db
-          .updateTable('backups')
-          .set({ progress_raw_bytes: rawBytes, progress_bytes: n, progress_at: nowIso(ctx.clock()) })
-          .where('id', '=', backup.id)
-          .execute()
-          .catch((e) => ctx.log.warn({ err: e, backup: backup.id }, 'progress update failed'));
-      },
-    });
+    const onProgress = (p: StoreProgress): void => {
+      rawBytes = p.rawBytes;
+      const t = Date.now();
+      if (t - lastWrite < 900) return;
+      lastWrite = t;
+      void ctx.db
+        .updateTable('backups')
+        .set({ progress_raw_bytes: p.rawBytes, progress_bytes: p.storedBytes, progress_at: nowIso(ctx.clock()) })
+        .where('id', '=', backup.id)
+        .execute()
+        .catch((e) => ctx.log.warn({ err: e, backup: backup.id }, 'progress update failed'));
+    };
 
     // A dump that stops producing bytes (a lock it waits on forever, a hung server) is
     // killed after the idle timeout rather than holding a worker slot for ever.
@@ -174,56 +164,70 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     let seen = -1;
     let seenAt = Date.now();
     const idleTimer = setInterval(() => {
-      if (raw.bytes !== seen) {
-        seen = raw.bytes;
+      if (rawBytes !== seen) {
+        seen = rawBytes;
         seenAt = Date.now();
       } else if (Date.now() - seenAt >= idleMs) {
         idle.abort(new JobStopped('idle_timeout', `the dump produced no data for ${ctx.config.dumpIdleTimeoutSeconds} s (waiting on a lock, or the server hung) and was stopped`));
       }
     }, Math.min(1000, Math.max(50, idleMs / 4)));
-    // MySQL: the largest statement, which a restore compares with the target's max_allowed_packet.
-    const sizer = database.kind === 'mysql' ? new StatementSizer() : null;
-    // MySQL: the binlog position of the dump's snapshot, where a point-in-time restore replays from.
-    const coordinates = database.kind === 'mysql' ? new DumpCoordinatesReader(ctx.clock) : null;
-    let settled: [PromiseSettledResult<void>, PromiseSettledResult<Awaited<ReturnType<typeof fanOut>>>, PromiseSettledResult<void>];
-    let clientVersion: string;
+    // Read off the raw dump as it passes (pipeline/inspect.ts), in a worker thread: row counts
+    // per table and content digests (for verification later: no second scan of every table,
+    // exactly the rows the dump's snapshot holds); for MySQL also the largest statement, which
+    // a restore compares with the target's max_allowed_packet, and the binlog position of the
+    // snapshot, where a point-in-time restore replays from.
+    // A base backup is a tar of data files: nothing to count.
+    const inspect: InspectSpec = base ? {} : { rows: database.kind, ...(database.kind === 'mysql' ? { statements: true, coordinates: true } : {}) };
+    let clientVersion = '';
     let baseRange: (() => BaseBackupRange | null) | null = null;
+    let stored: StoreResult;
     try {
       jobSignal.throwIfAborted();
-      const baseDump = base ? await startBaseBackup(conn, { serverMajor: server.major, label: `strongbox ${backup.id}`, signal: jobSignal, clock: ctx.clock }) : null;
-      const dump = baseDump ?? (await engine.dump(conn, { signal: jobSignal, serverMajor: server.major, dumpHistory }));
-      if (baseDump) baseRange = baseDump.range;
-      clientVersion = dump.clientVersion;
-      const stages: Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream> = [dump.stdout, raw, ...(counter ? [counter.stream] : []), ...(sizer ? [sizer] : []), ...(coordinates ? [coordinates] : []), ...atRestStages(compression, ctx.config.zstdLevel, recipients)];
-      const flow = pipeline([...stages, stored], { signal: jobSignal });
-      const fan = fanOut(
-        stored,
-        live.map((t) => ({ id: t.artifactId, stream: t.writer!.stream })),
-        { signal: jobSignal },
-      );
-      // Whatever fails first, the dump tool must not outlive it.
-      flow.catch(() => dump.kill());
-      fan.catch(() => dump.kill());
+      let source: RawSource;
+      if (base) {
+        // pg_basebackup's tar is read here on its way (its start and end are in it).
+        const baseDump = await startBaseBackup(conn, { serverMajor: server.major, label: `strongbox ${backup.id}`, signal: jobSignal, clock: ctx.clock });
+        baseRange = baseDump.range;
+        clientVersion = baseDump.clientVersion;
+        source = { process: baseDump };
+      } else {
+        // The dump tool writes straight into the compressor's pipe.
+        source = {
+          start: async (output) => {
+            const dump = await engine.dump(conn, { signal: jobSignal, serverMajor: server.major, dumpHistory, output });
+            clientVersion = dump.clientVersion;
+            return dump;
+          },
+        };
+      }
       mark('dump started');
-      settled = await Promise.allSettled([flow, fan, dump.done]);
+      stored = await storeStream(source, {
+        compression,
+        level: ctx.config.zstdLevel,
+        recipients,
+        targets: live.map((t) => ({ id: t.artifactId, stream: t.writer!.stream })),
+        inspect,
+        signal: jobSignal,
+        onProgress,
+        clock: ctx.clock,
+      });
       mark('dump finished');
+    } catch (e) {
+      // When every destination failed, the dump was stopped because of it: say so. Otherwise
+      // the first cause (a stop, the dump tool's own error, a compressor that died) says what
+      // went wrong, on the backup and on every copy that it kept from being stored.
+      const everyDestination = e instanceof StoreError && /^every destination failed/.test(e.message);
+      if (e instanceof StoreError) {
+        for (const r of e.targets) if (!r.ok) targets.find((x) => x.artifactId === r.id)!.error = `${everyDestination ? 'write failed' : 'not stored'}: ${messageOf(r.error)}`;
+      }
+      if (jobSignal.aborted) throw jobSignal.reason;
+      if (everyDestination) return await finish(ctx, backup, targets, null, 'every destination failed: ' + describeFailures(targets));
+      throw e instanceof StoreError && e.cause instanceof EngineError ? e.cause : e;
     } finally {
       clearInterval(idleTimer);
     }
-    const [flowR, fanR, doneR] = settled;
-    if (fanR.status === 'fulfilled') {
-      for (const r of fanR.value) {
-        const t = targets.find((x) => x.artifactId === r.id)!;
-        if (!r.ok) t.error = `write failed: ${messageOf(r.error)}`;
-      }
-    }
-    if (jobSignal.aborted) throw jobSignal.reason;
-    // When every destination failed, the dump was killed because of it: say so. Otherwise the
-    // dump tool's own error says the most about what went wrong.
-    if (live.every((t) => t.error !== null)) return await finish(ctx, backup, targets, null, 'every destination failed: ' + describeFailures(targets));
-    if (doneR.status === 'rejected') throw doneR.reason;
-    if (fanR.status === 'rejected') throw fanR.reason;
-    if (flowR.status === 'rejected') throw flowR.reason;
+    for (const r of stored.targets) if (!r.ok) targets.find((x) => x.artifactId === r.id)!.error = `write failed: ${messageOf(r.error)}`;
+    const inspection = stored.inspection;
 
     // The schema (DDL only) as a snapshot beside the backup; a failure here costs the
     // snapshot, not the backup.
@@ -235,20 +239,20 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       if (signal.aborted) throw e;
       ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
     }
-    const rowCounts = counter?.counts() ?? null;
+    const rowCounts = base ? null : inspection.counts;
     // Null when the server does not write binlogs (log_bin off): the dump then has no position.
     const range = baseRange?.() ?? null;
     if (base && range === null) throw new Error('pg_basebackup did not say where the backup starts and ends (its --verbose lines); without that it cannot be replayed');
     // A base backup: the WAL from its start (timeline, lsn) to its end (stop_lsn, stop_time).
-    const recoveryStart = base ? range : (coordinates?.coordinates() ?? null);
+    const recoveryStart = base ? range : inspection.coordinates;
     // What the dump holds (tables by schema and table with data digests, the other objects),
     // for a full verification to compare a restored copy with.
-    const parsed = counter?.contents() ?? null;
+    const parsed = base ? null : inspection.contents;
     const contents = parsed && dumpHistory ? { ...parsed, dump_options: { dump_history: true } } : parsed;
     if (contents) await saveContents(ctx.db, backup.id, contents, ctx.clock());
-    if (counter && rowCounts === null) ctx.log.warn({ backup: backup.id, reason: counter.reason() }, 'no row counts from the dump stream; full verification will not compare them');
-    const sha256 = stored.digest();
-    const size = stored.bytes;
+    if (!base && rowCounts === null) ctx.log.warn({ backup: backup.id, reason: inspection.reason }, 'no row counts from the dump stream; full verification will not compare them');
+    const sha256 = stored.sha256;
+    const size = stored.size;
     const completedAt = ctx.clock();
     const manifest = {
       format: 'strongbox-manifest/1',
@@ -268,11 +272,11 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       encryption,
       file: key.split('/').pop(),
       size,
-      raw_size: raw.bytes,
+      raw_size: stored.rawBytes,
       sha256,
       table_row_counts: rowCounts,
       contents,
-      largest_statement: sizer?.largest ?? null,
+      largest_statement: inspection.largestStatement,
       recovery_start: recoveryStart,
       dump_history: dumpHistory,
       database_properties: extras.properties,
@@ -297,18 +301,18 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const failed = targets.filter((t) => t.error !== null);
     const update: BackupUpdate = {
       size,
-      raw_size: raw.bytes,
+      raw_size: stored.rawBytes,
       sha256,
       client_version: clientVersion,
       table_row_counts: rowCounts === null ? null : JSON.stringify(rowCounts),
-      largest_statement: sizer?.largest ?? null,
+      largest_statement: inspection.largestStatement,
       method: base ? 'base' : 'logical',
       recovery_start: recoveryStart === null ? null : JSON.stringify(recoveryStart),
       database_properties: extras.properties === null ? null : JSON.stringify(extras.properties),
       ownership: extras.ownership === null ? null : JSON.stringify(extras.ownership),
       encryption: encryption === null ? null : JSON.stringify(encryption),
       schema_snapshot_id: snapshotId,
-      progress_raw_bytes: raw.bytes,
+      progress_raw_bytes: stored.rawBytes,
       progress_bytes: size,
       progress_at: completedAt.toISOString(),
       completed_at: completedAt.toISOString(),

@@ -45,7 +45,8 @@ function drive(stage: Transform): { update(chunk: Buffer): void; end(): void } {
   };
   return {
     update: (chunk) => stage._transform(chunk, 'buffer' as BufferEncoding, check),
-    end: () => stage._flush(check),
+    // Transform.prototype has no _flush: a reader that needs no end has none.
+    end: () => (typeof stage._flush === 'function' ? stage._flush(check) : undefined),
   };
 }
 

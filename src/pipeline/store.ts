@@ -37,7 +37,7 @@ import type { InspectWorkerData, InspectWorkerMessage } from './inspect-worker.j
 
 /** A child process that writes the raw stream (a dump tool): see RawSource. */
 export interface SourceProcess {
-  /** Its output when it was started without one (see RawSource.start); else empty. */
+  /** Its output, which this process reads; empty when it writes into the pipeline itself (RawSource.start). */
   stdout: Readable;
   /** Resolves when it exited 0; rejects (with a message fit for users) otherwise. */
   done: Promise<void>;
@@ -46,12 +46,15 @@ export interface SourceProcess {
 }
 
 /**
- * Where the raw bytes come from: a stream this process reads (its bytes go through the
- * main thread), or a process started with `output` as its stdout so that it writes
- * straight into the next process (engine.dump's `output` option does that). `start` is
- * called once; when it throws, nothing was started.
+ * Where the raw bytes come from:
+ * - `start`: a process started with `output` as its stdout, so that it writes straight into
+ *   the next process and its bytes never pass through this one (engine.dump's `output`
+ *   option does that); the fast path. Called once; when it throws, nothing was started.
+ * - `process`: a process already running whose stdout this process reads and passes on
+ *   (e.g. a base backup, whose tar is read as it passes); its exit is checked like the others'.
+ * - `readable`: any stream, read and passed on.
  */
-export type RawSource = { readable: Readable } | { start(output: Writable | undefined): Promise<SourceProcess> };
+export type RawSource = { start(output: Writable): Promise<SourceProcess> } | { process: SourceProcess } | { readable: Readable };
 
 /** Figures for a progress report. */
 export interface StoreProgress {
@@ -189,9 +192,10 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
     const err = error instanceof Error ? error : new Error(String(error));
     failures.push({ error: err, rank: stop.signal.aborted && rank === 1 && isPipeEcho(err) ? 2 : rank, seq: seq++ });
     if (stop.signal.aborted) return;
-    stop.abort(err);
-    // No target may finish on a failed stream.
+    // No target may finish on a failed stream; they fail with this reason (before aborting the
+    // links below, which would destroy them with a bare AbortError).
     if (!stored.destroyed) stored.destroy(err);
+    stop.abort(err);
     // Stop everything: nothing may outlive a failure.
     sourceProcess?.kill();
     for (const c of children) if (!c.exited) c.child.kill('SIGTERM');
@@ -309,19 +313,22 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
       // The source writes into the first stage (or into this process when that is a stream of ours).
       let head: Readable;
       if (isProcessSource) {
-        const output = next ?? undefined;
+        const output = next!;
         try {
           sourceProcess = await source.start(output);
         } finally {
-          output?.destroy();
+          output.destroy();
         }
         if (stop.signal.aborted) sourceProcess.kill();
-        const src = sourceProcess;
-        waits.push(src.done.catch((e) => fail(e, stop.signal.aborted || /SIGPIPE/.test(String((e as Error)?.message)) ? 2 : 1)));
-        head = src.stdout;
+        head = sourceProcess.stdout;
+      } else if ('process' in source) {
+        sourceProcess = source.process;
+        if (stop.signal.aborted) sourceProcess.kill();
+        head = sourceProcess.stdout;
       } else {
         head = source.readable;
       }
+      if (sourceProcess) waits.push(sourceProcess.done.catch((e) => fail(e, stop.signal.aborted || /SIGPIPE/.test(String((e as Error)?.message)) ? 2 : 1)));
 
       // The links that pass through this process: each run of streams between processes.
       let run: Array<Readable | Duplex | Writable> | null = [head];
@@ -361,7 +368,9 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
   if (failures.length === 0 && found.inspection === null) fail(new Error('the dump reader did not finish'), 1);
   if (failures.length > 0) {
     const first = failures.reduce((a, b) => (b.rank < a.rank || (b.rank === a.rank && b.seq < a.seq) ? b : a));
-    throw new StoreError(first.error.message, results, { cause: first.error });
+    // Nothing is good on a failed stream, not even a target that took every byte it was given.
+    const none = results.map((r) => (r.ok ? { id: r.id, ok: false, error: first.error } : r));
+    throw new StoreError(first.error.message, none, { cause: first.error });
   }
   progress();
   const inspection = found.inspection!;
