@@ -20,6 +20,7 @@
  *   BENCH_BACKUPS=20000 BENCH_SECONDS=3 BENCH_CONNECTIONS=10,50 BENCH_ROUNDS=2 node --import tsx bench/list-api.ts
  *   BENCH_ONLY=deep ...    # only the scenarios whose name contains this
  *   BENCH_KEEP=1 ...       # keep the data directory (and PostgreSQL database)
+ *   BENCH_PROFILE=/tmp/prof ...   # the server's CPU profile, written when it stops
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -238,7 +239,9 @@ console.log(
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
 const logFile = path.join(dataDir, 'server.log');
-const server = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/main.ts'), 'serve'], {
+// BENCH_PROFILE=<dir>: the server writes a CPU profile there when it stops (open it in Chrome's DevTools).
+const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_PROFILE)}`] : [];
+const server = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(root, 'src/main.ts'), 'serve'], {
   cwd: root,
   env: { ...process.env, ...env, STRONGBOX_PORT: String(port), STRONGBOX_LOG_FORMAT: 'json' },
   stdio: ['ignore', fs.openSync(logFile, 'a'), fs.openSync(logFile, 'a')],

@@ -47,10 +47,40 @@ function headerValue(h: string | string[] | undefined): string | undefined {
 const verified = new Map<string, { digest: Buffer; until: number }>();
 const CACHE_MS = 60_000;
 
-/** Forget cached verifications (after a token is deleted or its secret changes). */
+/**
+ * How long a process keeps a token's row and accesses (its principal) without reading them
+ * again: the two queries cost about a tenth of a listed page (bench/list-api.ts). The process
+ * that deletes a token or changes its accesses forgets them at once (forgetVerifiedToken);
+ * other processes on the same catalog (serve and workers on PostgreSQL) see the change within
+ * this bound, which README states. Expiry (expires_at) is checked on every request.
+ */
+export const PRINCIPAL_CACHE_MS = 2_000;
+/** Per catalog (a test process may run servers on several), by token id. */
+const principalCaches = new WeakMap<CatalogDb, Map<string, { principal: Principal; until: number }>>();
+const MAX_PRINCIPALS = 10_000;
+/** Every cache, to forget a token in all of them (forgetVerifiedToken knows no catalog). */
+const allPrincipalCaches = new Set<WeakRef<Map<string, unknown>>>();
+
+function principalsOf(db: CatalogDb): Map<string, { principal: Principal; until: number }> {
+  let m = principalCaches.get(db);
+  if (!m) {
+    m = new Map();
+    principalCaches.set(db, m);
+    allPrincipalCaches.add(new WeakRef(m));
+  }
+  return m;
+}
+
+/** Forget cached verifications and principals (after a token is deleted, or its secret or accesses change). */
 export function forgetVerifiedToken(id?: string): void {
   if (id === undefined) verified.clear();
   else verified.delete(id);
+  for (const ref of allPrincipalCaches) {
+    const m = ref.deref();
+    if (m === undefined) allPrincipalCaches.delete(ref);
+    else if (id === undefined) m.clear();
+    else m.delete(id);
+  }
 }
 
 export async function authenticate(db: CatalogDb, request: FastifyRequest, dialect: Dialect): Promise<Principal> {
@@ -69,7 +99,10 @@ let decoyHash: Promise<string> | null = null;
  * place where people type ids by hand and retry).
  */
 export async function authenticateCredentials(db: CatalogDb, creds: { id: string; secret: string }, opts: { equalTiming?: boolean } = {}): Promise<Principal> {
-  const token = await db.selectFrom('service_tokens').selectAll().where('id', '=', creds.id).executeTakeFirst();
+  const principals = principalsOf(db);
+  const hit = principals.get(creds.id);
+  const known = hit !== undefined && hit.until > Date.now() ? hit.principal : null;
+  const token = known?.token ?? (await db.selectFrom('service_tokens').selectAll().where('id', '=', creds.id).executeTakeFirst());
   if (!token || token.deleted_at !== null) {
     if (opts.equalTiming) await verifySecret(creds.secret, await (decoyHash ??= hashSecret(crypto.randomBytes(32).toString('hex'))));
     throw unauthorized();
@@ -77,23 +110,37 @@ export async function authenticateCredentials(db: CatalogDb, creds: { id: string
   if (token.expires_at !== null && token.expires_at <= nowIso()) throw unauthorized('Unauthorized: this service token has expired');
 
   const digest = crypto.createHash('sha256').update(creds.secret).digest();
-  const hit = verified.get(token.id);
-  const cached = hit !== undefined && hit.until > Date.now() && crypto.timingSafeEqual(hit.digest, digest);
+  const check = verified.get(token.id);
+  const cached = check !== undefined && check.until > Date.now() && crypto.timingSafeEqual(check.digest, digest);
   if (!cached) {
     if (!(await verifySecret(creds.secret, token.secret_hash))) throw unauthorized();
     verified.set(token.id, { digest, until: Date.now() + CACHE_MS });
   }
-  return principalOf(db, token);
+  if (known) {
+    await recordUse(db, known.token);
+    return known;
+  }
+  const principal = await principalOf(db, token);
+  // Forget the oldest rather than grow without bound.
+  if (principals.size >= MAX_PRINCIPALS) principals.delete(principals.keys().next().value!);
+  principals.set(token.id, { principal, until: Date.now() + PRINCIPAL_CACHE_MS });
+  return principal;
 }
 
 /** The principal of a token already authenticated (by its secret or a dashboard session): its accesses, read afresh. */
 export async function principalOf(db: CatalogDb, token: ServiceToken): Promise<Principal> {
-  // Recording every use would turn each read into a write; once a minute is enough to be useful.
+  await recordUse(db, token);
+  return { token, accesses: await tokenAccesses(db, token.id) };
+}
+
+/** Recording every use would turn each read into a write; once a minute is enough to be useful. */
+async function recordUse(db: CatalogDb, token: ServiceToken): Promise<void> {
   const now = nowIso();
   if (token.last_used_at === null || Date.parse(now) - Date.parse(token.last_used_at) > 60_000) {
+    // Set on the row first: requests of the same token meanwhile need not write it again.
+    token.last_used_at = now;
     await db.updateTable('service_tokens').set({ last_used_at: now }).where('id', '=', token.id).execute();
   }
-  return { token, accesses: await tokenAccesses(db, token.id) };
 }
 
 /** Can this principal see anything in the organization at all? (Otherwise: 404.) */

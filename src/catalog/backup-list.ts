@@ -57,7 +57,19 @@ async function monthCounts(db: CatalogDb, f: BackupFilter): Promise<Array<{ mont
   return rows.map((r) => ({ month: r.month, n: Number(r.n) })).filter((r) => r.n > 0);
 }
 
-export async function listBackups(db: CatalogDb, f: BackupFilter, page: number, perPage: number): Promise<{ rows: Backup[]; total: number }> {
+/**
+ * Page `page` (from 1) of `perPage` backups passing `f`, newest first, with only `columns` of
+ * each (what the caller shows; the wide JSON columns cost more to read than the rest), and
+ * the number of backups passing `f`.
+ */
+export async function listBackups<C extends keyof Backup>(
+  db: CatalogDb,
+  f: BackupFilter,
+  page: number,
+  perPage: number,
+  columns: readonly C[],
+): Promise<{ rows: Array<Pick<Backup, C>>; total: number }> {
+  const cols = columns as unknown as Array<keyof Backup>;
   const skip = (page - 1) * perPage;
   let total: number;
   let before: string | null = null; // the page starts below this created_at (exclusive)
@@ -80,14 +92,30 @@ export async function listBackups(db: CatalogDb, f: BackupFilter, page: number, 
     total = Number(n);
     if (skip >= total) return { rows: [], total };
   }
+  if (!counted(f) && total <= SORT_KEYS_BELOW) {
+    // A range of times: the planner would rather walk the list's order and test every row
+    // than sort, which is right for wide ranges and slow for narrow ones far in the past. A
+    // range of a few thousand backups is read from the expression index alone and sorted here.
+    const all = await filtered(db, f).select(['id', 'created_at']).execute();
+    all.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    return { rows: await rowsByIds<Pick<Backup, C>>(db, all.slice(skip, skip + perPage).map((r) => r.id), cols), total };
+  }
   let keys = filtered(db, f);
   if (before !== null) keys = keys.where('created_at', '<', before);
   const ordered = keys.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(perPage);
   // No row to skip: the page itself. Else the keys of the page first (an index-only skip; the
   // skipped rows are never read), then its rows.
-  if (offset === 0) return { rows: await ordered.selectAll().execute(), total };
+  if (offset === 0) return { rows: (await ordered.select(cols).execute()) as Array<Pick<Backup, C>>, total };
   const ids = (await ordered.select('id').offset(offset).execute()).map((r) => r.id);
-  if (ids.length === 0) return { rows: [], total };
-  const byId = new Map((await db.selectFrom('backups').selectAll().where('id', 'in', ids).execute()).map((b) => [b.id, b]));
-  return { rows: ids.map((id) => byId.get(id)).filter((b): b is Backup => b !== undefined), total };
+  return { rows: await rowsByIds<Pick<Backup, C>>(db, ids, cols), total };
+}
+
+/** Below this many backups in a range of times, its keys are sorted in memory (see listBackups). */
+const SORT_KEYS_BELOW = 5000;
+
+/** The rows of these ids, in this order. */
+async function rowsByIds<R>(db: CatalogDb, ids: string[], cols: Array<keyof Backup>): Promise<R[]> {
+  if (ids.length === 0) return [];
+  const byId = new Map((await db.selectFrom('backups').select([...new Set([...cols, 'id' as const])]).where('id', 'in', ids).execute()).map((b) => [b.id, b]));
+  return ids.flatMap((id) => (byId.has(id) ? [byId.get(id) as R] : []));
 }

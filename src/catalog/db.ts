@@ -10,6 +10,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration, type 
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { CatalogSchema } from './schema.js';
+import { reusePreparedStatements } from './sqlite-statements.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_jobs_restore_verify.js';
 import * as m0003 from './migrations/0003_backup_policies.js';
@@ -197,7 +198,8 @@ export async function openCatalog(url: string, opts: OpenCatalogOptions = {}): P
     if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     // Before the catalog is even opened: nothing of a running process's work may be touched.
     const unlock = opts.lock && file !== ':memory:' ? lockSqlite(path.resolve(file), opts.lock) : () => {};
-    const sqlite = new SQLite(file);
+    // Statements are prepared once per SQL text, not per query (sqlite-statements.ts).
+    const sqlite = reusePreparedStatements(new SQLite(file));
     // WAL lets API reads go on while a job writes; busy_timeout waits out short write locks
     // instead of failing with SQLITE_BUSY.
     sqlite.pragma('journal_mode = WAL');

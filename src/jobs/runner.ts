@@ -36,6 +36,8 @@ export class JobRunner {
   #ticking: Promise<void> | null = null;
   #again = false;
   #stopped = true;
+  /** When #tick last looked for lapsed leases (Date.now()); 0: not yet. */
+  #lastLeaseCheck = 0;
 
   constructor(ctx: AppContext, readonly pollMs = 1000) {
     this.#ctx = ctx;
@@ -98,7 +100,14 @@ export class JobRunner {
   }
 
   async #tick(): Promise<void> {
-    await this.recoverInterrupted(false);
+    // A lease lapses leaseSeconds after its last renewal: looking for lapsed ones every half of
+    // that finds each within 1.5 leases, and spares every poll and nudge (each API write nudges)
+    // the queries over running backups and jobs and the scratch look-up.
+    const now = Date.now();
+    if (now - this.#lastLeaseCheck >= (this.#ctx.config.leaseSeconds * 1000) / 2 || now < this.#lastLeaseCheck) {
+      this.#lastLeaseCheck = now;
+      await this.recoverInterrupted(false);
+    }
     for (const queue of ['backups', 'jobs'] as const) {
       const limit = queue === 'backups' ? this.#ctx.config.maxConcurrentBackups : this.#ctx.config.maxConcurrentJobs;
       while (!this.#stopped && this.#running[queue].size < limit) {

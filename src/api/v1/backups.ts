@@ -13,7 +13,7 @@ import { requireAccess, type Principal, type Scope } from '../auth.js';
 import { badRequest, conflict, invalidParams, unprocessable } from '../errors.js';
 import { envelope, originOf } from '../paging.js';
 import { resolveBackup, resolveBranch } from '../resolve.js';
-import { failureReason, presentArtifact, presentBackups, presentVerification } from './present.js';
+import { failureReason, presentArtifact, presentBackups, presentVerification, PRESENTED_BACKUP_COLUMNS } from './present.js';
 import { AgeIdentity, Artifact, Backup, BackupParams, BackupStateSchema, BranchParams, CreateBackupBody, ListBackupsQuery, ListEnvelope, Nullable, Progress, Verification } from './schemas.js';
 import { checkIdentity } from './identity.js';
 import { progressSnapshot } from '../../pipeline/progress.js';
@@ -93,6 +93,7 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           { branchId: branch.id, includeDeleted: q.all === true, state: q.state, policyId: q.policy, from, to, runningAt },
           page,
           perPage,
+          PRESENTED_BACKUP_COLUMNS,
         );
         return envelope(req, await presentBackups(ctx, rows, branch, originOf(req)), page, perPage, total);
       },

@@ -131,8 +131,9 @@ export function tokenRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           requireAccess(req.principal, 'write_organization', { organizationId: org.id });
           const t = await findToken(org.id, req.params.id);
           const { resourceType, resourceId } = await grantTarget(org.name, req.principal, req.body, org.id);
-          // No cache to clear: accesses are read afresh on every request.
           await change.apply(ctx.db, t.id, req.body.accesses, resourceType, resourceId);
+          // The token's accesses are cached for a moment (auth.ts): this process sees the change at once.
+          forgetVerifiedToken(t.id);
           return { type: 'list' as const, data: await tokenAccesses(ctx.db, t.id) };
         },
       });
