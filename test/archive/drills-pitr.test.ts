@@ -6,7 +6,9 @@
  * - the table nobody writes is compared and matches; the busy one is named as changed during
  *   the drill, not compared (no false alarm); the scratch database is gone afterwards;
  * - with an archived WAL segment lost, the drill fails naming the segment, and the failure
- *   becomes one verification.failed event, as other drills' failures do.
+ *   becomes one verification.failed event, as other drills' failures do;
+ * - the same drill of an archived MariaDB branch (a private server with log_bin): its dump and
+ *   binlogs replayed to latest, compared the same way.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,13 +16,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
-import { startPrivatePostgres, type PrivateServer } from '../helpers/private-servers.js';
+import mysql2 from 'mysql2/promise';
+import { startPrivateMariadb, startPrivatePostgres, type PrivateServer } from '../helpers/private-servers.js';
 import { ArchiveManager } from '../../src/archive/manager.js';
 import { pitrScratchRoot } from '../../src/archive/postgres/server.js';
 import { runDrills } from '../../src/jobs/drills.js';
 
 let server: TestServer;
 let pgs: PrivateServer;
+let maria: PrivateServer | null = null;
 let manager: ArchiveManager;
 let shop: pg.Client;
 const dbPath = '/v1/organizations/default/databases/shop';
@@ -98,6 +102,7 @@ after(async () => {
   await shop?.end().catch(() => {});
   await server?.close();
   await pgs?.stop();
+  await maria?.stop();
 });
 
 test('a drill of an archived branch restores to latest and compares what did not change while it ran', async () => {
@@ -164,4 +169,54 @@ test('a lost WAL segment fails the drill, naming it, as a verification.failed ev
   assert.equal(event.kind, 'verification.failed');
   assert.ok(event.message.includes(seg), event.message);
   assert.deepEqual((await runDrills(server.ctx)).alerts, [], 'recorded once');
+});
+
+test('a drill of an archived MariaDB branch replays its dump and binlogs to latest and compares the same way', async () => {
+  maria = await startPrivateMariadb({ logBin: true });
+  const root = await mysql2.createConnection({ host: '127.0.0.1', port: maria.port, user: 'root' });
+  try {
+    await root.query('CREATE DATABASE shop');
+    await root.query('CREATE TABLE shop.stable (id INT PRIMARY KEY, v TEXT)');
+    await root.query("INSERT INTO shop.stable VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+    await root.query('CREATE TABLE shop.busy (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)');
+    const mariaPath = await registerBranch(server, 'default', 'maria', 'mysql', 'main', `mysql://root@127.0.0.1:${maria.port}/shop`);
+    const on = await api(server, 'PATCH', mariaPath, { archiving: true });
+    assert.equal(on.status, 200, JSON.stringify(on.body));
+    const policies = await api(server, 'GET', '/v1/organizations/default/databases/maria/backup-policies');
+    const dev = policies.body.data.find((p: any) => p.target === 'development').id;
+    assert.equal((await api(server, 'PATCH', `/v1/organizations/default/databases/maria/backup-policies/${dev}`, { verification_frequency_value: 1, verification_frequency_unit: 'day' })).status, 200);
+    const dump = await waitForBackup(server, mariaPath, (await api(server, 'POST', `${mariaPath}/backups`, {})).body.id, 120_000);
+    assert.equal(dump.state, 'success', JSON.stringify(dump));
+    await root.query("INSERT INTO shop.stable VALUES (4, 'after the dump: only the binlog has it')");
+
+    let stop = false;
+    let written = 0;
+    const writer = (async () => {
+      const c = await mysql2.createConnection({ host: '127.0.0.1', port: maria!.port, user: 'root', database: 'shop' });
+      while (!stop) {
+        await c.query('INSERT INTO busy (v) VALUES (?)', [`row ${++written}`]);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await c.end();
+    })();
+    let job;
+    try {
+      job = await drill();
+    } finally {
+      stop = true;
+      await writer;
+    }
+    assert.equal(JSON.parse(job.params).restore_point, 'latest');
+    assert.equal(job.state, 'success', job.error ?? '');
+    const r = JSON.parse(job.result).restore;
+    assert.equal(r.ok, true, JSON.stringify(r));
+    assert.ok(r.compared > 0, JSON.stringify(r));
+    assert.equal(r.differences_total, 0);
+    assert.ok(r.changed_on_source.some((n: string) => /busy/.test(n)), JSON.stringify(r.changed_on_source));
+    assert.ok(!r.changed_on_source.some((n: string) => /stable/.test(n)), JSON.stringify(r.changed_on_source));
+    const [dbs] = await root.query<mysql2.RowDataPacket[]>('SHOW DATABASES');
+    assert.ok(!dbs.some((d) => d.Database === r.database), `${r.database} was dropped`);
+  } finally {
+    await root.end();
+  }
 });
