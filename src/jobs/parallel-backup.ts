@@ -137,7 +137,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
   let parts: BackupPart[] = [];
 
   try {
-    snapshot = await holdSnapshot(conn);
+    snapshot = await holdSnapshot(conn, { lockTimeoutMs: ctx.config.dumpIdleTimeoutSeconds * 1000 });
     const dataParts = planDataParts(snapshot, input.jobs);
     parts = plannedParts(dataParts, suffix);
     const now = nowIso(ctx.clock());

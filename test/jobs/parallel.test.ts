@@ -298,6 +298,30 @@ pg_restore -h 127.0.0.1 -U postgres -d ${name} --no-owner --no-acl --exit-on-err
     }
   });
 
+  test('canceling a parallel backup stops every dump and leaves no part stored', async () => {
+    const r = await api(server, 'POST', `${branchPath}/backups`, { jobs: 4 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    await until('the COPY of public.big', async () => {
+      const busy = await withPgClient(pgUrl('postgres'), async (c) => {
+        const res = await c.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name = 'strongbox' AND query LIKE 'COPY public.big %'`, [source]);
+        return res.rows.length > 0;
+      });
+      return busy ? true : undefined;
+    }, 60_000, 10);
+    const c = await api(server, 'POST', `${branchPath}/backups/${r.body.id}/cancel`, {});
+    assert.equal(c.status, 200, JSON.stringify(c.body));
+    const b = await waitForBackup(server, branchPath, r.body.id, 60_000);
+    assert.equal(b.state, 'canceled', JSON.stringify(b));
+    const arts = (await api(server, 'GET', `${branchPath}/backups/${b.id}/artifacts`)).body.data;
+    assert.ok(arts.every((a: any) => a.state === 'failed'), JSON.stringify(arts));
+    const folder = path.join(server.dataDir, 'backups', path.dirname(arts[0].path));
+    assert.deepEqual(fs.existsSync(folder) ? fs.readdirSync(folder) : [], [], 'no part stays in storage');
+    await until('no dump left running', async () => {
+      const left = await withPgClient(pgUrl('postgres'), async (cl) => (await cl.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name = 'strongbox'`, [source])).rows.length);
+      return left === 0 ? true : undefined;
+    }, 30_000);
+  });
+
   test('a part that fails mid-way fails the backup with its reason, stops the others and leaves no part stored', async () => {
     const r = await api(server, 'POST', `${branchPath}/backups`, { jobs: 4 });
     assert.equal(r.status, 201, JSON.stringify(r.body));

@@ -87,7 +87,7 @@ export function exactPattern(schema: string, name: string): string {
  * transaction until `release()`. Lists the tables and locks them (ACCESS SHARE: reads and
  * writes go on, DROP and ALTER wait) in the same transaction.
  */
-export async function holdSnapshot(conn: ConnectionInfo): Promise<HeldSnapshot> {
+export async function holdSnapshot(conn: ConnectionInfo, options: { lockTimeoutMs?: number } = {}): Promise<HeldSnapshot> {
   requireSafeDatabaseName(conn.database);
   let client: pg.Client;
   try {
@@ -128,6 +128,8 @@ export async function holdSnapshot(conn: ConnectionInfo): Promise<HeldSnapshot> 
     );
     const lo = await client.query<{ bytes: string }>(`SELECT pg_table_size('pg_largeobject')::text AS bytes`);
     const list: PgDataTable[] = tables.rows.map((r) => ({ schema: r.schema, table: r.table, bytes: Number(r.bytes) }));
+    // A table held by an ALTER or DROP that never ends must not hold the backup for ever.
+    if (options.lockTimeoutMs) await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(options.lockTimeoutMs))}`);
     // In batches: one statement naming thousands of tables is still one round trip each.
     for (let i = 0; i < list.length; i += 500) {
       const names = list.slice(i, i + 500).map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`);
