@@ -137,9 +137,18 @@ test('a drill of an archived branch restores to latest and compares what did not
   assert.ok(!(await databases()).includes(r.database), `${r.database} was dropped`);
   const root = pitrScratchRoot(server.ctx);
   assert.deepEqual(fs.existsSync(root) ? fs.readdirSync(root) : [], []);
-  // The API shows it as a full verification of the base backup, passed.
-  const list = await api(server, 'GET', `${branchPath}/backups/${base.id}/verifications`);
-  if (list.status === 200) assert.ok(list.body.data.some((v: any) => v.id === job.id && v.state === 'success'), JSON.stringify(list.body));
+  // A full verification asked for the base backup alone replays to its own end and reads the copy.
+  const asked = await api(server, 'POST', `${branchPath}/backups/${base.id}/verify`, { restore: true });
+  assert.equal(asked.status, 202, JSON.stringify(asked.body));
+  const alone = await until('the verification to end', async () => {
+    const j = await server.ctx.db.selectFrom('jobs').selectAll().where('id', '=', asked.body.id).executeTakeFirstOrThrow();
+    return j.state === 'success' || j.state === 'failed' ? j : undefined;
+  }, 120_000, 200);
+  assert.equal(alone.state, 'success', alone.error ?? '');
+  const check = JSON.parse(alone.result).restore;
+  assert.equal(check.restore_point, 'backup-end');
+  assert.ok(check.tables >= 2, JSON.stringify(check));
+  assert.match(check.note, /records no contents/);
 });
 
 test('a lost WAL segment fails the drill, naming it, as a verification.failed event', async () => {
