@@ -145,7 +145,7 @@ test('a drill of an archived branch restores to latest and compares what did not
     return j.state === 'success' || j.state === 'failed' ? j : undefined;
   }, 120_000, 200);
   assert.equal(alone.state, 'success', alone.error ?? '');
-  const check = JSON.parse(alone.result ?? "null").restore;
+  const check = JSON.parse(alone.result ?? 'null').restore;
   assert.equal(check.restore_point, 'backup-end');
   assert.ok(check.tables >= 2, JSON.stringify(check));
   assert.match(check.note, /records no contents/);
