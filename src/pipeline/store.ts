@@ -33,7 +33,7 @@ import type { Compression } from './compress.js';
 import { fanOut, type FanOutResult, type FanOutTarget } from './fanout.js';
 import { HashCounter } from './hash.js';
 import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
-import type { InspectWorkerData, InspectWorkerMessage } from './inspect-worker.js';
+import type { InspectJob, InspectWorkerMessage } from './inspect-worker.js';
 
 /** A child process that writes the raw stream (a dump tool): see RawSource. */
 export interface SourceProcess {
@@ -149,13 +149,57 @@ function atRest(compression: Compression, level: number | undefined, recipients:
 }
 
 /** The worker module: compiled .js next to this file, or the .ts source when running under tsx. */
-function startWorker(data: InspectWorkerData): Worker {
+function startWorker(): Worker {
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
     const url = new URL('./inspect-worker.ts', here).href;
-    return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true, workerData: data });
+    return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
   }
-  return new Worker(new URL('./inspect-worker.js', here), { workerData: data });
+  return new Worker(new URL('./inspect-worker.js', here));
+}
+
+/**
+ * Workers that finished a job, kept a while for the next one: starting a thread and loading
+ * the readers costs 50–300 ms, which every backup would otherwise pay (and which counts
+ * against a dump's idle timeout, as tee waits for its reader).
+ */
+const idleWorkers: Array<{ worker: Worker; timer: NodeJS.Timeout }> = [];
+const MAX_IDLE_WORKERS = 4;
+const IDLE_WORKER_MS = 60_000;
+
+function takeWorker(): Worker {
+  const idle = idleWorkers.pop();
+  if (!idle) return startWorker();
+  clearTimeout(idle.timer);
+  idle.worker.ref();
+  return idle.worker;
+}
+
+/** Back to the idle list after a job that ended with its 'done' (anything else: it is ended). */
+function returnWorker(worker: Worker, reusable: boolean): void {
+  worker.removeAllListeners('message');
+  worker.removeAllListeners('error');
+  worker.removeAllListeners('exit');
+  if (!reusable || idleWorkers.length >= MAX_IDLE_WORKERS) {
+    void worker.terminate();
+    return;
+  }
+  worker.unref();
+  // An idle worker that dies is simply forgotten.
+  worker.on('error', () => {});
+  const entry = {
+    worker,
+    timer: setTimeout(() => {
+      idleWorkers.splice(idleWorkers.indexOf(entry), 1);
+      void worker.terminate();
+    }, IDLE_WORKER_MS).unref(),
+  };
+  worker.once('exit', () => {
+    const i = idleWorkers.indexOf(entry);
+    if (i >= 0) idleWorkers.splice(i, 1);
+    clearTimeout(entry.timer);
+  });
+  idleWorkers.push(entry);
 }
 
 function makeFifo(file: string): Promise<void> {
@@ -252,11 +296,16 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
         fifoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-raw-'));
         fifo = path.join(fifoDir, 'raw');
         await makeFifo(fifo);
-        const w = startWorker({ fifo, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250) });
+        const w = takeWorker();
         worker = w;
         workerExited = false;
         waits.push(
           new Promise<void>((resolve) => {
+            const finish = (reusable: boolean): void => {
+              workerExited = true;
+              returnWorker(w, reusable);
+              resolve();
+            };
             w.on('message', (m: InspectWorkerMessage) => {
               if (m.type === 'open') workerOpened = true;
               else if (m.type === 'progress') rawBytes = m.bytes;
@@ -264,16 +313,20 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
               else if (m.type === 'done') {
                 found.inspection = m.inspection;
                 rawBytes = m.inspection.rawBytes;
+                finish(true);
               }
             });
-            w.on('error', (e) => fail(new Error(`the dump reader failed: ${e.message}`), 1));
+            w.on('error', (e) => {
+              fail(new Error(`the dump reader failed: ${e.message}`), 1);
+            });
             w.on('exit', () => {
-              workerExited = true;
-              if (found.inspection === null && !stop.signal.aborted) fail(new Error('the dump reader stopped before the end of the dump'), 1);
-              resolve();
+              if (found.inspection === null) fail(new Error('the dump reader stopped before the end of the dump'), stop.signal.aborted ? 2 : 1);
+              finish(false);
             });
           }),
         );
+        const job: InspectJob = { fifo, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250) };
+        w.postMessage(job);
         stages.unshift({ kind: 'process', name: 'tee', command: 'tee', args: [fifo], notFound: TEE_NOT_FOUND });
       } else {
         const inspector = new RawInspector(opts.inspect ?? {}, () => (seenAt ??= clock()));
