@@ -285,31 +285,46 @@ async function measure(): Promise<void> {
   for (const s of chosen) await load({ base, paths: s.paths, headers, connections: 2, seconds: 0.5 });
   const idle = statsOf(...sampleOf(await load({ base, paths: ['/health'], connections: 1, seconds: Math.max(2, SECONDS / 2), everyMs: 10 })));
 
-  const results = new Map<string, { load: Stats[]; probe: Stats[] }>();
+  const results = new Map<string, { load: Stats[]; probe: Stats[]; cpu: number[]; counts: Array<[number, number]> }>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const s of chosen) {
       const startAt = Date.now() + 300;
+      const cpu0 = cpuMs(server);
       const [main, probe] = await Promise.all([
         load({ base, paths: s.paths, headers, connections: s.connections, seconds: SECONDS, startAt, timeoutMs: 30_000 }),
         load({ base, paths: ['/health'], connections: 1, seconds: SECONDS, everyMs: 10, startAt }),
       ]);
-      const r = results.get(s.name) ?? { load: [], probe: [] };
+      const cpu = cpuMs(server) - cpu0;
+      const r = results.get(s.name) ?? { load: [], probe: [], cpu: [], counts: [] };
       r.load.push(statsOf(...sampleOf(main)));
       r.probe.push(statsOf(...sampleOf(probe)));
+      // The server's CPU time per request: what the machine's load changes little, unlike
+      // req/s and latencies on a busy 2-core box (see cpuPerRequest).
+      r.cpu.push(cpu);
+      r.counts.push([main.samples.length, probe.samples.length]);
       results.set(s.name, r);
     }
   }
   const rss = peakRssMb(server);
 
   const med = (xs: number[]) => percentile(xs, 50);
+  // The server's CPU ms per request of the scenario: its CPU time over the scenario, less what
+  // the probe's /health requests cost (measured alone in the /health scenarios), over its requests.
+  const healthCpu = new Map<number, number>();
+  for (const c of CONNECTIONS) {
+    const h = results.get(`health c${c}`);
+    if (h) healthCpu.set(c, med(h.cpu.map((cpu, i) => cpu / (h.counts[i][0] + h.counts[i][1]))));
+  }
+  const probeCost = healthCpu.size ? Math.min(...healthCpu.values()) : 0;
+  const cpuPerRequest = (r: { cpu: number[]; counts: Array<[number, number]> }) => med(r.cpu.map((cpu, i) => Math.max(0, cpu - r.counts[i][1] * probeCost) / Math.max(1, r.counts[i][0])));
   const spread = (xs: number[]) => (xs.length > 1 ? ` (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})` : '');
   console.log(`\n${SECONDS} s per scenario, ${ROUNDS} round(s) (medians; spread over rounds in brackets); /health probe every 10 ms from its own process`);
   console.log(`idle server: /health p50 ${idle.p50.toFixed(2)} ms, p99 ${idle.p99.toFixed(2)} ms, max ${idle.max.toFixed(1)} ms`);
-  console.log(`${'scenario'.padEnd(38)} ${'req/s'.padStart(14)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'max ms'.padStart(8)} ${'err'.padStart(5)}   /health p99 / max during`);
+  console.log(`${'scenario'.padEnd(38)} ${'req/s'.padStart(14)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'max ms'.padStart(8)} ${'err'.padStart(5)} ${'CPU ms/req'.padStart(11)}   /health p99 / max during`);
   for (const [name, r] of results) {
     const rps = r.load.map((x) => x.rps);
     console.log(
-      `${name.padEnd(38)} ${(med(rps).toFixed(0) + spread(rps)).padStart(14)} ${med(r.load.map((x) => x.p50)).toFixed(2).padStart(8)} ${med(r.load.map((x) => x.p99)).toFixed(1).padStart(8)} ${Math.max(...r.load.map((x) => x.max)).toFixed(0).padStart(8)} ${String(r.load.reduce((a, x) => a + x.errors, 0)).padStart(5)}   ${med(r.probe.map((x) => x.p99)).toFixed(1).padStart(7)} / ${Math.max(...r.probe.map((x) => x.max)).toFixed(0)}`,
+      `${name.padEnd(38)} ${(med(rps).toFixed(0) + spread(rps)).padStart(14)} ${med(r.load.map((x) => x.p50)).toFixed(2).padStart(8)} ${med(r.load.map((x) => x.p99)).toFixed(1).padStart(8)} ${Math.max(...r.load.map((x) => x.max)).toFixed(0).padStart(8)} ${String(r.load.reduce((a, x) => a + x.errors, 0)).padStart(5)} ${cpuPerRequest(r).toFixed(3).padStart(11)}   ${med(r.probe.map((x) => x.p99)).toFixed(1).padStart(7)} / ${Math.max(...r.probe.map((x) => x.max)).toFixed(0)}`,
     );
   }
   const get = (n: string) => results.get(n);
@@ -319,7 +334,7 @@ async function measure(): Promise<void> {
     const l25 = get(`list per_page=25 c${c}`);
     const l100 = get(`list per_page=100 c${c}`);
     const deep = get(`deep per_page=100&page=${deepPage} c${c}`);
-    if (h && l25) console.log(`  c${c}: list per_page=25 req/s ÷ /health req/s = ${(med(l25.load.map((x) => x.rps)) / med(h.load.map((x) => x.rps))).toFixed(3)}`);
+    if (h && l25) console.log(`  c${c}: list per_page=25 req/s ÷ /health req/s = ${(med(l25.load.map((x) => x.rps)) / med(h.load.map((x) => x.rps))).toFixed(3)}; server CPU per list request ÷ per /health request = ${(cpuPerRequest(l25) / cpuPerRequest(h)).toFixed(1)}× (${cpuPerRequest(l25).toFixed(2)} ms: at most ${(1000 / cpuPerRequest(l25)).toFixed(0)} req/s on one core)`);
     if (l100 && deep) console.log(`  c${c}: deep page p50 ÷ page 1 p50 (per_page=100) = ${(med(deep.load.map((x) => x.p50)) / med(l100.load.map((x) => x.p50))).toFixed(2)}×, req/s ratio ${(med(l100.load.map((x) => x.rps)) / med(deep.load.map((x) => x.rps))).toFixed(2)}× (goal ≤ 1.5×)`);
     if (l25) console.log(`  c${c}: /health p99 under list load ÷ idle = ${(med(l25.probe.map((x) => x.p99)) / idle.p99).toFixed(1)}× (${med(l25.probe.map((x) => x.p99)).toFixed(1)} ms vs ${idle.p99.toFixed(1)} ms; goal ≤ 5 ms)`);
   }
@@ -364,6 +379,14 @@ async function waitUp(child: ChildProcess, url: string): Promise<void> {
     if (Date.now() > deadline) throw new Error(`the server did not answer ${url} within 60 s; see ${logFile}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** CPU time (user + system) the server process has used, in ms. */
+function cpuMs(child: ChildProcess): number {
+  const fields = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  // utime and stime are fields 14 and 15 of stat (11 and 12 after the command), in clock ticks.
+  // 100 ticks a second (getconf CLK_TCK) on Linux.
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** The server's peak resident set (VmHWM), in MB. */

@@ -22,13 +22,36 @@ export interface ScheduleResult {
   ignored: string[];
 }
 
+/**
+ * How long a pass may hold the event loop before it lets other work run. On SQLite every
+ * query of a pass is synchronous (better-sqlite3), so a pass that enqueues 1,000 slots ran as
+ * one block and froze every request for 90–150 ms (issue 14); yielding between policies once
+ * this much time has passed keeps each request's wait about this long (bench/scheduler.ts).
+ */
+export const PASS_SLICE_MS = 5;
+
+/** A function to await between units of work: it yields to the event loop once `sliceMs` have passed since it last did. */
+export function timeSlicer(sliceMs = PASS_SLICE_MS): () => Promise<void> {
+  let since = performance.now();
+  return async () => {
+    if (performance.now() - since < sliceMs) return;
+    // setImmediate runs after the poll phase: requests that arrived meanwhile are read first.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    since = performance.now();
+  };
+}
+
 export async function runDuePolicies(ctx: AppContext): Promise<ScheduleResult> {
   const now = ctx.clock();
   const result: ScheduleResult = { queued: [], ignored: [] };
   // The latest this pass enqueued a slot (0 when none was due): how far behind the scheduler runs.
   let lag = 0;
   const policies = await ctx.db.selectFrom('backup_policies').selectAll().where('deleted_at', 'is', null).execute();
+  const slice = timeSlicer();
   for (const p of policies) {
+    // Between policies, never inside one's transaction: a transaction holds the catalog's one
+    // SQLite connection, and requests would only queue behind it.
+    await slice();
     const schedule = scheduleOf(p);
     const slot = dueSlot(schedule, new Date(p.last_ran_at ?? p.created_at), now);
     if (!slot) continue;
