@@ -100,11 +100,11 @@ export class JobRunner {
   }
 
   async #tick(): Promise<void> {
-    // A lease lapses leaseSeconds after its last renewal: looking for lapsed ones every half of
-    // that finds each within 1.5 leases, and spares every poll and nudge (each API write nudges)
-    // the queries over running backups and jobs and the scratch look-up.
+    // A lease lapses leaseSeconds after its last renewal: looking for lapsed ones every quarter
+    // of that finds each within 1.25 leases (and a tick), and spares every other poll and nudge
+    // (each API write nudges) the queries over running backups and jobs and the scratch look-up.
     const now = Date.now();
-    if (now - this.#lastLeaseCheck >= (this.#ctx.config.leaseSeconds * 1000) / 2 || now < this.#lastLeaseCheck) {
+    if (now - this.#lastLeaseCheck >= (this.#ctx.config.leaseSeconds * 1000) / 4 || now < this.#lastLeaseCheck) {
       this.#lastLeaseCheck = now;
       await this.recoverInterrupted(false);
     }
