@@ -69,7 +69,8 @@ export async function restoreArtifact(
   if (encryption && opts.identityFiles.length === 0) throw new DecryptionError(noIdentityMessage(encryption.recipients));
   const fidelity = await recordedRestoreOptions(ctx, backup, opts.preserveOwnership === true);
   const { stream } = await openVerifiedArtifact(ctx, artifact);
-  const counter = new HashCounter({ onProgress: opts.onBytes, progressIntervalMs: 1000 });
+  // Counts for progress only: the copy's sha256 is checked by openVerifiedArtifact's stream.
+  const counter = new HashCounter({ onProgress: opts.onBytes, progressIntervalMs: 1000, sha256: false });
   const decrypt = encryption ? ageDecrypt(opts.identityFiles) : null;
   const unpack = decompressor(backup.compression as Compression);
   const flow = pipeline([stream, counter, ...(decrypt ? [decrypt] : []), unpack], { signal: opts.signal }).catch((e) => {

@@ -14,6 +14,8 @@ export interface HashCounterOptions {
   onProgress?: (bytes: number) => void;
   /** Minimum time between two progress calls; defaults to 250 ms. */
   progressIntervalMs?: number;
+  /** Compute the sha256 (default true); false when only the count is wanted, e.g. for progress. */
+  sha256?: boolean;
 }
 
 /**
@@ -21,7 +23,7 @@ export interface HashCounterOptions {
  * flows through it, unchanged.
  */
 export class HashCounter extends Transform {
-  #hash: Hash = createHash('sha256');
+  #hash: Hash | null;
   #digest: string | null = null;
   #bytes = 0;
   #lastProgressAt = Number.NEGATIVE_INFINITY;
@@ -32,6 +34,7 @@ export class HashCounter extends Transform {
     super();
     this.#onProgress = opts.onProgress;
     this.#intervalMs = opts.progressIntervalMs ?? 250;
+    this.#hash = opts.sha256 === false ? null : createHash('sha256');
   }
 
   /** Bytes seen so far (the total once the stream has finished). */
@@ -39,14 +42,15 @@ export class HashCounter extends Transform {
     return this.#bytes;
   }
 
-  /** Hex sha256 of everything that passed. Throws until the stream has been flushed. */
+  /** Hex sha256 of everything that passed. Throws until the stream has been flushed, or when made with `sha256: false`. */
   digest(): string {
+    if (this.#hash === null && this.#digest === null) throw new Error('HashCounter made with sha256: false has no digest');
     if (this.#digest === null) throw new Error('HashCounter.digest() called before the stream finished');
     return this.#digest;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#hash.update(chunk);
+    this.#hash?.update(chunk);
     this.#bytes += chunk.length;
     if (this.#onProgress) {
       const now = performance.now();
@@ -64,7 +68,7 @@ export class HashCounter extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    this.#digest = this.#hash.digest('hex');
+    this.#digest = this.#hash?.digest('hex') ?? null;
     try {
       this.#onProgress?.(this.#bytes);
     } catch (err) {

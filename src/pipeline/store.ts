@@ -150,12 +150,16 @@ function atRest(compression: Compression, level: number | undefined, recipients:
 
 /** The worker module: compiled .js next to this file, or the .ts source when running under tsx. */
 function startWorker(): Worker {
+  // The readers keep little (counts, digests' states, a small inventory): a small young
+  // generation keeps the thread's memory small too, at the cost of more frequent (cheap)
+  // scavenges of the per-row garbage.
+  const resourceLimits = { maxYoungGenerationSizeMb: 4, stackSizeMb: 4 };
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
     const url = new URL('./inspect-worker.ts', here).href;
-    return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
+    return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true, resourceLimits });
   }
-  return new Worker(new URL('./inspect-worker.js', here));
+  return new Worker(new URL('./inspect-worker.js', here), { resourceLimits });
 }
 
 /**
