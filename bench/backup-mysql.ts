@@ -9,6 +9,7 @@
  *
  *   node --import tsx bench/backup-mysql.ts       # 1,000,000 orders: ~290 MB of SQL
  *   BENCH_MY_ROWS=2000000 ... BENCH_ROUNDS=5 (default) BENCH_KEEP=1 BENCH_NO_BUILD=1 BENCH_CPU_PROF=dir
+ *   BENCH_BEFORE_ROOT=<another checkout, built> (its server as one more side: before/after a change)
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -41,9 +42,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const size = mariadb(`select sum(data_length + index_length) from information_schema.tables where table_schema = '${dbName}'`);
   console.log(`database ${dbName}: ${mib(Number(size))} MiB on disk; ${os.cpus().length} cores, ${os.cpus()[0].model}`);
   const server = await startServer();
+  const before = process.env.BENCH_BEFORE_ROOT ? await startServer(process.env.BENCH_BEFORE_ROOT) : null;
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-bench-out-'));
   try {
     const branch = await registerBranch(server, 'bench', 'mysql', `mysql://root@127.0.0.1:3306/${dbName}`);
+    const beforeBranch = before ? await registerBranch(before, 'bench', 'mysql', `mysql://root@127.0.0.1:3306/${dbName}`) : '';
+    const beforeCpu: number[] = [];
     const idle = rssMb(server.pid);
     const out = path.join(scratch, 'out');
     const dump = `mariadb-dump -h 127.0.0.1 -uroot --single-transaction`;
@@ -59,6 +63,18 @@ if (import.meta.url === `file://${process.argv[1]}`) {
               return last.seconds;
             },
           },
+        ...(before
+          ? [
+              {
+                name: 'before',
+                run: async (round: number) => {
+                  const r = await backupOnce(before, beforeBranch);
+                  if (round >= 0) beforeCpu.push(r.cpu);
+                  return r.seconds;
+                },
+              },
+            ]
+          : []),
         { name: 'issue', run: () => timeShell(`${dump} ${dbName} | zstd -q -3 -T0 > ${out}; sync ${out}`) },
         {
           name: 'byhand',
@@ -72,12 +88,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     printRatios(times, 'strongbox', [
       { name: 'issue', label: 'mariadb-dump --single-transaction | zstd -3 -T0 > file' },
       { name: 'byhand', label: 'the same work by hand (same dump options | zstd | age | tee >(sha256sum) > file)' },
+      ...(before ? [{ name: 'before', label: `the server of ${process.env.BENCH_BEFORE_ROOT} (the code before a change)` }] : []),
     ]);
     const b = last!;
     console.log(`stored ${mib(b.backup.size)} MiB from ${mib(b.progress.bytes_read)} MiB dumped; server CPU per backup: median ${median(cpu).toFixed(2)} s (spread ${Math.min(...cpu).toFixed(2)}–${Math.max(...cpu).toFixed(2)})`);
     console.log(`server RSS: peak ${rss.peak.toFixed(0)} MiB (idle ${idle.current.toFixed(0)} MiB before the first backup; limit 200 MiB)`);
+    if (before) console.log(`before: server CPU per backup median ${median(beforeCpu).toFixed(2)} s, peak RSS ${rssMb(before.pid).peak.toFixed(0)} MiB`);
   } finally {
     await server.stop();
+    await before?.stop();
     fs.rmSync(scratch, { recursive: true, force: true });
     if (!process.env.BENCH_KEEP) mariadb(`drop database ${dbName}`);
   }
