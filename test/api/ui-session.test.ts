@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseCookies, serializeCookie } from '../../src/api/cookies.js';
 import { UI_CSP } from '../../src/api/ui.js';
-import { api, registerBranch, startServer, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, type TestServer } from '../helpers/server.js';
 import { createDatabase, dropDatabase, pgUrl, uniqueName } from '../helpers/databases.js';
 
 describe('cookie header parsing', () => {
@@ -269,8 +269,12 @@ describe('dashboard sessions', () => {
     const t = await token([{ accesses: ['read_backups'] }], 'ui-audited');
     const { cookie, csrf } = await signIn(t.value);
     assert.equal((await withSession(server, 'DELETE', '/ui/session', cookie, csrf)).status, 204);
-    const audit = await api(server, 'GET', '/v1/organizations/default/audit-log?per_page=100');
-    const mine = audit.body.data.filter((e: any) => e.route === '/ui/session' && e.actor?.id === t.id);
+    // The audit entry is written once the answer has gone out: wait for it, don't race it.
+    const mine = await until('the sign-in and the sign-out in the audit log', async () => {
+      const audit = await api(server, 'GET', '/v1/organizations/default/audit-log?per_page=100');
+      const found = audit.body.data.filter((e: any) => e.route === '/ui/session' && e.actor?.id === t.id);
+      return found.length >= 2 ? found : undefined;
+    }, 10_000);
     assert.deepEqual(mine.map((e: any) => `${e.method} ${e.status}`).sort(), ['DELETE 204', 'POST 200']);
     const log = fs.readFileSync(server.logFile, 'utf8');
     const rows = JSON.stringify(await server.ctx.db.selectFrom('audit_log').selectAll().execute());
