@@ -20,6 +20,12 @@ export interface InspectJob {
   spec: InspectSpec;
   /** How often to report the bytes read so far. */
   progressIntervalMs: number;
+  /**
+   * Bytes read so far, kept current after every read (one BigInt64 slot): the reads block,
+   * so a dump that stalls right after a burst would otherwise leave its bytes unreported
+   * until the next read; store.ts reads this on its own timer.
+   */
+  counter?: SharedArrayBuffer;
 }
 
 /** What the worker tells store.ts about the current job. */
@@ -44,11 +50,13 @@ function run(job: InspectJob): void {
   const fd = fs.openSync(job.fifo, 'r');
   post({ type: 'open' });
   let last = performance.now();
+  const counter = job.counter ? new BigInt64Array(job.counter) : null;
   try {
     for (;;) {
       const n = fs.readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
       inspector.update(buf.subarray(0, n));
+      if (counter) Atomics.store(counter, 0, BigInt(inspector.bytes));
       const now = performance.now();
       if (now - last >= job.progressIntervalMs) {
         last = now;

@@ -263,6 +263,8 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
   // The readers: in a worker behind tee for a process source; here for a stream we read anyway.
   const found: { inspection: Inspection | null } = { inspection: null };
   let rawBytes = 0;
+  /** The reader worker's live count of raw bytes (see InspectJob.counter), when a worker reads. */
+  let rawCounter: BigInt64Array | null = null;
   let seenAt: Date | null = null;
   let worker: Worker | null = null;
   let workerOpened = false;
@@ -282,6 +284,7 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
   };
 
   const progress = (): void => {
+    if (rawCounter) rawBytes = Math.max(rawBytes, Number(Atomics.load(rawCounter, 0)));
     try {
       opts.onProgress?.({ rawBytes, storedBytes: stored.bytes });
     } catch {
@@ -300,6 +303,8 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
         fifoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-raw-'));
         fifo = path.join(fifoDir, 'raw');
         await makeFifo(fifo);
+        // Stopped meanwhile: start nothing that fail() could no longer reach.
+        if (stop.signal.aborted) throw stop.signal.reason;
         const w = takeWorker();
         worker = w;
         workerExited = false;
@@ -329,7 +334,9 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
             });
           }),
         );
-        const job: InspectJob = { fifo, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250) };
+        const shared = new SharedArrayBuffer(8);
+        rawCounter = new BigInt64Array(shared);
+        const job: InspectJob = { fifo, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250), counter: shared };
         w.postMessage(job);
         stages.unshift({ kind: 'process', name: 'tee', command: 'tee', args: [fifo], notFound: TEE_NOT_FOUND });
       } else {
