@@ -316,7 +316,12 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
               resolve();
             };
             w.on('message', (m: InspectWorkerMessage) => {
-              if (m.type === 'open') workerOpened = true;
+              if (m.type === 'open') {
+                workerOpened = true;
+                // Both ends are open (the reader's open returns once tee opened its end): the
+                // name is no longer needed, so a process killed from here on leaves nothing behind.
+                if (fifoDir) fs.rmSync(fifoDir, { recursive: true, force: true });
+              }
               else if (m.type === 'progress') rawBytes = m.bytes;
               else if (m.type === 'seen') seenAt ??= clock();
               else if (m.type === 'done') {
