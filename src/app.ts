@@ -36,6 +36,7 @@ import { completeDocument, ERROR_SCHEMAS, openapiInfo, refResolver, routeDocumen
 import { yandexRoutes } from './api/compat/yandex/index.js';
 import { backupmanRoutes } from './api/compat/backupman/index.js';
 import { metricsRoutes } from './api/metrics-route.js';
+import { ResponseCache, useResponseCache } from './api/response-cache.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -141,6 +142,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     }
     req.principal = session !== null ? await authenticateSession(ctx, req, reply, session) : await authenticate(ctx.db, req, dialect);
   });
+  // Repeated reads of an unchanged catalog are answered from memory (api/response-cache.ts).
+  useResponseCache(app, new ResponseCache(ctx.config.responseCacheEntries), () => ctx.catalog.changeStamp());
   // Every write is audited (who, what, when, from where, result), refused ones included.
   app.addHook('onResponse', async (req, reply) => {
     if (['GET', 'HEAD', 'OPTIONS'].includes(req.method) || req.routeOptions.config?.public || req.routeOptions.config?.readOnly) return;

@@ -29,6 +29,8 @@ export interface Config {
   schedulerIntervalSeconds: number;
   /** Requests a minute per token (0: no limit). */
   rateLimitPerMinute: number;
+  /** Answers of repeated catalog reads kept until the catalog changes (api/response-cache.ts); 0: none. */
+  responseCacheEntries: number;
   /** 64 hex chars; when null a key file under the data dir is used. */
   secretKey: string | null;
   /** An age identity file used to decrypt backups for restores (STRONGBOX_AGE_IDENTITY_FILE). */
@@ -159,6 +161,7 @@ export function loadConfig(env: Env = process.env): Config {
     leaseSeconds: intVar(env, 'STRONGBOX_LEASE_SECONDS', 60, 5, 3600),
     schedulerIntervalSeconds: intVar(env, 'STRONGBOX_SCHEDULER_INTERVAL_SECONDS', 30, 1, 3600),
     rateLimitPerMinute: intVar(env, 'STRONGBOX_RATE_LIMIT_PER_MINUTE', 600, 0, 1_000_000),
+    responseCacheEntries: intVar(env, 'STRONGBOX_RESPONSE_CACHE_ENTRIES', 512, 0, 100_000),
     metricsListen: metricsListenVar(env),
     secretKey,
     ageIdentityFile,

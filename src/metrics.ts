@@ -87,6 +87,14 @@ export const notificationDeliveries = new Counter({
   registers: [registry],
 });
 
+/** API answers served again from memory because the catalog had not changed (api/response-cache.ts). */
+export const responseCacheLookups = new Counter({
+  name: 'strongbox_api_response_cache_total',
+  help: 'Cacheable API reads (backups lists and gets), by result: hit (answered from memory, the catalog unchanged) or miss',
+  labelNames: ['result'] as const,
+  registers: [registry],
+});
+
 /** Webhooks and the channel types (notify/): the `type` label of the notification metrics. */
 const NOTIFICATION_TYPES = ['webhook', 'slack', 'discord', 'telegram', 'ntfy', 'email'] as const;
 

@@ -33,6 +33,18 @@ export type CatalogDb = Kysely<CatalogSchema>;
 export interface Catalog {
   db: CatalogDb;
   dialect: 'sqlite' | 'postgres';
+  /**
+   * A value that changes whenever anything in the catalog may have changed since the last
+   * call, from this process or any other: two equal stamps mean no write committed between
+   * them. Reads made after a stamp was taken see at least everything committed before it, so
+   * a response computed after taking stamp S stays right for as long as the stamp is S
+   * (api/response-cache.ts). It may change without a write (never the other way round).
+   * - SQLite: `PRAGMA data_version` (commits by other connections, other processes) and
+   *   `total_changes()` (rows this connection changed, triggers included).
+   * - PostgreSQL: the current transaction snapshot (`txid_current_snapshot()`): any commit,
+   *   in any database of the cluster, assigns a transaction id or ends one in progress.
+   */
+  changeStamp(): Promise<string>;
   /** Close the catalog and release the process lock taken with it, if any. */
   close(): Promise<void>;
 }
@@ -214,9 +226,14 @@ export async function openCatalog(url: string, opts: OpenCatalogOptions = {}): P
       }
     }
     const db = new Kysely<CatalogSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+    // Read outside Kysely's connection mutex on purpose (synchronously): a transaction in
+    // progress holds the mutex, and the reads of a response wait for it to end anyway.
+    const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
+    const totalChanges = sqlite.prepare('SELECT total_changes()').pluck();
     catalog = {
       db,
       dialect: 'sqlite',
+      changeStamp: async () => `${dataVersion.get() as number}:${totalChanges.get() as number}`,
       close: async () => {
         try {
           await db.destroy();
@@ -237,6 +254,7 @@ export async function openCatalog(url: string, opts: OpenCatalogOptions = {}): P
     catalog = {
       db,
       dialect: 'postgres',
+      changeStamp: async () => (await pool.query<{ s: string }>('select txid_current_snapshot()::text as s')).rows[0].s,
       close: async () => {
         try {
           await db.destroy();
