@@ -16,8 +16,9 @@ import { deleteBackupArtifacts } from '../../../jobs/artifacts.js';
 import { canSeeOrganization, hasAccess, hasAnyAccess, requireAccess, type Principal, type Scope } from '../../auth.js';
 import { ApiError, forbidden, notFound } from '../../errors.js';
 import { failedPrecondition } from './errors.js';
+import { listedPage } from './list.js';
 import { decodePageToken, encodePageToken, pageSizeOf } from './paging.js';
-import { backupOperation, deleteOperation, isListed, journalSizes, LISTED_STATES, OPERATION_PREFIX, presentBackup, restoreOperation, type Engine } from './present.js';
+import { backupOperation, deleteOperation, isListed, journalSizes, OPERATION_PREFIX, presentBackup, restoreOperation, type Engine } from './present.js';
 import { restoreToNewBranch } from './restore.js';
 import { Backup as BackupSchema, BackupList, BackupParams, ClusterParams, FolderPageQuery, Operation, OperationParams, PageQuery, RestoreBody } from './schemas.js';
 
@@ -68,21 +69,12 @@ export function yandexRoutes(ctx: AppContext, engine?: Engine): FastifyPluginAsy
       return { backup, branch, database };
     }
 
-    /** One keyset page of listed backups, newest first, of one organization and optionally some branches. */
-    async function listPage(where: { organizationId: string; branchIds?: string[] }, query: { pageSize?: number; pageToken?: string }) {
+    /** One keyset page of listed backups, newest first, of some branches (clusters) of one organization. */
+    async function listPage(where: { organizationId: string; branchIds: string[] }, query: { pageSize?: number; pageToken?: string }) {
       const size = pageSizeOf(query.pageSize);
       const cursor = decodePageToken(query.pageToken);
-      if (where.branchIds !== undefined && where.branchIds.length === 0) return { backups: [] };
-      let q = ctx.db
-        .selectFrom('backups')
-        .selectAll()
-        .where('organization_id', '=', where.organizationId)
-        .where('engine', '=', kind)
-        .where('deleted_at', 'is', null)
-        .where('state', 'in', [...LISTED_STATES]);
-      if (where.branchIds !== undefined) q = q.where('branch_id', 'in', where.branchIds);
-      if (cursor) q = q.where((eb) => eb.or([eb('created_at', '<', cursor.createdAt), eb.and([eb('created_at', '=', cursor.createdAt), eb('id', '<', cursor.id)])]));
-      const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(size + 1).execute();
+      if (where.branchIds.length === 0) return { backups: [] };
+      const rows = await listedPage(ctx.db, { ...where, engine: kind }, cursor, size + 1);
       const page = rows.slice(0, size);
       const last = page[page.length - 1];
       // The last page has no nextPageToken at all, as Yandex (proto3 JSON leaves out empty strings).
@@ -127,11 +119,16 @@ export function yandexRoutes(ctx: AppContext, engine?: Engine): FastifyPluginAsy
         if (!org || !canSeeOrganization(p, org.id)) throw notFound(`Folder "${folderId}" not found`);
         if (!hasAnyAccess(p, 'read_backups', org.id)) throw forbidden('Forbidden: this service token lacks the "read_backups" access here');
         const everywhere = p.token.superuser === 1 || p.accesses.some((a) => a.access === 'read_backups' && a.resource_type === 'organization' && a.resource_id === org.id);
-        let branchIds: string[] | undefined;
-        if (!everywhere) {
-          const branches = await ctx.db.selectFrom('branches').select(['id', 'organization_id', 'database_id']).where('organization_id', '=', org.id).execute();
-          branchIds = branches.filter((b) => hasAccess(p, 'read_backups', scopeOf(b))).map((b) => b.id);
-        }
+        // The folder's clusters of this engine (deleted ones too: their backups are listed
+        // until deleted themselves); a backup's engine is always its database's kind.
+        const branches = await ctx.db
+          .selectFrom('branches as b')
+          .innerJoin('databases as d', 'd.id', 'b.database_id')
+          .select(['b.id', 'b.organization_id', 'b.database_id'])
+          .where('b.organization_id', '=', org.id)
+          .where('d.kind', '=', kind)
+          .execute();
+        const branchIds = (everywhere ? branches : branches.filter((b) => hasAccess(p, 'read_backups', scopeOf(b)))).map((b) => b.id);
         return listPage({ organizationId: org.id, branchIds }, req.query);
       },
     );
