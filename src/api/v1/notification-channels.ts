@@ -13,13 +13,12 @@ import { requireAccess } from '../auth.js';
 import { conflict, notFound } from '../errors.js';
 import { envelope } from '../paging.js';
 import { resolveOrganization } from '../resolve.js';
-import { IdParam, ListEnvelope, NameParam, OrgParams, PageQuery } from './schemas.js';
+import { ListEnvelope, OrgParams, PageQuery } from './schemas.js';
 import { EVENT_KINDS } from '../../notify/kinds.js';
 import { CHANNELS, CHANNEL_TYPES } from '../../notify/channels/index.js';
 import type { ChannelSettings } from '../../notify/channels/channel.js';
 import { channelSettings, channelTarget } from '../../notify/targets.js';
-import { sendTest } from '../../notify/dispatch.js';
-import { checked, databaseFilterId, databaseNames, DatabaseFilter, deliveryPage, DeliverySchema, EventList, presentTargetState, TargetState } from './webhooks.js';
+import { checked, databaseFilterId, databaseNames, DatabaseFilter, EventList, presentTargetState, TargetParams, targetRoutes, TargetState } from './webhooks.js';
 
 const ChannelTypeSchema = Type.Unsafe<ChannelType>({ type: 'string', enum: CHANNEL_TYPES });
 const ChannelName = Type.String({ minLength: 1, maxLength: 100 });
@@ -36,7 +35,6 @@ const ChannelSchema = Type.Object(
   { additionalProperties: false },
 );
 
-const ChannelParams = Type.Object({ organization: NameParam, id: IdParam });
 
 /** Plain settings as they are, secret ones as {"set": true|false}. */
 function presentConfig(type: ChannelType, settings: ChannelSettings): Record<string, unknown> {
@@ -124,7 +122,7 @@ export function notificationChannelRoutes(ctx: AppContext): FastifyPluginAsyncTy
       },
     );
 
-    app.get(`${base}/:id`, { schema: { tags, summary: 'Get a notification channel', params: ChannelParams, response: { 200: ChannelSchema } } }, async (req) => {
+    app.get(`${base}/:id`, { schema: { tags, summary: 'Get a notification channel', params: TargetParams, response: { 200: ChannelSchema } } }, async (req) => {
       const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
       requireAccess(req.principal, 'read_organization', { organizationId: org.id });
       return presentChannel(ctx, await find(org.id, req.params.id), await databaseNames(ctx, org.id));
@@ -136,7 +134,7 @@ export function notificationChannelRoutes(ctx: AppContext): FastifyPluginAsyncTy
         schema: {
           tags,
           summary: 'Change a channel; config fields left out keep their values (secret ones too), null removes an optional one; enabling it again clears disabled_reason',
-          params: ChannelParams,
+          params: TargetParams,
           body: Type.Object(
             { name: Type.Optional(ChannelName), config: Type.Optional(ConfigInput), events: Type.Optional(EventList), enabled: Type.Optional(Type.Boolean()), database: Type.Optional(DatabaseFilter) },
             { additionalProperties: false },
@@ -172,45 +170,15 @@ export function notificationChannelRoutes(ctx: AppContext): FastifyPluginAsyncTy
       },
     );
 
-    app.delete(`${base}/:id`, { schema: { tags, summary: 'Delete a notification channel and its delivery log', params: ChannelParams } }, async (req, reply) => {
-      const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
-      requireAccess(req.principal, 'write_organization', { organizationId: org.id });
-      const c = await find(org.id, req.params.id);
-      await ctx.db.transaction().execute(async (trx) => {
-        await trx.deleteFrom('notification_deliveries').where('target_id', '=', c.id).execute();
-        await trx.deleteFrom('notification_channels').where('id', '=', c.id).execute();
-      });
-      return reply.status(204).send();
-    });
-
-    app.post(
-      `${base}/:id/test`,
-      { schema: { tags, summary: 'Send a test message now and return how it went', params: ChannelParams, response: { 200: DeliverySchema } } },
-      async (req) => {
-        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
-        requireAccess(req.principal, 'write_organization', { organizationId: org.id });
-        const c = await find(org.id, req.params.id);
-        return sendTest(ctx, channelTarget(ctx, c), org.name);
-      },
-    );
-
-    app.get(
-      `${base}/:id/deliveries`,
-      {
-        schema: {
-          tags,
-          summary: "A channel's delivery log, newest first",
-          params: ChannelParams,
-          querystring: Type.Object(PageQuery, { additionalProperties: false }),
-          response: { 200: ListEnvelope(DeliverySchema) },
-        },
-      },
-      async (req) => {
-        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
-        requireAccess(req.principal, 'read_organization', { organizationId: org.id });
-        const c = await find(org.id, req.params.id);
-        return deliveryPage(ctx, req, c.id, req.query.page ?? 1, req.query.per_page ?? 25);
-      },
+    await app.register(
+      targetRoutes(ctx, {
+        base,
+        tags,
+        table: 'notification_channels',
+        find,
+        target: (c) => channelTarget(ctx, c),
+        summaries: { delete: 'Delete a notification channel and its delivery log', test: 'Send a test message now and return how it went', deliveries: "A channel's delivery log, newest first" },
+      }),
     );
   };
 }

@@ -23,7 +23,7 @@ import { EVENT_KINDS, type EventKind } from '../../notify/kinds.js';
 import { ChannelConfigError } from '../../notify/channels/channel.js';
 import { httpUrl } from '../../notify/channels/http.js';
 import { newWebhookSecret } from '../../notify/channels/webhook.js';
-import { eventsOf, webhookTarget } from '../../notify/targets.js';
+import { eventsOf, webhookTarget, type Target } from '../../notify/targets.js';
 import { sendTest } from '../../notify/dispatch.js';
 
 /** An event kind; an enum (not a union of constants) so that a wrong one is told the allowed values. */
@@ -69,7 +69,55 @@ export const DeliverySchema = Type.Object(
   { additionalProperties: false },
 );
 
-const WebhookParams = Type.Object({ organization: NameParam, id: IdParam });
+/** The path parameters of one webhook or channel. */
+export const TargetParams = Type.Object({ organization: NameParam, id: IdParam });
+
+/**
+ * The routes webhooks and channels have alike, on `${base}/:id`: delete (with the delivery
+ * log), send a test now, and the delivery log. `find` answers 404 for an id not in the org.
+ */
+export function targetRoutes<Row extends { id: string }>(
+  ctx: AppContext,
+  spec: {
+    base: string;
+    tags: string[];
+    table: 'webhooks' | 'notification_channels';
+    find: (orgId: string, id: string) => Promise<Row>;
+    target: (row: Row) => Target;
+    summaries: { delete: string; test: string; deliveries: string };
+  },
+): FastifyPluginAsyncTypebox {
+  const { base, tags, table, find, target, summaries } = spec;
+  return async (app) => {
+    app.delete(`${base}/:id`, { schema: { tags, summary: summaries.delete, params: TargetParams } }, async (req, reply) => {
+      const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+      requireAccess(req.principal, 'write_organization', { organizationId: org.id });
+      const row = await find(org.id, req.params.id);
+      await ctx.db.transaction().execute(async (trx) => {
+        await trx.deleteFrom('notification_deliveries').where('target_id', '=', row.id).execute();
+        await trx.deleteFrom(table).where('id', '=', row.id).execute();
+      });
+      return reply.status(204).send();
+    });
+
+    app.post(`${base}/:id/test`, { schema: { tags, summary: summaries.test, params: TargetParams, response: { 200: DeliverySchema } } }, async (req) => {
+      const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+      requireAccess(req.principal, 'write_organization', { organizationId: org.id });
+      return sendTest(ctx, target(await find(org.id, req.params.id)), org.name);
+    });
+
+    app.get(
+      `${base}/:id/deliveries`,
+      { schema: { tags, summary: summaries.deliveries, params: TargetParams, querystring: Type.Object(PageQuery, { additionalProperties: false }), response: { 200: ListEnvelope(DeliverySchema) } } },
+      async (req) => {
+        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
+        requireAccess(req.principal, 'read_organization', { organizationId: org.id });
+        const row = await find(org.id, req.params.id);
+        return deliveryPage(ctx, req, row.id, req.query.page ?? 1, req.query.per_page ?? 25);
+      },
+    );
+  };
+}
 
 /** Turn a notification settings error into the API's 422. */
 export function checked<T>(fn: () => T): T {
@@ -214,7 +262,7 @@ export function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
     );
 
-    app.get(`${base}/:id`, { schema: { tags, summary: 'Get a webhook', params: WebhookParams, response: { 200: WebhookSchema } } }, async (req) => {
+    app.get(`${base}/:id`, { schema: { tags, summary: 'Get a webhook', params: TargetParams, response: { 200: WebhookSchema } } }, async (req) => {
       const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
       requireAccess(req.principal, 'read_organization', { organizationId: org.id });
       return presentWebhook(await find(org.id, req.params.id), await databaseNames(ctx, org.id));
@@ -226,7 +274,7 @@ export function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         schema: {
           tags,
           summary: 'Change a webhook; enabling it again clears disabled_reason',
-          params: WebhookParams,
+          params: TargetParams,
           body: Type.Object(
             { url: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })), events: Type.Optional(EventList), enabled: Type.Optional(Type.Boolean()), database: Type.Optional(DatabaseFilter) },
             { additionalProperties: false },
@@ -251,45 +299,15 @@ export function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
     );
 
-    app.delete(`${base}/:id`, { schema: { tags, summary: 'Delete a webhook and its delivery log', params: WebhookParams } }, async (req, reply) => {
-      const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
-      requireAccess(req.principal, 'write_organization', { organizationId: org.id });
-      const w = await find(org.id, req.params.id);
-      await ctx.db.transaction().execute(async (trx) => {
-        await trx.deleteFrom('notification_deliveries').where('target_id', '=', w.id).execute();
-        await trx.deleteFrom('webhooks').where('id', '=', w.id).execute();
-      });
-      return reply.status(204).send();
-    });
-
-    app.post(
-      `${base}/:id/test`,
-      { schema: { tags, summary: 'Send a test event now and return how it went', params: WebhookParams, response: { 200: DeliverySchema } } },
-      async (req) => {
-        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
-        requireAccess(req.principal, 'write_organization', { organizationId: org.id });
-        const w = await find(org.id, req.params.id);
-        return sendTest(ctx, webhookTarget(ctx, w), org.name);
-      },
-    );
-
-    app.get(
-      `${base}/:id/deliveries`,
-      {
-        schema: {
-          tags,
-          summary: "A webhook's delivery log, newest first",
-          params: WebhookParams,
-          querystring: Type.Object(PageQuery, { additionalProperties: false }),
-          response: { 200: ListEnvelope(DeliverySchema) },
-        },
-      },
-      async (req) => {
-        const org = await resolveOrganization(ctx.db, req.principal, req.params.organization);
-        requireAccess(req.principal, 'read_organization', { organizationId: org.id });
-        const w = await find(org.id, req.params.id);
-        return deliveryPage(ctx, req, w.id, req.query.page ?? 1, req.query.per_page ?? 25);
-      },
+    await app.register(
+      targetRoutes(ctx, {
+        base,
+        tags,
+        table: 'webhooks',
+        find,
+        target: (w) => webhookTarget(ctx, w),
+        summaries: { delete: 'Delete a webhook and its delivery log', test: 'Send a test event now and return how it went', deliveries: "A webhook's delivery log, newest first" },
+      }),
     );
   };
 }
