@@ -7,7 +7,9 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppContext } from '../../../context.js';
+import { Readable } from 'node:stream';
 import { artifactsOf, createBackup, DEFAULT_RETENTION } from '../../../catalog/backups.js';
+import { liveBackupsNewestFirst } from '../../../catalog/newest-first.js';
 import type { Branch } from '../../../catalog/schema.js';
 import { openDestinationById } from '../../../destinations.js';
 import { openVerifiedArtifact } from '../../../jobs/artifacts.js';
@@ -15,10 +17,12 @@ import { partsTarball } from '../../../jobs/parallel-copies.js';
 import type { StorageProvider } from '../../../storage/provider.js';
 import { canSeeOrganization, hasAccess, hasAnyAccess, requireAccess, type Scope } from '../../auth.js';
 import { conflict, forbidden, notFound } from '../../errors.js';
-import { presentBackup } from './present.js';
+import { presentBackup, PRESENTED_COLUMNS } from './present.js';
 import { BackupListBody, DriveFileParams, MessageBody } from './schemas.js';
 
 const tags = ['backupman (compatible)'];
+/** Backups read, presented and sent at a time by GET /api/backups. */
+const BATCH = 500;
 
 function scopeOf(branch: Pick<Branch, 'organization_id' | 'database_id' | 'id'>): Scope {
   return { organizationId: branch.organization_id, databaseId: branch.database_id, branchId: branch.id };
@@ -38,7 +42,7 @@ export function backupmanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: { 200: BackupListBody },
         },
       },
-      async (req) => {
+      async (req, reply) => {
         const p = req.principal;
         const orgId = p.token.organization_id;
         if (!hasAnyAccess(p, 'read_backups', orgId)) throw forbidden('Forbidden: this key lacks the "read_backups" access');
@@ -46,20 +50,6 @@ export function backupmanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         if (branches.length === 0) return { Results: [] };
         const databases = new Map((await ctx.db.selectFrom('databases').select(['id', 'name']).where('organization_id', '=', orgId).execute()).map((d) => [d.id, d.name]));
         const branchById = new Map(branches.map((b) => [b.id, b]));
-        const backups = await ctx.db
-          .selectFrom('backups')
-          .selectAll()
-          .where('organization_id', '=', orgId)
-          .where('branch_id', 'in', [...branchById.keys()])
-          .where('deleted_at', 'is', null)
-          .where('state', '!=', 'ignored')
-          .orderBy('created_at', 'desc')
-          .orderBy('id', 'desc')
-          .execute();
-        const artifacts = await artifactsOf(ctx.db, backups.map((b) => b.id));
-        const byBackup = new Map<string, typeof artifacts>();
-        for (const a of artifacts) byBackup.set(a.backup_id, [...(byBackup.get(a.backup_id) ?? []), a]);
-
         // DumpPath: the first good copy in a destination that is a folder on this machine.
         const providers = new Map<string, StorageProvider | null>();
         async function localPathOf(destinationId: string, key: string): Promise<string | null> {
@@ -74,19 +64,40 @@ export function backupmanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           const provider = providers.get(destinationId);
           return provider?.capabilities.localPath ? provider.localPath(key) : null;
         }
-        const results = [];
-        for (const b of backups) {
-          const files = byBackup.get(b.id) ?? [];
-          let dumpPath: string | null = null;
-          for (const a of files) {
-            if (a.state !== 'success' || a.provider !== 'local') continue;
-            dumpPath = await localPathOf(a.destination_id, a.path);
-            if (dumpPath !== null) break;
+        const batches = liveBackupsNewestFirst(ctx.db, { branchIds: [...branchById.keys()], columns: PRESENTED_COLUMNS, batch: BATCH });
+        // The first batch is read before the answer starts, so that a catalog that cannot be
+        // read is a 500 rather than a cut-off 200.
+        const head = await batches.next();
+        async function* body(): AsyncGenerator<string> {
+          let first = true;
+          yield '{"Results":[';
+          for (let next = head; !next.done; next = await batches.next()) {
+            const backups = next.value;
+            const artifacts = await artifactsOf(ctx.db, backups.map((b) => b.id));
+            const byBackup = new Map<string, typeof artifacts>();
+            for (const a of artifacts) byBackup.set(a.backup_id, [...(byBackup.get(a.backup_id) ?? []), a]);
+            const items: string[] = [];
+            for (const b of backups) {
+              const files = byBackup.get(b.id) ?? [];
+              let dumpPath: string | null = null;
+              for (const a of files) {
+                if (a.state !== 'success' || a.provider !== 'local') continue;
+                dumpPath = await localPathOf(a.destination_id, a.path);
+                if (dumpPath !== null) break;
+              }
+              const branch = branchById.get(b.branch_id)!;
+              // The bytes the route's schema serializer gives (the item's keys in schema order, strings and nulls).
+              items.push(JSON.stringify(presentBackup(b, `${databases.get(b.database_id) ?? b.database_id}/${branch.name}`, files, dumpPath)));
+            }
+            yield (first ? '' : ',') + items.join(',');
+            first = false;
+            // Other requests run between two batches.
+            await new Promise((r) => setImmediate(r));
           }
-          const branch = branchById.get(b.branch_id)!;
-          results.push(presentBackup(b, `${databases.get(b.database_id) ?? b.database_id}/${branch.name}`, files, dumpPath));
+          yield ']}';
         }
-        return { Results: results };
+        // Streamed a batch at a time: a list of 100,000 backups is ~70 MB of JSON, never held whole.
+        return reply.type('application/json; charset=utf-8').send(Readable.from(body()) as never);
       },
     );
 

@@ -12,14 +12,17 @@ const ARTIFACT_STATUS: Record<Exclude<Artifact['state'], 'deleted'>, Status> = {
  * made is pending even when its copies are written (they are not verified yet), and one
  * that failed or was canceled is failed (also when it has no copy at all).
  */
-export function backupStatus(b: Backup, files: Artifact[]): Status {
+export function backupStatus(b: Pick<Backup, 'state'>, files: Artifact[]): Status {
   const states = files.map((a) => a.state);
   if (b.state === 'pending' || b.state === 'running' || states.includes('pending')) return 'pending';
   if (b.state === 'failed' || b.state === 'canceled' || states.includes('failed')) return 'failed';
   return 'finished';
 }
 
-export function presentBackup(b: Backup, label: string, files: Artifact[], dumpPath: string | null): BackupItemJson {
+/** What presentBackup (and the label) read of a backup. */
+export const PRESENTED_COLUMNS = ['id', 'state', 'branch_id', 'database_id', 'created_at', 'updated_at'] as const;
+
+export function presentBackup(b: Pick<Backup, (typeof PRESENTED_COLUMNS)[number]>, label: string, files: Artifact[], dumpPath: string | null): BackupItemJson {
   const live = files.filter((a) => a.state !== 'deleted');
   return {
     Id: b.id,
