@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from './helpers/server.js';
-import { startPrivatePostgres, type PrivateServer } from './helpers/private-servers.js';
+import { startArchivableShop, shopUrl, type PrivateServer } from './helpers/private-servers.js';
 import { ArchiveManager } from '../src/archive/manager.js';
 import { pitrScratchRoot } from '../src/archive/postgres/server.js';
 
@@ -59,16 +59,11 @@ async function insert(id: number): Promise<string> {
 
 before(async () => {
   server = await startServer();
-  pgs = await startPrivatePostgres({ replication: true });
-  const admin = new pg.Client({ connectionString: pgs.url });
-  await admin.connect();
-  await admin.query('CREATE DATABASE shop');
-  await admin.end();
-  shop = new pg.Client({ connectionString: `postgresql://postgres@127.0.0.1:${pgs.port}/shop` });
-  await shop.connect();
-  await shop.query('CREATE TABLE items (id integer PRIMARY KEY)');
-  await shop.query('INSERT INTO items VALUES (0)');
-  branchPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', `postgresql://postgres@127.0.0.1:${pgs.port}/shop`);
+  ({ server: pgs, shop } = await startArchivableShop([
+    'CREATE TABLE items (id integer PRIMARY KEY)',
+    'INSERT INTO items VALUES (0)',
+  ]));
+  branchPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', shopUrl(pgs));
   manager = new ArchiveManager(server.ctx, { intervalMs: 200, retryDelaysMs: [300] });
   manager.start();
 });

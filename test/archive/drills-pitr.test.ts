@@ -17,7 +17,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
 import mysql2 from 'mysql2/promise';
-import { startPrivateMariadb, startPrivatePostgres, type PrivateServer } from '../helpers/private-servers.js';
+import { startPrivateMariadb, startArchivableShop, shopUrl, type PrivateServer } from '../helpers/private-servers.js';
 import { ArchiveManager } from '../../src/archive/manager.js';
 import { pitrScratchRoot } from '../../src/archive/postgres/server.js';
 import { runDrills } from '../../src/jobs/drills.js';
@@ -35,7 +35,7 @@ let policyId: string;
 function startWriter(): () => Promise<number> {
   let stop = false;
   let n = 0;
-  const writer = new pg.Client({ connectionString: `postgresql://postgres@127.0.0.1:${pgs.port}/shop` });
+  const writer = new pg.Client({ connectionString: shopUrl(pgs) });
   const done = (async () => {
     await writer.connect();
     while (!stop) {
@@ -73,17 +73,12 @@ async function drill(): Promise<any> {
 
 before(async () => {
   server = await startServer();
-  pgs = await startPrivatePostgres({ replication: true });
-  const admin = new pg.Client({ connectionString: pgs.url });
-  await admin.connect();
-  await admin.query('CREATE DATABASE shop');
-  await admin.end();
-  shop = new pg.Client({ connectionString: `postgresql://postgres@127.0.0.1:${pgs.port}/shop` });
-  await shop.connect();
-  await shop.query('CREATE TABLE stable (id integer PRIMARY KEY, v text)');
-  await shop.query(`INSERT INTO stable SELECT g, md5(g::text) FROM generate_series(1, 500) g`);
-  await shop.query('CREATE TABLE busy (id serial PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())');
-  branchPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', `postgresql://postgres@127.0.0.1:${pgs.port}/shop`);
+  ({ server: pgs, shop } = await startArchivableShop([
+    'CREATE TABLE stable (id integer PRIMARY KEY, v text)',
+    `INSERT INTO stable SELECT g, md5(g::text) FROM generate_series(1, 500) g`,
+    'CREATE TABLE busy (id serial PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())',
+  ]));
+  branchPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', shopUrl(pgs));
   const on = await api(server, 'PATCH', branchPath, { archiving: true });
   assert.equal(on.status, 200, JSON.stringify(on.body));
   manager = new ArchiveManager(server.ctx, { intervalMs: 200, retryDelaysMs: [300] });

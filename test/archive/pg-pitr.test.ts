@@ -19,7 +19,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
-import { freePort, postgresBinDir, startPrivatePostgres, type PrivateServer } from '../helpers/private-servers.js';
+import { freePort, postgresBinDir, startArchivableShop, shopUrl, type PrivateServer } from '../helpers/private-servers.js';
 import { processesMentioning } from '../helpers/processes.js';
 import { ArchiveManager } from '../../src/archive/manager.js';
 import { segmentOfLsn } from '../../src/archive/postgres/wal.js';
@@ -96,16 +96,11 @@ function between(a: number, b: number): string {
 
 before(async () => {
   server = await startServer();
-  pgs = await startPrivatePostgres({ replication: true });
-  const admin = new pg.Client({ connectionString: pgs.url });
-  await admin.connect();
-  await admin.query('CREATE DATABASE shop');
-  await admin.end();
-  shop = new pg.Client({ connectionString: `postgresql://postgres@127.0.0.1:${pgs.port}/shop` });
-  await shop.connect();
-  await shop.query('CREATE TABLE items (id integer PRIMARY KEY, v text)');
-  await shop.query(`INSERT INTO items VALUES (0, 'before the base backup')`);
-  branchPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', `postgresql://postgres@127.0.0.1:${pgs.port}/shop`);
+  ({ server: pgs, shop } = await startArchivableShop([
+    'CREATE TABLE items (id integer PRIMARY KEY, v text)',
+    `INSERT INTO items VALUES (0, 'before the base backup')`,
+  ]));
+  branchPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', shopUrl(pgs));
   const on = await api(server, 'PATCH', branchPath, { archiving: true });
   assert.equal(on.status, 200, JSON.stringify(on.body));
   manager = new ArchiveManager(server.ctx, { intervalMs: 200, retryDelaysMs: [300] });

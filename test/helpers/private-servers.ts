@@ -199,3 +199,35 @@ export async function startPrivateMariadb(opts: { logBin?: boolean } = {}): Prom
     throw e;
   }
 }
+
+/**
+ * A private PostgreSQL with replication (for WAL archiving) holding a database "shop" made by
+ * `setup` (statements run in it, in order), and a client connected to it for the test to write
+ * with. `shopUrl(server)` is what a branch registers. Stop with `stop()` (ends the client too).
+ */
+export async function startArchivableShop(setup: string[]): Promise<{ server: PrivateServer; shop: pg.Client; stop(): Promise<void> }> {
+  const server = await startPrivatePostgres({ replication: true });
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  try {
+    await admin.query('CREATE DATABASE shop');
+  } finally {
+    await admin.end();
+  }
+  const shop = new pg.Client({ connectionString: shopUrl(server) });
+  await shop.connect();
+  for (const statement of setup) await shop.query(statement);
+  return {
+    server,
+    shop,
+    stop: async () => {
+      await shop.end().catch(() => {});
+      await server.stop();
+    },
+  };
+}
+
+/** The URL of the "shop" database of startArchivableShop's server. */
+export function shopUrl(server: Pick<PrivateServer, 'port'>): string {
+  return `postgresql://postgres@127.0.0.1:${server.port}/shop`;
+}

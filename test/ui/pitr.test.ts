@@ -18,7 +18,7 @@ import type { Page } from 'playwright-core';
 import { buildUi } from '../../ui/build.mjs';
 import { createDatabase, dropDatabase, pgUrl, uniqueName } from '../helpers/databases.js';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
-import { startPrivatePostgres, type PrivateServer } from '../helpers/private-servers.js';
+import { startArchivableShop, shopUrl, type PrivateServer } from '../helpers/private-servers.js';
 import { ArchiveManager } from '../../src/archive/manager.js';
 import { pitrScratchRoot } from '../../src/archive/postgres/server.js';
 import { assertLabelled, launchBrowser, screenshot, watchForProblems, type TestBrowser } from './browser.js';
@@ -61,16 +61,11 @@ before(async () => {
   uiDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-ui-'));
   await buildUi({ outDir: uiDir, quiet: true });
   server = await startServer({ STRONGBOX_UI_DIR: uiDir });
-  pgs = await startPrivatePostgres({ replication: true });
-  const admin = new pg.Client({ connectionString: pgs.url });
-  await admin.connect();
-  await admin.query('CREATE DATABASE shop');
-  await admin.end();
-  shop = new pg.Client({ connectionString: `postgresql://postgres@127.0.0.1:${pgs.port}/shop` });
-  await shop.connect();
-  await shop.query('CREATE TABLE items (id integer PRIMARY KEY, v text)');
-  await shop.query(`INSERT INTO items VALUES (0, 'before the base backup')`);
-  mainPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', `postgresql://postgres@127.0.0.1:${pgs.port}/shop`, true);
+  ({ server: pgs, shop } = await startArchivableShop([
+    'CREATE TABLE items (id integer PRIMARY KEY, v text)',
+    `INSERT INTO items VALUES (0, 'before the base backup')`,
+  ]));
+  mainPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', shopUrl(pgs), true);
   await createDatabase('postgresql', shared);
   sharedPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'shared', pgUrl(shared));
   manager = new ArchiveManager(server.ctx, { intervalMs: 200, retryDelaysMs: [300] });
