@@ -5,6 +5,8 @@
  * API clients (`backup create|list|get|progress|download`, `database add`, `branch add`,
  * ...). Every command, its help and its options are declared in src/cli/specs.ts.
  */
+// First: the heap's settings must be in place before the rest of the program loads.
+import './heap.js';
 import { ConfigError, loadConfig } from './config.js';
 import fs from 'node:fs';
 import { keyFile, keyFingerprint } from './secrets.js';
