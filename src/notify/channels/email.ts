@@ -4,7 +4,6 @@
  * login (the password is secret), a sender and a list of recipients. An SMTP exchange has
  * several round trips, so it gets at least 10 s, not the 2 s of a webhook.
  */
-import nodemailer from 'nodemailer';
 import { cleanErrorText } from '../../error-text.js';
 import { ChannelConfigError, type Channel, type Notification, type SendResult } from './channel.js';
 import { onlyFields, redact, text } from './http.js';
@@ -46,6 +45,13 @@ export const email = {
     const c = settings.config as { host: string; port: number; secure: boolean; starttls: boolean; user?: string; from: string; to: string[] };
     const password = settings.secrets.password;
     const timeout = Math.max(opts.timeoutMs, MIN_TIMEOUT_MS);
+    // Loaded by the first email, not when the server starts: most servers never send one.
+    let nodemailer: (typeof import('nodemailer'))['default'];
+    try {
+      nodemailer = (await import('nodemailer')).default;
+    } catch (e) {
+      return { success: false, status_code: null, error: cleanErrorText(`cannot load nodemailer: ${(e as Error).message}`, 500), duration_ms: 0 };
+    }
     const transport = nodemailer.createTransport({
       host: c.host,
       port: c.port,

@@ -9,20 +9,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Readable, type Writable } from 'node:stream';
 
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 
 import { checkPrefix, keySegments } from '../keys.js';
 import { StorageError, uploadStream, type ObjectInfo, type ObjectWriter, type PartialInfo, type StorageProvider } from '../provider.js';
@@ -34,6 +21,32 @@ export { parseS3Config, redactS3Config, type S3Config };
 const MiB = 1024 * 1024;
 /** S3's limit on the parts of one upload. */
 const MAX_PARTS = 10_000;
+
+type Sdk = typeof import('@aws-sdk/client-s3');
+let sdkLoading: Promise<Sdk> | null = null;
+
+/**
+ * The AWS SDK, loaded by the first call of an S3 destination rather than when the server
+ * starts: it is the largest module a server could load (~5 MiB resident, 3 MiB of heap,
+ * 70 ms), and a server without S3 destinations never needs it. A failed load is tried
+ * again at the next call.
+ */
+function loadSdk(): Promise<Sdk> {
+  sdkLoading ??= import('@aws-sdk/client-s3').catch((err: unknown) => {
+    sdkLoading = null;
+    throw new StorageError(`s3 storage: cannot load the AWS SDK (@aws-sdk/client-s3): ${err instanceof Error ? err.message : String(err)}`, true);
+  });
+  return sdkLoading;
+}
+
+/** The SDK and the provider's two clients, made at its first call. */
+interface Connection {
+  sdk: Sdk;
+  /** Tries each request once (storage/retry.ts retries from outside). */
+  client: S3Client;
+  /** Tries each request `max_attempts` times: for calls inside a write, which nothing outside can retry. */
+  writeClient: S3Client;
+}
 
 function md5Base64(data: Buffer): string {
   return createHash('md5').update(data).digest('base64');
@@ -92,8 +105,7 @@ function watchedBody(body: IncomingMessage, idleMs: number, failure: (err: unkno
 
 /** Everything a writer needs from its provider. */
 interface WriteTarget {
-  /** Tries each request `max_attempts` times: for calls inside a write, which nothing outside can retry. */
-  writeClient: S3Client;
+  connect(): Promise<Connection>;
   bucket: string;
   partSize: number;
   queueSize: number;
@@ -203,8 +215,9 @@ class S3ObjectWriter implements ObjectWriter {
 
   async #uploadPart(partNumber: number, body: Buffer): Promise<void> {
     const uploadId = await this.#startUpload();
-    const out = await this.#b.writeClient.send(
-      new UploadPartCommand({
+    const { sdk, writeClient } = await this.#b.connect();
+    const out = await writeClient.send(
+      new sdk.UploadPartCommand({
         Bucket: this.#b.bucket,
         Key: this.#objectKey,
         UploadId: uploadId,
@@ -223,8 +236,9 @@ class S3ObjectWriter implements ObjectWriter {
   #startUpload(): Promise<string> {
     // Not cancellable on purpose: an upload created on the service but never heard of
     // here could not be aborted. Its own timeouts bound it.
-    this.#creating ??= this.#b.writeClient
-      .send(new CreateMultipartUploadCommand({ Bucket: this.#b.bucket, Key: this.#objectKey }))
+    this.#creating ??= this.#b
+      .connect()
+      .then(({ sdk, writeClient }) => writeClient.send(new sdk.CreateMultipartUploadCommand({ Bucket: this.#b.bucket, Key: this.#objectKey })))
       .then((out) => {
         if (!out.UploadId) throw new Error('the service returned no upload id');
         this.#uploadId = out.UploadId;
@@ -279,7 +293,8 @@ class S3ObjectWriter implements ObjectWriter {
 
   async #abortUpload(uploadId: string): Promise<void> {
     try {
-      await this.#b.writeClient.send(new AbortMultipartUploadCommand({ Bucket: this.#b.bucket, Key: this.#objectKey, UploadId: uploadId }));
+      const { sdk, writeClient } = await this.#b.connect();
+      await writeClient.send(new sdk.AbortMultipartUploadCommand({ Bucket: this.#b.bucket, Key: this.#objectKey, UploadId: uploadId }));
     } catch (err) {
       if ((err as { name?: unknown }).name === 'NoSuchUpload') return;
       throw this.#error('abort the upload of', err);
@@ -298,17 +313,18 @@ class S3ObjectWriter implements ObjectWriter {
     }
     this.#state = 'committing';
     this.#committing = (async () => {
-      const { writeClient, bucket } = this.#b;
+      const { bucket } = this.#b;
       try {
+        const { sdk, writeClient } = await this.#b.connect();
         if (this.#uploadId === null) {
           const body = this.#tail ?? Buffer.alloc(0);
           await writeClient.send(
-            new PutObjectCommand({ Bucket: bucket, Key: this.#objectKey, Body: body, ContentLength: body.length, ContentMD5: md5Base64(body) }),
+            new sdk.PutObjectCommand({ Bucket: bucket, Key: this.#objectKey, Body: body, ContentLength: body.length, ContentMD5: md5Base64(body) }),
           );
         } else {
           const parts = [...this.#parts].sort((a, b) => a.PartNumber - b.PartNumber);
           await writeClient.send(
-            new CompleteMultipartUploadCommand({ Bucket: bucket, Key: this.#objectKey, UploadId: this.#uploadId, MultipartUpload: { Parts: parts } }),
+            new sdk.CompleteMultipartUploadCommand({ Bucket: bucket, Key: this.#objectKey, UploadId: this.#uploadId, MultipartUpload: { Parts: parts } }),
           );
         }
       } catch (err) {
@@ -336,7 +352,8 @@ class S3ObjectWriter implements ObjectWriter {
 
 /**
  * A provider storing objects in an S3 bucket, configured by {@link parseS3Config}'s result.
- * Creating it makes no request: a missing bucket or bad credentials show at the first call.
+ * Creating it makes no request and loads nothing (the SDK comes with the first call): a
+ * missing bucket or bad credentials show at the first call.
  */
 export function s3Provider(config: S3Config): StorageProvider {
   const cfg = parseS3Config(config);
@@ -362,11 +379,18 @@ export function s3Provider(config: S3Config): StorageProvider {
   // Calls the provider contract says are safe to retry are tried once: retries wrap the
   // provider from outside (storage/retry.ts). Calls inside a write cannot be retried from
   // outside without sending every byte again, so the SDK retries those itself.
-  const client = new S3Client({ ...clientConfig, maxAttempts: 1 });
-  const writeClient = new S3Client({ ...clientConfig, maxAttempts: cfg.max_attempts });
+  let connecting: Promise<Connection> | null = null;
+  const connect = (): Promise<Connection> =>
+    (connecting ??= loadSdk().then(
+      (sdk) => ({ sdk, client: new sdk.S3Client({ ...clientConfig, maxAttempts: 1 }), writeClient: new sdk.S3Client({ ...clientConfig, maxAttempts: cfg.max_attempts }) }),
+      (err: unknown) => {
+        connecting = null;
+        throw err;
+      },
+    ));
   const bucket = cfg.bucket;
   const root = cfg.prefix === '' ? '' : `${cfg.prefix}/`;
-  const b: WriteTarget = { writeClient, bucket, partSize: cfg.part_size_mb * MiB, queueSize: cfg.queue_size, errors };
+  const b: WriteTarget = { connect, bucket, partSize: cfg.part_size_mb * MiB, queueSize: cfg.queue_size, errors };
 
   /** The bucket key of a storage key; refuses keys that could escape the prefix. */
   const objectKey = (key: string): string => root + keySegments(key).join('/');
@@ -387,7 +411,8 @@ export function s3Provider(config: S3Config): StorageProvider {
     async put(key: string, data: Buffer): Promise<void> {
       const Key = objectKey(key);
       try {
-        await client.send(new PutObjectCommand({ Bucket: bucket, Key, Body: data, ContentLength: data.length, ContentMD5: md5Base64(data) }));
+        const { sdk, client } = await connect();
+        await client.send(new sdk.PutObjectCommand({ Bucket: bucket, Key, Body: data, ContentLength: data.length, ContentMD5: md5Base64(data) }));
       } catch (err) {
         throw fail('write', key, err);
       }
@@ -396,7 +421,8 @@ export function s3Provider(config: S3Config): StorageProvider {
     async read(key: string): Promise<Readable> {
       const Key = objectKey(key);
       try {
-        const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key }));
+        const { sdk, client } = await connect();
+        const out = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key }));
         if (!out.Body) throw new Error('the service returned no body');
         // In Node the SDK's body is the http.IncomingMessage itself.
         return watchedBody(out.Body as IncomingMessage, cfg.request_timeout_ms, (err) => fail('read', key, err));
@@ -408,7 +434,8 @@ export function s3Provider(config: S3Config): StorageProvider {
     async stat(key: string): Promise<ObjectInfo | null> {
       const Key = objectKey(key);
       try {
-        const out = await client.send(new HeadObjectCommand({ Bucket: bucket, Key }));
+        const { sdk, client } = await connect();
+        const out = await client.send(new sdk.HeadObjectCommand({ Bucket: bucket, Key }));
         return { key, size: out.ContentLength ?? 0 };
       } catch (err) {
         // A HEAD answer has no body, so a missing bucket looks like a missing object here.
@@ -420,7 +447,8 @@ export function s3Provider(config: S3Config): StorageProvider {
     async delete(key: string): Promise<void> {
       const Key = objectKey(key);
       try {
-        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key }));
+        const { sdk, client } = await connect();
+        await client.send(new sdk.DeleteObjectCommand({ Bucket: bucket, Key }));
       } catch (err) {
         // S3 answers 204 for a missing key; some compatible stores answer 404.
         if ((err as { name?: unknown }).name === 'NoSuchKey') return;
@@ -431,6 +459,7 @@ export function s3Provider(config: S3Config): StorageProvider {
     async removePartials(key: string): Promise<void> {
       const Key = objectKey(key);
       try {
+        const { sdk, client } = await connect();
         // Listed in full before aborting any, so that no store's paging can skip one
         // because the listing changed under it.
         const uploadIds: string[] = [];
@@ -438,7 +467,7 @@ export function s3Provider(config: S3Config): StorageProvider {
         let uploadIdMarker: string | undefined;
         for (;;) {
           const page = await client.send(
-            new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: Key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+            new sdk.ListMultipartUploadsCommand({ Bucket: bucket, Prefix: Key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
           );
           for (const upload of page.Uploads ?? []) {
             // The prefix also matches longer keys ("dump" and "dump.bak"): only this key's.
@@ -450,7 +479,7 @@ export function s3Provider(config: S3Config): StorageProvider {
         }
         for (const UploadId of uploadIds) {
           try {
-            await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
+            await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
           } catch (err) {
             if ((err as { name?: unknown }).name !== 'NoSuchUpload') throw err;
           }
@@ -467,7 +496,8 @@ export function s3Provider(config: S3Config): StorageProvider {
       for (;;) {
         let page;
         try {
-          page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: root + prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+          const { sdk, client } = await connect();
+          page = await client.send(new sdk.ListMultipartUploadsCommand({ Bucket: bucket, Prefix: root + prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
         } catch (err) {
           throw fail('list the unfinished uploads of', prefix === '' ? null : prefix, err);
         }
@@ -495,7 +525,8 @@ export function s3Provider(config: S3Config): StorageProvider {
       do {
         let page;
         try {
-          page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: root + prefix, ContinuationToken: token }));
+          const { sdk, client } = await connect();
+          page = await client.send(new sdk.ListObjectsV2Command({ Bucket: bucket, Prefix: root + prefix, ContinuationToken: token }));
         } catch (err) {
           throw fail('list', prefix === '' ? null : prefix, err);
         }
