@@ -209,3 +209,6 @@ export function printRatios(times: Map<string, number[]>, subject: string, basel
 }
 
 export const mib = (n: number): string => (n / 1024 / 1024).toFixed(1);
+
+/** The machine's load average (1, 5, 15 min): every figure is reported with it (the machine is shared and noisy). */
+export const loadAverage = (): string => `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;

@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { backupOnce, interleave, mariadb, median, mib, printRatios, registerBranch, root, rssMb, startServer, timeShell } from './backup-common.js';
+import { backupOnce, interleave, loadAverage, mariadb, median, mib, printRatios, registerBranch, root, rssMb, startServer, timeShell } from './backup-common.js';
 
 const rows = Number(process.env.BENCH_MY_ROWS ?? 1_000_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -40,7 +40,7 @@ export async function ensureMysqlDataset(): Promise<string> {
 if (import.meta.url === `file://${process.argv[1]}`) {
   await ensureMysqlDataset();
   const size = mariadb(`select sum(data_length + index_length) from information_schema.tables where table_schema = '${dbName}'`);
-  console.log(`database ${dbName}: ${mib(Number(size))} MiB on disk; ${os.cpus().length} cores, ${os.cpus()[0].model}`);
+  console.log(`database ${dbName}: ${mib(Number(size))} MiB on disk; ${os.cpus().length} cores, ${os.cpus()[0].model}; ${loadAverage()}`);
   const server = await startServer();
   const before = process.env.BENCH_BEFORE_ROOT ? await startServer(process.env.BENCH_BEFORE_ROOT) : null;
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-bench-out-'));
@@ -93,6 +93,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const b = last!;
     console.log(`stored ${mib(b.backup.size)} MiB from ${mib(b.progress.bytes_read)} MiB dumped; server CPU per backup: median ${median(cpu).toFixed(2)} s (spread ${Math.min(...cpu).toFixed(2)}–${Math.max(...cpu).toFixed(2)})`);
     console.log(`server RSS: peak ${rss.peak.toFixed(0)} MiB (idle ${idle.current.toFixed(0)} MiB before the first backup; limit 200 MiB)`);
+    console.log(`at the end: ${loadAverage()}`);
     if (before) console.log(`before: server CPU per backup median ${median(beforeCpu).toFixed(2)} s, peak RSS ${rssMb(before.pid).peak.toFixed(0)} MiB`);
   } finally {
     await server.stop();

@@ -18,7 +18,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { backupOnce, interleave, median, mib, pgTool, printRatios, psql, registerBranch, root, rssMb, sh, startServer, timeShell } from './backup-common.js';
+import { backupOnce, interleave, loadAverage, median, mib, pgTool, printRatios, psql, registerBranch, root, rssMb, sh, startServer, timeShell } from './backup-common.js';
 
 const rows = Number(process.env.BENCH_ROWS ?? 2_000_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -30,7 +30,7 @@ if (psql(`select count(*) from pg_database where datname = '${dbName}'`) !== '1'
   psql(`create database ${dbName}`);
   sh('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', dbName, '-q', '-v', `rows=${rows}`, '-f', sqlFile]);
 }
-console.log(`database ${dbName}: ${mib(Number(psql(`select pg_database_size('${dbName}')`)))} MiB on disk; ${os.cpus().length} cores, ${os.cpus()[0].model}`);
+console.log(`database ${dbName}: ${mib(Number(psql(`select pg_database_size('${dbName}')`)))} MiB on disk; ${os.cpus().length} cores, ${os.cpus()[0].model}; ${loadAverage()}`);
 
 const server = await startServer();
 const before = process.env.BENCH_BEFORE_ROOT ? await startServer(process.env.BENCH_BEFORE_ROOT) : null;
@@ -82,6 +82,7 @@ try {
   const b = last!;
   console.log(`stored ${mib(b.backup.size)} MiB from ${mib(b.progress.bytes_read)} MiB dumped; server CPU per backup: median ${median(cpu).toFixed(2)} s (spread ${Math.min(...cpu).toFixed(2)}–${Math.max(...cpu).toFixed(2)})`);
   console.log(`server RSS: peak ${rss.peak.toFixed(0)} MiB (idle ${idle.current.toFixed(0)} MiB before the first backup; limit 200 MiB)`);
+  console.log(`at the end: ${loadAverage()}`);
   if (before) console.log(`before: server CPU per backup median ${median(beforeCpu).toFixed(2)} s, peak RSS ${rssMb(before.pid).peak.toFixed(0)} MiB`);
 } finally {
   await server.stop();
