@@ -18,7 +18,7 @@ import type { StorageProvider } from '../../../storage/provider.js';
 import { canSeeOrganization, hasAccess, hasAnyAccess, requireAccess, type Scope } from '../../auth.js';
 import { conflict, forbidden, notFound } from '../../errors.js';
 import { presentBackup, PRESENTED_COLUMNS } from './present.js';
-import { BackupListBody, DriveFileParams, MessageBody } from './schemas.js';
+import { BackupItem, BackupListBody, DriveFileParams, MessageBody, type BackupItemJson } from './schemas.js';
 
 const tags = ['backupman (compatible)'];
 /** Backups read, presented and sent at a time by GET /api/backups. */
@@ -64,6 +64,8 @@ export function backupmanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           const provider = providers.get(destinationId);
           return provider?.capabilities.localPath ? provider.localPath(key) : null;
         }
+        // The route's own serializer for one item: the bytes the whole list's would give.
+        const serializeItem = reply.compileSerializationSchema(BackupItem) as (item: BackupItemJson) => string;
         const batches = liveBackupsNewestFirst(ctx.db, { branchIds: [...branchById.keys()], columns: PRESENTED_COLUMNS, batch: BATCH });
         // The first batch is read before the answer starts, so that a catalog that cannot be
         // read is a 500 rather than a cut-off 200.
@@ -86,8 +88,7 @@ export function backupmanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
                 if (dumpPath !== null) break;
               }
               const branch = branchById.get(b.branch_id)!;
-              // The bytes the route's schema serializer gives (the item's keys in schema order, strings and nulls).
-              items.push(JSON.stringify(presentBackup(b, `${databases.get(b.database_id) ?? b.database_id}/${branch.name}`, files, dumpPath)));
+              items.push(serializeItem(presentBackup(b, `${databases.get(b.database_id) ?? b.database_id}/${branch.name}`, files, dumpPath)));
             }
             yield (first ? '' : ',') + items.join(',');
             first = false;
