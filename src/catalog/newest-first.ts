@@ -1,19 +1,21 @@
 /**
  * Backups of one or several branches, newest first ((created_at, id) descending), read from
- * the per-branch indexes of migration 0018 so that the cost of a page does not grow with the
- * branches' history (issue 14): the keyset pages of the Yandex view and backupman's full list.
+ * the per-branch index (branch_id, deleted_at, created_at, id) of migration 0018 so that the
+ * cost of a page does not grow with the branches' history (issue 14): the keyset pages of the
+ * Yandex view and backupman's full list.
  *
- * Written plainly, "backups of these branches in these states, newest first, after this
+ * Written plainly, "live backups of these branches in these states, newest first, after this
  * position" is one query with `branch_id in (...)`, `state in (...)` and an OR on the position:
  * the planners answer it by reading every matching row and sorting (0.7 s for a folder of
- * 100,000 backups on SQLite), or by walking the branch's index from its newest entry and
- * testing the position on each (a deep page reads everything before it). Here each (branch,
- * state) is its own index range, entered at the position with a row-value comparison
- * ((created_at, id) < (?, ?), which both SQLite and PostgreSQL seek on), the ranges are merged
- * (one statement, UNION ALL), and only then are the rows of the page read, by id.
+ * 100,000 backups on SQLite), or by walking a branch's index from its newest entry and testing
+ * the position on each (a deep page reads everything before it). Here each branch is its own
+ * walk of its index, entered at the position with a row-value comparison ((created_at, id) <
+ * (?, ?), which both SQLite and PostgreSQL seek on), the walks are merged, and the states are
+ * tested as the complement (`state not in`), which no index serves, so that the planner never
+ * prefers the (branch, state) index and a sort of everything in those states.
  */
 import type { CatalogDb } from './db.js';
-import type { Backup } from './schema.js';
+import type { Backup, BackupState } from './schema.js';
 
 /** A place in the newest-first order: the page after it starts strictly below it. */
 export interface Position {
@@ -26,8 +28,11 @@ export interface BackupKey {
   created_at: string;
 }
 
-/** At most this many index ranges in one statement (SQLite allows 500 parts in a compound select). */
-const PARTS_PER_STATEMENT = 120;
+/** Every state a backup can be in (the compiler checks that none is missing). */
+const BACKUP_STATES = Object.keys({ pending: 1, running: 1, success: 1, failed: 1, canceled: 1, ignored: 1 } satisfies Record<BackupState, 1>) as BackupState[];
+
+/** At most this many branch walks in one statement (SQLite allows 500 parts in a compound select). */
+const WALKS_PER_STATEMENT = 100;
 
 /** Newest first: (created_at, id) descending. */
 export function newestFirst(a: BackupKey, b: BackupKey): number {
@@ -35,52 +40,57 @@ export function newestFirst(a: BackupKey, b: BackupKey): number {
   return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
 }
 
-/**
- * The keys of the newest `limit` backups of `branchIds` that are in one of `states` and not
- * deleted, strictly after `after` (from the newest when null). Reads only the index
- * (branch_id, state, deleted_at, created_at, id): at most `limit` entries of each (branch,
- * state), never a backup row.
- */
-export async function newestKeys(db: CatalogDb, opts: { branchIds: readonly string[]; states: readonly Backup['state'][]; after: Position | null; limit: number }): Promise<BackupKey[]> {
-  const { after, limit } = opts;
-  if (limit <= 0 || opts.branchIds.length === 0 || opts.states.length === 0) return [];
-  const ranges: Array<{ branchId: string; state: Backup['state'] }> = [];
-  for (const branchId of new Set(opts.branchIds)) for (const state of new Set(opts.states)) ranges.push({ branchId, state });
-  const range = ({ branchId, state }: { branchId: string; state: Backup['state'] }) => {
-    let q = db.selectFrom('backups').select(['id', 'created_at']).where('branch_id', '=', branchId).where('state', '=', state).where('deleted_at', 'is', null);
-    if (after) q = q.where(({ eb, refTuple, tuple }) => eb(refTuple('created_at', 'id'), '<', tuple(after.createdAt, after.id)));
-    return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit);
-  };
-  const keys: BackupKey[] = [];
-  for (let i = 0; i < ranges.length; i += PARTS_PER_STATEMENT) {
-    const chunk = ranges.slice(i, i + PARTS_PER_STATEMENT);
-    if (chunk.length === 1) {
-      keys.push(...(await range(chunk[0]).execute()));
-      continue;
-    }
-    // Each range is a subquery (SQLite takes ORDER BY/LIMIT only on the last part of a
-    // compound select); the union is ordered and cut once more.
-    let q = db.selectFrom(range(chunk[0]).as('r0')).select(['id', 'created_at']);
-    for (const [k, r] of chunk.slice(1).entries()) q = q.unionAll(db.selectFrom(range(r).as(`r${k + 1}`)).select(['id', 'created_at']));
-    keys.push(...(await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute()));
-  }
-  return keys.sort(newestFirst).slice(0, limit);
+/** The live backups of one branch in `states`, newest first, after `after`: a walk of (branch_id, deleted_at, created_at, id). */
+function walk<C extends keyof Backup>(db: CatalogDb, branchId: string, states: readonly BackupState[], after: Position | null, columns: readonly C[]) {
+  const others = BACKUP_STATES.filter((s) => !states.includes(s));
+  let q = db.selectFrom('backups').select([...new Set<keyof Backup>([...columns, 'id', 'created_at'])]).where('branch_id', '=', branchId).where('deleted_at', 'is', null);
+  if (others.length) q = q.where('state', 'not in', others);
+  if (after) q = q.where(({ eb, refTuple, tuple }) => eb(refTuple('created_at', 'id'), '<', tuple(after.createdAt, after.id)));
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc');
 }
 
-/** The rows of these ids (only `columns` of each), in the order of `ids`; ids without a row are left out. */
-export async function backupsByIds<C extends keyof Backup>(db: CatalogDb, ids: readonly string[], columns: readonly C[]): Promise<Array<Pick<Backup, C | 'id'>>> {
-  if (ids.length === 0) return [];
-  const cols = [...new Set<keyof Backup>([...columns, 'id'])];
-  const byId = new Map<string, Pick<Backup, C | 'id'>>();
-  // Well under SQLite's 32,766 bound values and PostgreSQL's 65,535 a statement.
-  for (let i = 0; i < ids.length; i += 1000) {
-    const rows = (await db.selectFrom('backups').select(cols).where('id', 'in', ids.slice(i, i + 1000)).execute()) as Array<Pick<Backup, C | 'id'>>;
-    for (const r of rows) byId.set(r.id, r);
+/**
+ * Which of `branchIds` have a live backup in one of `states` created in or before the month
+ * of `after`: from the counters of migration 0018 (a few rows a branch), so that a folder's
+ * many branches without any (restored copies, idle ones) cost no walk at all.
+ */
+async function branchesWithAny(db: CatalogDb, branchIds: string[], states: readonly BackupState[], after: Position | null): Promise<string[]> {
+  const out = new Set<string>();
+  for (let i = 0; i < branchIds.length; i += 1000) {
+    let q = db.selectFrom('backup_counts').select('branch_id').distinct().where('branch_id', 'in', branchIds.slice(i, i + 1000)).where('live', '=', 1).where('state', 'in', [...states]).where('n', '>', 0);
+    if (after) q = q.where('month', '<=', after.createdAt.slice(0, 7));
+    for (const r of await q.execute()) out.add(r.branch_id);
   }
-  return ids.flatMap((id) => {
-    const r = byId.get(id);
-    return r ? [r] : [];
-  });
+  return branchIds.filter((id) => out.has(id));
+}
+
+/**
+ * The newest `limit` live backups of `branchIds` in one of `states`, strictly after `after`
+ * (from the newest when null), with `columns` of each: at most `limit` index entries and rows
+ * of each branch.
+ */
+export async function newestBackups<C extends keyof Backup>(
+  db: CatalogDb,
+  opts: { branchIds: readonly string[]; states: readonly BackupState[]; after: Position | null; limit: number; columns: readonly C[] },
+): Promise<Array<Pick<Backup, C | 'id' | 'created_at'>>> {
+  type Row = Pick<Backup, C | 'id' | 'created_at'>;
+  const { after, limit, states, columns } = opts;
+  let branchIds = [...new Set(opts.branchIds)];
+  if (limit <= 0 || branchIds.length === 0 || states.length === 0) return [];
+  if (branchIds.length > 1) branchIds = await branchesWithAny(db, branchIds, states, after);
+  const rows: Row[] = [];
+  for (let i = 0; i < branchIds.length; i += WALKS_PER_STATEMENT) {
+    const chunk = branchIds.slice(i, i + WALKS_PER_STATEMENT).map((id) => walk(db, id, states, after, columns).limit(limit));
+    if (chunk.length === 1) {
+      rows.push(...((await chunk[0].execute()) as Row[]));
+      continue;
+    }
+    // Each walk is a subquery (SQLite takes ORDER BY/LIMIT only on the last part of a compound select).
+    let q = db.selectFrom(chunk[0].as('w0')).selectAll();
+    for (const [k, w] of chunk.slice(1).entries()) q = q.unionAll(db.selectFrom(w.as(`w${k + 1}`)).selectAll());
+    rows.push(...((await q.execute()) as Row[]));
+  }
+  return rows.sort(newestFirst).slice(0, limit);
 }
 
 /**
@@ -95,13 +105,10 @@ export async function* liveBackupsNewestFirst<C extends keyof Backup>(
 ): AsyncGenerator<Array<Pick<Backup, C | 'id' | 'created_at'>>> {
   type Row = Pick<Backup, C | 'id' | 'created_at'>;
   const batch = opts.batch ?? 500;
-  const cols = [...new Set<keyof Backup>([...opts.columns, 'id', 'created_at'])];
   const walks = [...new Set(opts.branchIds)].map((branchId) => ({ branchId, rows: [] as Row[], next: 0, done: false, after: null as Position | null }));
+  const states = BACKUP_STATES.filter((s) => s !== 'ignored');
   const refill = async (w: (typeof walks)[number]) => {
-    let q = db.selectFrom('backups').select(cols).where('branch_id', '=', w.branchId).where('deleted_at', 'is', null).where('state', '!=', 'ignored');
-    const after = w.after;
-    if (after) q = q.where(({ eb, refTuple, tuple }) => eb(refTuple('created_at', 'id'), '<', tuple(after.createdAt, after.id)));
-    w.rows = (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(batch).execute()) as Row[];
+    w.rows = (await walk(db, w.branchId, states, w.after, opts.columns).limit(batch).execute()) as Row[];
     w.next = 0;
     w.done = w.rows.length < batch;
     const last = w.rows[w.rows.length - 1];

@@ -2,15 +2,14 @@
  * The Yandex list calls' pages (Cluster.ListBackups, Backup.List): listed backups (CREATING or
  * DONE, not deleted) of some branches, newest first, after a page token's position.
  *
- * `listedPage` reads the page from the per-(branch, state) indexes (catalog/newest-first.ts):
- * the keys of the page first, from the index alone, then its rows by id, so page 1 and page
- * 1,000 cost the same at 100,000 backups. `listedPagePlain` is the same page as one plain
- * query; it answers when the rows read do not match what the keys promised (a backup deleted
- * between the two reads, or one whose engine or organization is not its branch's), and the
- * tests compare the two.
+ * `listedPage` reads the page as one walk of each branch's index from the token's position
+ * (catalog/newest-first.ts), so page 1 and page 1,000 cost the same at 100,000 backups.
+ * `listedPagePlain` is the same page as one plain query (what every page did before); it
+ * answers should a row's engine or organization not be its branch's, and the tests compare
+ * the two.
  */
 import type { CatalogDb } from '../../../catalog/db.js';
-import { backupsByIds, newestKeys } from '../../../catalog/newest-first.js';
+import { newestBackups } from '../../../catalog/newest-first.js';
 import type { Backup } from '../../../catalog/schema.js';
 import type { Cursor } from './paging.js';
 import { LISTED_STATES, PRESENTED_COLUMNS, type Engine } from './present.js';
@@ -28,11 +27,9 @@ export interface ListWhere {
 
 /** Up to `limit` listed backups after `cursor`, newest first. */
 export async function listedPage(db: CatalogDb, where: ListWhere, cursor: Cursor | null, limit: number): Promise<ListedBackup[]> {
-  const keys = await newestKeys(db, { branchIds: where.branchIds, states: LISTED_STATES, after: cursor, limit });
-  const rows = await backupsByIds(db, keys.map((k) => k.id), LIST_COLUMNS);
-  const consistent =
-    rows.length === keys.length &&
-    rows.every((r, i) => r.created_at === keys[i].created_at && r.deleted_at === null && r.engine === where.engine && r.organization_id === where.organizationId && (LISTED_STATES as readonly string[]).includes(r.state));
+  const rows = await newestBackups(db, { branchIds: where.branchIds, states: LISTED_STATES, after: cursor, limit, columns: LIST_COLUMNS });
+  // A backup's engine and organization are its branch's; should one not be, the plain query decides.
+  const consistent = rows.every((r) => r.engine === where.engine && r.organization_id === where.organizationId);
   return consistent ? rows : listedPagePlain(db, where, cursor, limit);
 }
 
