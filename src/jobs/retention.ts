@@ -10,8 +10,8 @@
  * without anyone recording it, or its clean-up failed: see sweepStalePartials().
  */
 import path from 'node:path/posix';
-import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
+import type { Backup } from '../catalog/schema.js';
 import { nowIso } from '../catalog/ids.js';
 import { openDestination } from '../destinations.js';
 import { deleteBackupArtifacts } from './artifacts.js';
@@ -101,6 +101,69 @@ export async function sweepStalePartials(ctx: AppContext, opts: { maxAgeMs?: num
   return removed;
 }
 
+/**
+ * Deleted backups that still have a stored copy (a removal failed). Every deleted backup is
+ * looked at by a full pass, at a process's first sweep and then hourly, in slices of
+ * LEFTOVER_SLICE so that it never holds the event loop for long (deleted backups are most of
+ * a catalog that has run for years: 36 ms in one query at 10,000 of them on SQLite, every
+ * minute). Between full passes, only the backups deleted since the previous pass (less a
+ * margin for late commits and other processes' clocks) and the ones whose retry failed then:
+ * a seek into (deleted_at, id) (0018) and a look-up of each one's copies.
+ */
+async function leftoverBackups(ctx: AppContext, state: LeftoverState, now: string): Promise<Backup[]> {
+  const { db } = ctx;
+  /** Which of these backups have a stored copy (a thousand bound values a statement at most). */
+  const withCopies = async (ids: string[]) => {
+    const out: string[] = [];
+    for (let i = 0; i < ids.length; i += LEFTOVER_SLICE) {
+      const rows = await db.selectFrom('artifacts').select('backup_id').distinct().where('backup_id', 'in', ids.slice(i, i + LEFTOVER_SLICE)).where('state', '=', 'success').execute();
+      out.push(...rows.map((r) => r.backup_id));
+    }
+    return out;
+  };
+  const found = new Set<string>();
+  // A clock moved back (tests do) cannot say what "since the previous pass" is.
+  if (Date.now() - state.fullAt >= LEFTOVER_FULL_EVERY_MS || now < state.lastPass) {
+    state.fullAt = Date.now();
+    let after: { deletedAt: string; id: string } | null = null;
+    for (;;) {
+      let q = db.selectFrom('backups').select(['id', 'deleted_at']).where('deleted_at', 'is not', null);
+      if (after) {
+        const a = after;
+        q = q.where(({ eb, refTuple, tuple }) => eb(refTuple('deleted_at', 'id'), '>', tuple(a.deletedAt, a.id)));
+      }
+      const slice = await q.orderBy('deleted_at').orderBy('id').limit(LEFTOVER_SLICE).execute();
+      for (const id of await withCopies(slice.map((r) => r.id))) found.add(id);
+      const last = slice[slice.length - 1];
+      if (slice.length < LEFTOVER_SLICE || !last) break;
+      after = { deletedAt: last.deleted_at!, id: last.id };
+      await new Promise((r) => setImmediate(r));
+    }
+  } else {
+    const since = nowIso(new Date(Date.parse(state.lastPass) - LEFTOVER_MARGIN_MS));
+    const recent = await db.selectFrom('backups').select('id').where('deleted_at', '>=', since).execute();
+    for (const id of await withCopies([...new Set([...recent.map((r) => r.id), ...state.retrying])])) found.add(id);
+  }
+  const ids = [...found];
+  const rows: Backup[] = [];
+  for (let i = 0; i < ids.length; i += LEFTOVER_SLICE) rows.push(...(await db.selectFrom('backups').selectAll().where('id', 'in', ids.slice(i, i + LEFTOVER_SLICE)).where('deleted_at', 'is not', null).execute()));
+  return rows;
+}
+
+interface LeftoverState {
+  /** Date.now() of the last full pass. */
+  fullAt: number;
+  /** The catalog clock at the previous pass. */
+  lastPass: string;
+  /** Deleted backups whose copies could not all be removed at the previous pass. */
+  retrying: Set<string>;
+}
+const leftoverState = new WeakMap<AppContext, LeftoverState>();
+const LEFTOVER_FULL_EVERY_MS = 3600_000;
+/** Backups deleted this long before the previous pass are still looked at by the next one. */
+const LEFTOVER_MARGIN_MS = 15 * 60_000;
+const LEFTOVER_SLICE = 1000;
+
 export async function sweepExpired(ctx: AppContext): Promise<SweepResult> {
   const { db, log } = ctx;
   const now = nowIso(ctx.clock());
@@ -139,13 +202,15 @@ export async function sweepExpired(ctx: AppContext): Promise<SweepResult> {
     result.deleted.push(b.id);
   }
   // Deleted backups whose artifacts could not all be removed last time: try again.
-  const leftovers = await db
-    .selectFrom('backups as b')
-    .selectAll('b')
-    .where('b.deleted_at', 'is not', null)
-    .where(sql<boolean>`exists (select 1 from artifacts a where a.backup_id = b.id and a.state = 'success')`)
-    .execute();
-  for (const b of leftovers) await deleteBackupArtifacts(ctx, b);
+  const state = leftoverState.get(ctx) ?? { fullAt: -Infinity, lastPass: '', retrying: new Set<string>() };
+  leftoverState.set(ctx, state);
+  const retrying = new Set<string>();
+  for (const b of await leftoverBackups(ctx, state, now)) {
+    const { failed } = await deleteBackupArtifacts(ctx, b);
+    if (failed.length) retrying.add(b.id);
+  }
+  state.retrying = retrying;
+  state.lastPass = now;
   if (result.deleted.length) log.info({ count: result.deleted.length }, 'retention: deleted expired backups');
   // After the backups: what they no longer need of the archive goes with them.
   try {
