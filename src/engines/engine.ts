@@ -137,6 +137,15 @@ export interface RestoreOptions {
   sourceDatabase?: string;
   /** MariaDB: DatabaseProperties.sequence_rounds of the dumped database. */
   sequenceRounds?: Record<string, number>;
+  /**
+   * Where `input` comes from when that is a chain of child processes (pipeline/unpack.ts):
+   * a tool that reads the dump unchanged calls this once with its own stdin right after it
+   * started, and the last process then writes into it directly, OS pipe to OS pipe, without
+   * passing through this process; `input` is then not read. `stopTool` is called when the
+   * stream turns out bad, before the tool could read an end of file that is not the end. A
+   * tool that rewrites the dump on its way reads `input` as usual.
+   */
+  pipeTo?: (stdin: Writable, stopTool: () => void) => void;
 }
 
 export interface Engine {

@@ -91,6 +91,9 @@ export async function openVerifiedArtifact(ctx: AppContext, artifact: Artifact):
   const raw = await provider.read(artifact.path);
   const verifier = new Sha256Verifier(artifact.sha256, artifact.size);
   raw.on('error', (e) => verifier.destroy(e));
+  // A reader that stops early (a failed or canceled restore) destroys only the verifier: the
+  // stored object's stream (an open file, a connection) goes with it.
+  verifier.on('close', () => raw.destroy());
   verifier.on('error', (e) => {
     if (e instanceof ChecksumMismatchError) void markDamaged(ctx, artifact, e.message);
   });

@@ -5,16 +5,14 @@
  */
 import dns from 'node:dns/promises';
 import fs from 'node:fs';
-import { pipeline } from 'node:stream/promises';
 import type { AppContext } from '../context.js';
 import type { Artifact, Backup, Branch, Job, JobsTable } from '../catalog/schema.js';
 import type { Updateable } from 'kysely';
 import { nowIso } from '../catalog/ids.js';
 import { engineFor, EngineError, parseConnectionUrl, sameDatabase, type ConnectionInfo, type Engine, type EngineKind } from '../engines/index.js';
-import { decompressor, type Compression } from '../pipeline/compress.js';
-import { HashCounter } from '../pipeline/hash.js';
+import type { Compression } from '../pipeline/compress.js';
+import { unpackStream } from '../pipeline/unpack.js';
 import { ChecksumMismatchError } from '../pipeline/verify.js';
-import { ageDecrypt } from '../pipeline/encrypt.js';
 import { identityFilesFor, temporaryIdentityFile } from '../encryption.js';
 import { recordedProperties, recordedRestoreOptions, restorePreflight } from './fidelity.js';
 import { copyDamage, markDamaged, openVerifiedArtifact, readableCopies } from './artifacts.js';
@@ -69,15 +67,17 @@ export async function restoreArtifact(
   if (encryption && opts.identityFiles.length === 0) throw new DecryptionError(noIdentityMessage(encryption.recipients));
   const fidelity = await recordedRestoreOptions(ctx, backup, opts.preserveOwnership === true);
   const { stream } = await openVerifiedArtifact(ctx, artifact);
-  // Counts for progress only: the copy's sha256 is checked by openVerifiedArtifact's stream.
-  const counter = new HashCounter({ onProgress: opts.onBytes, progressIntervalMs: 1000, sha256: false });
-  const decrypt = encryption ? ageDecrypt(opts.identityFiles) : null;
-  const unpack = decompressor(backup.compression as Compression);
-  const flow = pipeline([stream, counter, ...(decrypt ? [decrypt] : []), unpack], { signal: opts.signal }).catch((e) => {
-    unpack.destroy(e);
-    throw e;
+  // The stored bytes are checked (openVerifiedArtifact's stream) and counted for progress
+  // here; age, zstd and the restore tool pipe into each other (pipeline/unpack.ts).
+  const unpack = unpackStream(stream, {
+    compression: backup.compression as Compression,
+    identityFiles: encryption ? opts.identityFiles : [],
+    signal: opts.signal,
+    onBytes: opts.onBytes,
+    progressIntervalMs: 1000,
   });
-  const [flowR, restoreR] = await Promise.allSettled([flow, engine.restore(conn, unpack, { signal: opts.signal, clean: opts.clean, ...fidelity })]);
+  const restoring = engine.restore(conn, unpack.readable, { signal: opts.signal, clean: opts.clean, ...fidelity, pipeTo: unpack.pipeTo }).finally(() => unpack.abandon());
+  const [flowR, restoreR] = await Promise.allSettled([unpack.done, restoring]);
   // A flow that completed let every byte through the sha256 check: the copy is intact and
   // the restore tool's error is the whole story.
   if (flowR.status === 'fulfilled') {
@@ -85,17 +85,21 @@ export async function restoreArtifact(
     return;
   }
   opts.signal.throwIfAborted();
+  // The tool failed before it read anything (no client for this server, a server that is down).
+  if (restoreR.status === 'rejected' && !unpack.started) throw restoreR.reason;
   // The flow broke off. Damage explains whatever age, zstd or the restore tool said after
-  // it, but the sha256 check speaks only at the end of the stream, and age or zstd usually
-  // fail first on a damaged chunk (age reports a damaged recipient stanza even as "no
-  // identity matched"). So unless the check already spoke, the copy is read again whole.
+  // it. The stored copy is read to its end even when a process failed, so the sha256 check
+  // has usually spoken (age reports a damaged recipient stanza even as "no identity
+  // matched"); only when it could not (a read error) is the copy read again whole.
   if (flowR.reason instanceof ChecksumMismatchError) throw new DamagedCopyError(artifact, flowR.reason.message);
-  let damage: string | null;
-  try {
-    damage = await copyDamage(ctx, artifact, opts.signal);
-  } catch (e) {
-    opts.signal.throwIfAborted();
-    throw new Error(`${messageOf(restoreR.status === 'rejected' ? restoreR.reason : flowR.reason)}; reading the copy again to check it failed too: ${messageOf(e)}`);
+  let damage: string | null = null;
+  if (!unpack.inputVerified) {
+    try {
+      damage = await copyDamage(ctx, artifact, opts.signal);
+    } catch (e) {
+      opts.signal.throwIfAborted();
+      throw new Error(`${messageOf(restoreR.status === 'rejected' ? restoreR.reason : flowR.reason)}; reading the copy again to check it failed too: ${messageOf(e)}`);
+    }
   }
   if (damage !== null) {
     await markDamaged(ctx, artifact, damage);

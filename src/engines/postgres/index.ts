@@ -249,7 +249,13 @@ export const postgres = {
         stdin: 'pipe',
         signal: options.signal,
       });
-      await feedTool(run, input, 'pg_restore', [conn.password]);
+      // pg_restore reads the dump as it is: straight from the process before it when it can.
+      if (options.pipeTo) {
+        options.pipeTo(run.child.stdin!, run.kill);
+        await run.done;
+      } else {
+        await feedTool(run, input, 'pg_restore', [conn.password]);
+      }
     } catch (err) {
       input.destroy();
       throw err;

@@ -1,0 +1,404 @@
+/**
+ * A stored stream back to its raw bytes, for a restore tool (`unpackStream`): the reverse
+ * of storeStream, with the child processes piping into each other directly, as OS pipes,
+ * the way a shell pipeline does:
+ *
+ *   stored copy ──► this process: sha256 check, byte count ──► age -d ──► zstd -d ──► restore tool
+ *
+ * Only the stored (encrypted, compressed) bytes pass through this process, once, to be
+ * checked and counted. Before, every byte came back into Node after age, was written to
+ * zstd, came back again and was written to the tool: most of a restore's CPU time here.
+ * A consumer that must see the raw bytes (a MariaDB dump rewritten on its way into the
+ * client) reads `readable` instead: then only the last process's output passes through Node.
+ *
+ * Guarantees:
+ * - The consumer never takes a cut stream for a whole one. The stored bytes are held back
+ *   by their checksum (Sha256Verifier holds the last chunk until the digest matched), so on
+ *   a mismatch age or zstd never see the end of their input; and on any failure the
+ *   consumer is stopped (`pipeTo`'s `stopConsumer`, or `readable` destroyed with the error)
+ *   before the processes are, so it never reads an end of file that is not the end.
+ *   `readable` ends only once every process exited 0 and the checksum matched.
+ * - The stored copy is read to its end whenever it can be, even after a process failed or
+ *   the consumer stopped reading, so that `done` says whether the copy is intact
+ *   (`inputVerified`) without reading it again.
+ * - A process dying early never hangs the others: each one's death reaches the next as an
+ *   end of file or a broken pipe, and writes into a broken pipe are dropped (EPIPE).
+ * - `done` settles only once every process has exited: aborting (the signal) stops them all
+ *   (SIGTERM, then SIGKILL) and stops reading the copy.
+ * - Errors say which tool failed and why (its exit status and the tail of its stderr); the
+ *   echoes of a failure (SIGPIPE, EPIPE, processes we stopped) never hide its cause.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import zlib from 'node:zlib';
+import type { Compression } from './compress.js';
+
+/** Options of {@link unpackStream}. */
+export interface UnpackOptions {
+  /** How the stored bytes are compressed. */
+  compression: Compression;
+  /** age identity files to decrypt with (paths, never keys); none: the bytes are not encrypted. */
+  identityFiles: readonly string[];
+  /** Aborting stops every process and the reading of the copy; `done` rejects with the reason. */
+  signal?: AbortSignal;
+  /** Called with the stored bytes read so far, at most every `progressIntervalMs` (default 1000), and once at the end. Must not throw. */
+  onBytes?: (bytes: number) => void;
+  progressIntervalMs?: number;
+}
+
+/** A stored stream being unpacked; see {@link unpackStream}. */
+export interface Unpack {
+  /**
+   * The raw bytes, read through this process (for a consumer that rewrites them). The
+   * processes start on its first read. Ends only once everything upstream succeeded; errors
+   * when anything upstream failed. Destroying it means the consumer stopped reading.
+   */
+  readable: Readable;
+  /**
+   * Start the processes with the last one writing straight into `stdin` (another child
+   * process's stdin, from `spawn`), OS pipe to OS pipe; this process then closes its own
+   * copy of `stdin`. `stopConsumer` (e.g. ToolRun.kill) is called when the stream turns out
+   * bad, before the processes are stopped. Call at most once, and not after reading `readable`.
+   */
+  pipeTo(stdin: Writable, stopConsumer: () => void): void;
+  /** Whether the processes were started (by `pipeTo` or a read of `readable`); false after `abandon`. */
+  readonly started: boolean;
+  /**
+   * Whether the whole stored copy was read and its checksum matched (the verifier the input
+   * came through said nothing): known once `done` settled.
+   */
+  readonly inputVerified: boolean;
+  /** For a consumer that never started: stop reading the copy and settle `done` (rejected). A no-op once started. */
+  abandon(): void;
+  /**
+   * Resolves once the copy was read whole (its checksum matched) and every process exited 0
+   * (or died of a broken pipe: the consumer stopped reading early, and said itself how it
+   * fared). Rejects with the first cause otherwise: the abort reason, the input's error
+   * (e.g. ChecksumMismatchError), or a process's failure.
+   */
+  done: Promise<void>;
+}
+
+const AGE_NOT_FOUND = 'age not found: install the age package (https://age-encryption.org)';
+const ZSTD_NOT_FOUND = 'zstd not found: install the zstd package';
+const STDERR_TAIL_BYTES = 4096;
+const KILL_GRACE_MS = 2000;
+
+/** How much a failure says about what went wrong (lower: closer to the cause). */
+const ABORT = 0;
+/** The stored bytes themselves: a checksum mismatch or a read error. */
+const INPUT = 1;
+/** A process or a Node stage failed on its own. */
+const CAUSE = 2;
+/** The echo of another failure: a broken pipe, a process we stopped. */
+const ECHO = 3;
+
+interface Failure {
+  error: Error;
+  rank: number;
+  /**
+   * Where it happened, upstream first: a process that fails makes the next one fail too
+   * (an input that ends too soon), so of two causes the upstream one is the cause.
+   */
+  order: number;
+  seq: number;
+}
+
+interface ProcessStage {
+  name: string;
+  command: string;
+  args: string[];
+  notFound: string;
+}
+
+const isPipeEcho = (e: unknown): boolean => {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED';
+};
+
+/** Resolves when `w` can take more (drain), or is gone (close, error): never hangs on a dead reader. */
+function writable(w: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      w.off('drain', done);
+      w.off('close', done);
+      w.off('error', done);
+      resolve();
+    };
+    if (w.destroyed || w.writableEnded) return resolve();
+    w.on('drain', done);
+    w.on('close', done);
+    w.on('error', done);
+  });
+}
+
+/** `readable`: a PassThrough that calls `onFirstRead` when its consumer first asks for bytes. */
+class LazyOutput extends PassThrough {
+  #first = true;
+  constructor(private readonly onFirstRead: () => void) {
+    super();
+  }
+
+  override _read(size: number): void {
+    if (this.#first) {
+      this.#first = false;
+      this.onFirstRead();
+    }
+    super._read(size);
+  }
+}
+
+/**
+ * Decrypt (with `identityFiles`) and decompress `input`, a stored copy's bytes as they are
+ * read (checked by a Sha256Verifier: see openVerifiedArtifact), for a restore tool that
+ * either takes the last process's output as its own stdin (`pipeTo`) or reads `readable`.
+ * See the module comment for what is guaranteed.
+ */
+export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
+  const stages: ProcessStage[] = [];
+  if (opts.identityFiles.length) stages.push({ name: 'age', command: 'age', args: ['-d', ...opts.identityFiles.flatMap((f) => ['-i', f])], notFound: AGE_NOT_FOUND });
+  if (opts.compression === 'zstd') stages.push({ name: 'zstd', command: 'zstd', args: ['-d', '-q', '-c'], notFound: ZSTD_NOT_FOUND });
+  else if (opts.compression !== 'gzip' && opts.compression !== 'none') throw new RangeError(`unknown compression "${String(opts.compression)}"`);
+  const gunzip = opts.compression === 'gzip';
+  const interval = opts.progressIntervalMs ?? 1000;
+
+  const failures: Failure[] = [];
+  let seq = 0;
+  let stopping = false;
+  let started = false;
+  let abandoned = false;
+  let verified = false;
+  let stopConsumer: (() => void) | null = null;
+  let sink: Writable | null = null;
+  let tailSource: Readable | null = null;
+  /** Our copy of the consumer's stdin when the last process writes into it: see start(). */
+  let held: Writable | null = null;
+  let killTimer: NodeJS.Timeout | null = null;
+  const children: Array<{ child: ChildProcess; exited: boolean }> = [];
+  /** The feed and the processes; `tail` (the forwarding of the last output) waits for them. */
+  const waits: Array<Promise<unknown>> = [];
+  let tail: Promise<void> = Promise.resolve();
+  let settle!: () => void;
+  const startedOrAbandoned = new Promise<void>((resolve) => (settle = resolve));
+
+  const fail = (error: unknown, rank: number, order = -1): void => {
+    const err = error instanceof Error ? error : new Error(String(error));
+    failures.push({ error: err, rank, order, seq: seq++ });
+    if (rank === ECHO) return;
+    if (rank === ABORT || rank === INPUT) {
+      // Nothing more to learn from the copy.
+      if (!input.destroyed) input.destroy();
+    }
+    if (stopping) return;
+    stopping = true;
+    // The consumer first: it must not read the end of file the processes' deaths make.
+    try {
+      stopConsumer?.();
+    } catch {
+      // Stopping is best effort; the processes are stopped below all the same.
+    }
+    if (!out.destroyed) out.destroy(err);
+    for (const c of children) if (!c.exited) c.child.kill('SIGTERM');
+    killTimer = setTimeout(() => {
+      for (const c of children) if (!c.exited) c.child.kill('SIGKILL');
+    }, KILL_GRACE_MS);
+    killTimer.unref();
+    // Writes into the chain stop; the copy is still read to its end (unless aborted) for its checksum.
+    sink?.destroy();
+    tailSource?.destroy();
+  };
+  const onAbort = (): void => fail(opts.signal!.reason ?? new Error('the restore was aborted'), ABORT);
+
+  const out = new LazyOutput(() => {
+    if (!started && !abandoned) start(null);
+  });
+  // Its error is for a consumer that reads it; one that took pipeTo never listens.
+  out.on('error', () => {});
+
+  const start = (target: Writable | null): void => {
+    if (started || abandoned) throw new Error(`the unpacked stream was already ${started ? 'started' : 'abandoned'}`);
+    started = true;
+    settle();
+    try {
+      if (opts.signal?.aborted) return onAbort();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      // Spawned from the last to the first, so that each one's stdout is the next one's stdin.
+      const direct = target !== null && !gunzip;
+      let next: Writable | null = direct ? target : null;
+      let lastStdout: Readable | null = null;
+      for (let i = stages.length - 1; i >= 0; i--) {
+        const stage = stages[i];
+        const child = spawn(stage.command, stage.args, { stdio: ['pipe', next ?? 'pipe', 'pipe'] });
+        // Our copy of the pipe the child now writes into: only the child may hold it, except
+        // the consumer's: held until everything succeeded, so that the consumer reads an end
+        // of file only then (a process that dies closes only its own copy).
+        if (next === target) held = target;
+        else next?.destroy();
+        const entry = { child, exited: false };
+        children.push(entry);
+        waits.push(watchChild(stage, entry, (e, rank) => fail(e, rank, i), () => stopping));
+        if (i === stages.length - 1 && !direct) lastStdout = child.stdout!;
+        next = child.stdin!;
+      }
+      if (stages.length) {
+        sink = next!;
+      } else {
+        // No process: the feed writes into this process's own stages.
+        const pass = new PassThrough();
+        sink = pass;
+        lastStdout = pass;
+      }
+      if (lastStdout) {
+        let source: Readable = lastStdout;
+        if (gunzip) {
+          const gz = zlib.createGunzip();
+          source.on('error', () => {});
+          source.pipe(gz);
+          source = gz;
+        }
+        tailSource = source;
+        tail = forward(source, target ?? out);
+      }
+      waits.push(feed(sink));
+      if (stopping) sink.destroy();
+    } catch (e) {
+      fail(e, CAUSE);
+    }
+  };
+
+  /** The stored bytes into the first process (or stage): counted, and read to their end. */
+  const feed = async (into: Writable): Promise<void> => {
+    into.on('error', () => {});
+    let bytes = 0;
+    let reported = Number.NEGATIVE_INFINITY;
+    const report = (): void => {
+      try {
+        opts.onBytes?.(bytes);
+      } catch {
+        // A progress report must never break the data path.
+      }
+    };
+    try {
+      for await (const chunk of input as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        const now = performance.now();
+        if (opts.onBytes && now - reported >= interval) {
+          reported = now;
+          report();
+        }
+        // A reader gone (it failed, or needed no more): its exit says why; the rest is still read for the checksum.
+        if (into.destroyed || into.writableEnded) continue;
+        if (!into.write(chunk)) await writable(into);
+      }
+      verified = true;
+      report();
+      if (!into.destroyed) into.end();
+    } catch (e) {
+      fail(e, stopping && (input.destroyed || isPipeEcho(e)) ? ECHO : INPUT);
+    }
+  };
+
+  /**
+   * The last process's output (or a Node stage's) into `target`, ended only once every
+   * process exited 0 and the copy's checksum matched.
+   */
+  const forward = async (source: Readable, target: Writable): Promise<void> => {
+    target.on('error', () => {});
+    try {
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        if (target.destroyed) {
+          // The consumer stopped reading: the processes die of a broken pipe; not a cause.
+          source.destroy();
+          return;
+        }
+        if (!target.write(chunk)) await writable(target);
+      }
+    } catch (e) {
+      // A Node stage's own error (gunzip on corrupt bytes) is a cause; a closed pipe is not.
+      fail(e, stopping || target.destroyed || isPipeEcho(e) ? ECHO : CAUSE, stages.length);
+      return;
+    }
+    // `waits` holds the feed and the processes (not this): the end is told only after them.
+    await Promise.all(waits);
+    if (failures.some((f) => f.rank < ECHO) || !verified) {
+      if (!target.destroyed) target.destroy(failures.find((f) => f.rank < ECHO)?.error ?? new Error('the stored copy was not read to its end'));
+      return;
+    }
+    if (!target.destroyed) target.end();
+  };
+  const done = (async (): Promise<void> => {
+    await startedOrAbandoned;
+    // Everything start() registered (the feed, the processes, the tail) is known by now.
+    await Promise.all([...waits, tail]);
+    // Closed, never shut down: shutting down a socket would end it for every holder.
+    (held as Writable | null)?.destroy();
+    if (killTimer) clearTimeout(killTimer);
+    opts.signal?.removeEventListener('abort', onAbort);
+    const causes = failures.filter((f) => f.rank < ECHO);
+    const before = (a: Failure, b: Failure): boolean => a.rank < b.rank || (a.rank === b.rank && (a.order < b.order || (a.order === b.order && a.seq < b.seq)));
+    if (causes.length) throw causes.reduce((a, b) => (before(b, a) ? b : a)).error;
+    if (!verified) throw failures[0]?.error ?? new Error('the stored copy was not read to its end');
+  })();
+  done.catch(() => undefined);
+
+  return {
+    readable: out,
+    pipeTo(stdin: Writable, stop: () => void): void {
+      stopConsumer = stop;
+      start(stdin);
+    },
+    get started() {
+      return started;
+    },
+    get inputVerified() {
+      return verified;
+    },
+    abandon(): void {
+      if (started || abandoned) return;
+      abandoned = true;
+      failures.push({ error: new Error('the restore tool did not start, so nothing read the stored copy'), rank: CAUSE, order: -1, seq: seq++ });
+      input.destroy();
+      out.destroy();
+      settle();
+    },
+    done,
+  };
+}
+
+/** Settles when `stage`'s process is gone; reports a non-zero exit, a signal, or a failure to start. */
+function watchChild(stage: ProcessStage, entry: { child: ChildProcess; exited: boolean }, fail: (e: unknown, rank: number) => void, stopping: () => boolean): Promise<void> {
+  const child = entry.child;
+  let tail = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    tail = (tail + c.toString('utf8')).slice(-STDERR_TAIL_BYTES);
+  });
+  child.stderr?.on('error', () => {});
+  // EPIPE and the like land here when a process dies; its exit status says what happened.
+  child.stdin?.on('error', () => {});
+  child.stdout?.on('error', () => {});
+  return new Promise<void>((resolve) => {
+    let settled = false;
+    const done = (): void => {
+      if (settled) return;
+      settled = true;
+      entry.exited = true;
+      resolve();
+    };
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      if (child.pid !== undefined) return;
+      fail(err.code === 'ENOENT' ? new Error(stage.notFound) : new Error(`${stage.name}: ${err.message}`), CAUSE);
+      done();
+    });
+    child.once('close', (code, signal) => {
+      if (code !== 0 && child.pid !== undefined) {
+        const why = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
+        const stderr = tail.trim();
+        // Stopped by us, or of a broken pipe (its reader went away): the echo of something
+        // else. An input that ended too soon is a cause, but one downstream of its writer's.
+        const echo = (signal !== null && (stopping() || signal === 'SIGPIPE')) || /broken pipe|connection reset by peer/i.test(stderr);
+        fail(new Error(`${stage.name} ${why}${stderr ? `: ${stderr}` : ''}`), echo ? ECHO : CAUSE);
+      }
+      done();
+    });
+  });
+}
