@@ -200,7 +200,9 @@ export function printRatios(times: Map<string, number[]>, subject: string, basel
   const mine = times.get(subject)!;
   console.log(`${subject}: median ${median(mine).toFixed(2)} s over ${mine.length} rounds`);
   for (const b of baselines) {
-    const theirs = times.get(b.name)!;
+    // A baseline left out of the run (BENCH_SKIP) has no times.
+    const theirs = times.get(b.name);
+    if (!theirs) continue;
     const ratios = mine.map((s, i) => s / theirs[i]);
     console.log(
       `  vs ${b.label}: ratio ${median(ratios).toFixed(2)} (spread ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}; baseline median ${median(theirs).toFixed(2)} s)`,

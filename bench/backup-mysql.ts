@@ -53,11 +53,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const dump = `mariadb-dump -h 127.0.0.1 -uroot --single-transaction`;
     let last: Awaited<ReturnType<typeof backupOnce>> | null = null;
     const cpu: number[] = [];
+    // BENCH_SKIP=cron,raw (names of baselines): leave those out, for shorter runs.
+    const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
     const times = await interleave(
       [
         {
             name: 'strongbox',
-            run: async (round) => {
+            run: async (round: number) => {
               last = await backupOnce(server, branch);
               if (round >= 0) cpu.push(last.cpu);
               return last.seconds;
@@ -81,7 +83,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
           run: () =>
             timeShell(`${dump} --quick --routines --triggers --events --default-character-set=utf8mb4 ${dbName} | zstd -q -3 -T0 | age -r ${server.recipient} | tee >(sha256sum > ${out}.sha) > ${out}; sync ${out}`),
         },
-      ],
+      ].filter((side) => !skip.has(side.name)),
       rounds,
     );
     const rss = rssMb(server.pid);

@@ -11,6 +11,7 @@
  *
  *   node --import tsx bench/backup-pg.ts          # 2,000,000 orders (~540 MB on disk)
  *   BENCH_ROWS=6000000 ...                        # the issue's 1.6 GB
+ *   BENCH_SKIP=cron,raw (leave those baselines out)
  *   BENCH_ROUNDS=5 (default) BENCH_KEEP=1 (keep the database) BENCH_NO_BUILD=1
  *   BENCH_CPU_PROF=/tmp/prof (the server runs with --cpu-prof; a profile per thread on exit)
  *   BENCH_BEFORE_ROOT=<another checkout, built> (its server as one more side: before/after a change)
@@ -44,11 +45,13 @@ try {
   const out = path.join(scratch, 'out');
   let last: Awaited<ReturnType<typeof backupOnce>> | null = null;
   const cpu: number[] = [];
+  // BENCH_SKIP=cron,raw (names of baselines): leave those out, for shorter runs.
+  const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
   const times = await interleave(
     [
       {
           name: 'strongbox',
-          run: async (round) => {
+          run: async (round: number) => {
             last = await backupOnce(server, branch);
             if (round >= 0) cpu.push(last.cpu);
             return last.seconds;
@@ -69,7 +72,7 @@ try {
       { name: 'byhand', run: () => timeShell(`${dump} -Fc -Z0 | zstd -q -3 -T0 | age -r ${server.recipient} | tee >(sha256sum > ${out}.sha) > ${out}; sync ${out}`) },
       { name: 'raw', run: () => timeShell(`${dump} -Fc -Z0 > /dev/null`) },
       { name: 'cron', run: () => timeShell(`${dump} -Fc > ${out}; sync ${out}`) },
-    ],
+    ].filter((side) => !skip.has(side.name)),
     rounds,
   );
   const rss = rssMb(server.pid);
