@@ -8,7 +8,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppContext } from '../../../context.js';
 import { Readable } from 'node:stream';
-import { artifactsOf, createBackup, DEFAULT_RETENTION } from '../../../catalog/backups.js';
+import { createBackup, DEFAULT_RETENTION } from '../../../catalog/backups.js';
 import { liveBackupsNewestFirst } from '../../../catalog/newest-first.js';
 import type { Branch } from '../../../catalog/schema.js';
 import { openDestinationById } from '../../../destinations.js';
@@ -17,7 +17,7 @@ import { partsTarball } from '../../../jobs/parallel-copies.js';
 import type { StorageProvider } from '../../../storage/provider.js';
 import { canSeeOrganization, hasAccess, hasAnyAccess, requireAccess, type Scope } from '../../auth.js';
 import { conflict, forbidden, notFound } from '../../errors.js';
-import { presentBackup, PRESENTED_COLUMNS } from './present.js';
+import { presentBackup, PRESENTED_ARTIFACT_COLUMNS, PRESENTED_COLUMNS } from './present.js';
 import { BackupItem, BackupListBody, DriveFileParams, MessageBody, type BackupItemJson } from './schemas.js';
 
 const tags = ['backupman (compatible)'];
@@ -75,7 +75,14 @@ export function backupmanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           yield '{"Results":[';
           for (let next = head; !next.done; next = await batches.next()) {
             const backups = next.value;
-            const artifacts = await artifactsOf(ctx.db, backups.map((b) => b.id));
+            // The copies of the batch, in artifactsOf's order, only what is shown of them.
+            const artifacts = await ctx.db
+              .selectFrom('artifacts')
+              .select([...PRESENTED_ARTIFACT_COLUMNS, 'destination_id'])
+              .where('backup_id', 'in', backups.map((b) => b.id))
+              .orderBy('created_at')
+              .orderBy('destination_name')
+              .execute();
             const byBackup = new Map<string, typeof artifacts>();
             for (const a of artifacts) byBackup.set(a.backup_id, [...(byBackup.get(a.backup_id) ?? []), a]);
             const items: string[] = [];

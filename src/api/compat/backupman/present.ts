@@ -12,7 +12,7 @@ const ARTIFACT_STATUS: Record<Exclude<Artifact['state'], 'deleted'>, Status> = {
  * made is pending even when its copies are written (they are not verified yet), and one
  * that failed or was canceled is failed (also when it has no copy at all).
  */
-export function backupStatus(b: Pick<Backup, 'state'>, files: Artifact[]): Status {
+export function backupStatus(b: Pick<Backup, 'state'>, files: Array<Pick<Artifact, 'state'>>): Status {
   const states = files.map((a) => a.state);
   if (b.state === 'pending' || b.state === 'running' || states.includes('pending')) return 'pending';
   if (b.state === 'failed' || b.state === 'canceled' || states.includes('failed')) return 'failed';
@@ -22,7 +22,10 @@ export function backupStatus(b: Pick<Backup, 'state'>, files: Artifact[]): Statu
 /** What presentBackup (and the label) read of a backup. */
 export const PRESENTED_COLUMNS = ['id', 'state', 'branch_id', 'database_id', 'created_at', 'updated_at'] as const;
 
-export function presentBackup(b: Pick<Backup, (typeof PRESENTED_COLUMNS)[number]>, label: string, files: Artifact[], dumpPath: string | null): BackupItemJson {
+/** What presentBackup reads of a stored copy. */
+export const PRESENTED_ARTIFACT_COLUMNS = ['id', 'backup_id', 'provider', 'path', 'state', 'created_at', 'updated_at'] as const;
+
+export function presentBackup(b: Pick<Backup, (typeof PRESENTED_COLUMNS)[number]>, label: string, files: Array<Pick<Artifact, (typeof PRESENTED_ARTIFACT_COLUMNS)[number]>>, dumpPath: string | null): BackupItemJson {
   const live = files.filter((a) => a.state !== 'deleted');
   return {
     Id: b.id,
