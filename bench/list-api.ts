@@ -8,7 +8,13 @@
  *   - the list's req/s against GET /health's req/s at the same connections (the cost of an
  *     HTTP request through Fastify with no query);
  *   - the deep page (per_page=100&page=500) against page 1 of the same size (goal: ≤ 1.5×);
- *   - /health p99 under list load against /health p99 on an idle server (goal: unaffected).
+ *   - /health p99 under list load against /health p99 on an idle server (goal: unaffected);
+ *   - the compatible views over the same catalog: the Yandex Cluster.ListBackups and Backup.List
+ *     (folder) pages, page 1 against a deep page (the same position as the native deep page,
+ *     reached by its pageToken), backupman's GET /api/backups (no paging in its contract: every
+ *     backup, ~70 MB of JSON at 100,000; its time per request and MB/s);
+ *   - "cycling" scenarios that ask a different page at each request (pages 1..50, native and
+ *     Yandex), against page 1 asked again and again: a cache of answers cannot flatter them.
  * The catalog is built directly (one transaction of batched inserts, not dumps): backups
  * every 30 minutes for about 5.7 years, 2 stored copies each (local + S3), ~3 % failed or
  * canceled, ~10 % deleted by hand, row counts of 40 tables, a schema snapshot now and then,
@@ -36,6 +42,7 @@ import { loadConfig } from '../src/config.js';
 import { createContext } from '../src/context.js';
 import { bootstrap } from '../src/bootstrap.js';
 import { createDefaultPolicies } from '../src/catalog/policies.js';
+import { encodePageToken } from '../src/api/compat/yandex/paging.js';
 import { newId, nowIso } from '../src/catalog/ids.js';
 import type { ArtifactsTable, BackupsTable, Database, SchemaSnapshotsTable } from '../src/catalog/schema.js';
 import { statsOf, percentile, type LoadResult, type LoadSpec, type Stats } from './http-load.js';
@@ -229,6 +236,16 @@ const counts = {
   artifacts: Number((await ctx.db.selectFrom('artifacts').select((e) => e.fn.countAll().as('n')).executeTakeFirstOrThrow()).n),
   listed: Number((await ctx.db.selectFrom('backups').select((e) => e.fn.countAll().as('n')).where('branch_id', '=', first!.id).where('deleted_at', 'is', null).executeTakeFirstOrThrow()).n),
 };
+// Page tokens of the Yandex view: the position of the last backup of the page before, in the
+// order of a cluster's list (the big branch) and of the folder's (every branch).
+const listedOrder = async (branchId: string | null) => {
+  let q = ctx.db.selectFrom('backups').select(['id', 'created_at']).where('organization_id', '=', organizationId).where('deleted_at', 'is', null).where('state', 'in', ['pending', 'running', 'success']);
+  if (branchId) q = q.where('branch_id', '=', branchId);
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
+};
+const tokenAfter = (order: Array<{ id: string; created_at: string }>, n: number) => (n <= 0 || !order[n - 1] ? '' : encodePageToken({ createdAt: order[n - 1].created_at, id: order[n - 1].id }));
+const clusterOrder = await listedOrder(first!.id);
+const folderOrder = await listedOrder(null);
 await ctx.catalog.close();
 console.log(
   `seeded ${usePostgres ? 'postgres' : 'sqlite'} catalog: ${counts.backups} backups (${counts.listed} listed on branch "main"), ${counts.artifacts} artifacts in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`,
@@ -265,10 +282,11 @@ try {
 }
 
 async function measure(): Promise<void> {
+  const loadAtStart = os.loadavg();
   const headers = { authorization: `${tokenId}:${tokenSecret}` };
   const list = `/v1/organizations/default/databases/shop/branches/${first!.name}/backups`;
   const deepPage = Math.max(1, Math.min(500, Math.floor(counts.listed / 100) - 1));
-  const scenarios: Array<{ name: string; paths: string[]; connections: number }> = [];
+  const scenarios: Array<{ name: string; paths: string[]; connections: number; headers?: Record<string, string> }> = [];
   for (const c of CONNECTIONS) {
     scenarios.push({ name: `health c${c}`, paths: ['/health'], connections: c });
     scenarios.push({ name: `list per_page=25 c${c}`, paths: [`${list}?per_page=25`], connections: c });
@@ -279,23 +297,45 @@ async function measure(): Promise<void> {
   scenarios.push({ name: 'filter from..to c10', paths: [`${list}?per_page=25&from=${nowIso(new Date(now - 400 * 24 * 60 * MIN))}&to=${nowIso(new Date(now - 300 * 24 * 60 * MIN))}`], connections: 10 });
   scenarios.push({ name: 'filter all=true page=200 c10', paths: [`${list}?per_page=25&all=true&page=200`], connections: 10 });
   scenarios.push({ name: 'get backup c10', paths: [`${list}/${sampleBackupId}`], connections: 10 });
+  // A different page at each request (pages 1..50, in turn per connection).
+  const pages50 = Array.from({ length: 50 }, (_, i) => i + 1);
+  scenarios.push({ name: 'list per_page=25 page=1..50 c10', paths: pages50.map((p) => `${list}?per_page=25&page=${p}`), connections: 10 });
+  // The compatible views over the same catalog.
+  const yandex = { authorization: `Bearer ${tokenId}:${tokenSecret}` };
+  const cluster = `/managed-postgresql/v1/clusters/${first!.id}/backups`;
+  const folder = `/managed-postgresql/v1/backups?folderId=${organizationId}&`;
+  const at = (base: string, order: Array<{ id: string; created_at: string }>, size: number, page: number) => {
+    const token = tokenAfter(order, (page - 1) * size);
+    return `${base}${base.endsWith('&') ? '' : '?'}pageSize=${size}${token ? `&pageToken=${token}` : ''}`;
+  };
+  scenarios.push({ name: 'yandex cluster pageSize=25 c10', paths: [at(cluster, clusterOrder, 25, 1)], connections: 10, headers: yandex });
+  scenarios.push({ name: 'yandex cluster pageSize=100 c10', paths: [at(cluster, clusterOrder, 100, 1)], connections: 10, headers: yandex });
+  scenarios.push({ name: `yandex cluster deep pageSize=100 (page ${deepPage}) c10`, paths: [at(cluster, clusterOrder, 100, deepPage)], connections: 10, headers: yandex });
+  scenarios.push({ name: 'yandex cluster pageSize=25 page=1..50 c10', paths: pages50.map((p) => at(cluster, clusterOrder, 25, p)), connections: 10, headers: yandex });
+  scenarios.push({ name: 'yandex folder pageSize=100 c10', paths: [at(folder, folderOrder, 100, 1)], connections: 10, headers: yandex });
+  scenarios.push({ name: `yandex folder deep pageSize=100 (page ${deepPage}) c10`, paths: [at(folder, folderOrder, 100, deepPage)], connections: 10, headers: yandex });
+  // A backup the Yandex view shows (it hides failed and deleted ones).
+  scenarios.push({ name: 'yandex get backup c10', paths: [`/managed-postgresql/v1/backups/${clusterOrder[Math.floor(clusterOrder.length / 2)].id}`], connections: 10, headers: yandex });
+  // backupman has no paging: every backup of the organization at each request.
+  scenarios.push({ name: 'backupman list (all backups) c2', paths: ['/api/backups'], connections: 2, headers: { 'x-api-key': `${tokenId}:${tokenSecret}` } });
   const chosen = scenarios.filter((s) => s.name.includes(ONLY));
 
   // Warm-up: every route once (compiles, fills caches), then a short burst.
-  for (const s of chosen) await load({ base, paths: s.paths, headers, connections: 2, seconds: 0.5 });
+  for (const s of chosen) await load({ base, paths: s.paths, headers: s.headers ?? headers, connections: 2, seconds: 0.5 });
   const idle = statsOf(...sampleOf(await load({ base, paths: ['/health'], connections: 1, seconds: Math.max(2, SECONDS / 2), everyMs: 10 })));
 
-  const results = new Map<string, { load: Stats[]; probe: Stats[]; cpu: number[]; counts: Array<[number, number]> }>();
+  const results = new Map<string, { load: Stats[]; probe: Stats[]; cpu: number[]; counts: Array<[number, number]>; bytes: number[] }>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const s of chosen) {
       const startAt = Date.now() + 300;
       const cpu0 = cpuMs(server);
       const [main, probe] = await Promise.all([
-        load({ base, paths: s.paths, headers, connections: s.connections, seconds: SECONDS, startAt, timeoutMs: 30_000 }),
+        load({ base, paths: s.paths, headers: s.headers ?? headers, connections: s.connections, seconds: SECONDS, startAt, timeoutMs: 60_000 }),
         load({ base, paths: ['/health'], connections: 1, seconds: SECONDS, everyMs: 10, startAt }),
       ]);
       const cpu = cpuMs(server) - cpu0;
-      const r = results.get(s.name) ?? { load: [], probe: [], cpu: [], counts: [] };
+      const r = results.get(s.name) ?? { load: [], probe: [], cpu: [], counts: [], bytes: [] };
+      r.bytes.push(main.bytes / Math.max(1, main.samples.length));
       r.load.push(statsOf(...sampleOf(main)));
       r.probe.push(statsOf(...sampleOf(probe)));
       // The server's CPU time per request: what the machine's load changes little, unlike
@@ -320,11 +360,11 @@ async function measure(): Promise<void> {
   const spread = (xs: number[]) => (xs.length > 1 ? ` (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})` : '');
   console.log(`\n${SECONDS} s per scenario, ${ROUNDS} round(s) (medians; spread over rounds in brackets); /health probe every 10 ms from its own process`);
   console.log(`idle server: /health p50 ${idle.p50.toFixed(2)} ms, p99 ${idle.p99.toFixed(2)} ms, max ${idle.max.toFixed(1)} ms`);
-  console.log(`${'scenario'.padEnd(38)} ${'req/s'.padStart(14)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'max ms'.padStart(8)} ${'err'.padStart(5)} ${'CPU ms/req'.padStart(11)}   /health p99 / max during`);
+  console.log(`${'scenario'.padEnd(52)} ${'req/s'.padStart(14)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'max ms'.padStart(8)} ${'err'.padStart(5)} ${'CPU ms/req'.padStart(11)}   /health p99 / max during`);
   for (const [name, r] of results) {
     const rps = r.load.map((x) => x.rps);
     console.log(
-      `${name.padEnd(38)} ${(med(rps).toFixed(0) + spread(rps)).padStart(14)} ${med(r.load.map((x) => x.p50)).toFixed(2).padStart(8)} ${med(r.load.map((x) => x.p99)).toFixed(1).padStart(8)} ${Math.max(...r.load.map((x) => x.max)).toFixed(0).padStart(8)} ${String(r.load.reduce((a, x) => a + x.errors, 0)).padStart(5)} ${cpuPerRequest(r).toFixed(3).padStart(11)}   ${med(r.probe.map((x) => x.p99)).toFixed(1).padStart(7)} / ${Math.max(...r.probe.map((x) => x.max)).toFixed(0)}`,
+      `${name.padEnd(52)} ${(med(rps).toFixed(0) + spread(rps)).padStart(14)} ${med(r.load.map((x) => x.p50)).toFixed(2).padStart(8)} ${med(r.load.map((x) => x.p99)).toFixed(1).padStart(8)} ${Math.max(...r.load.map((x) => x.max)).toFixed(0).padStart(8)} ${String(r.load.reduce((a, x) => a + x.errors, 0)).padStart(5)} ${cpuPerRequest(r).toFixed(3).padStart(11)}   ${med(r.probe.map((x) => x.p99)).toFixed(1).padStart(7)} / ${Math.max(...r.probe.map((x) => x.max)).toFixed(0)}`,
     );
   }
   const get = (n: string) => results.get(n);
@@ -338,6 +378,29 @@ async function measure(): Promise<void> {
     if (l100 && deep) console.log(`  c${c}: deep page p50 ÷ page 1 p50 (per_page=100) = ${(med(deep.load.map((x) => x.p50)) / med(l100.load.map((x) => x.p50))).toFixed(2)}×, req/s ratio ${(med(l100.load.map((x) => x.rps)) / med(deep.load.map((x) => x.rps))).toFixed(2)}× (goal ≤ 1.5×)`);
     if (l25) console.log(`  c${c}: /health p99 under list load ÷ idle = ${(med(l25.probe.map((x) => x.p99)) / idle.p99).toFixed(1)}× (${med(l25.probe.map((x) => x.p99)).toFixed(1)} ms vs ${idle.p99.toFixed(1)} ms; goal ≤ 5 ms)`);
   }
+  const rpsOf = (r: { load: Stats[] }) => med(r.load.map((x) => x.rps));
+  const p50Of = (r: { load: Stats[] }) => med(r.load.map((x) => x.p50));
+  const p99Of = (r: { load: Stats[] }) => med(r.load.map((x) => x.p99));
+  const pair = (label: string, a: string, b: string, goal = '') => {
+    const ra = get(a);
+    const rb = get(b);
+    if (ra && rb) console.log(`  ${label}: p50 ${(p50Of(rb) / p50Of(ra)).toFixed(2)}×, p99 ${(p99Of(rb) / p99Of(ra)).toFixed(2)}×, req/s ${(rpsOf(ra) / rpsOf(rb)).toFixed(2)}× slower (${rpsOf(ra).toFixed(0)} vs ${rpsOf(rb).toFixed(0)} req/s)${goal}`);
+  };
+  pair('native, pages 1..50 in turn ÷ page 1 again and again (per_page=25)', 'list per_page=25 c10', 'list per_page=25 page=1..50 c10');
+  pair('yandex cluster, pages 1..50 in turn ÷ page 1 again and again (pageSize=25)', 'yandex cluster pageSize=25 c10', 'yandex cluster pageSize=25 page=1..50 c10');
+  pair(`yandex cluster, deep page ${deepPage} ÷ page 1 (pageSize=100)`, 'yandex cluster pageSize=100 c10', `yandex cluster deep pageSize=100 (page ${deepPage}) c10`, ' (goal ≤ 1.5×)');
+  pair(`yandex folder, deep page ${deepPage} ÷ page 1 (pageSize=100)`, 'yandex folder pageSize=100 c10', `yandex folder deep pageSize=100 (page ${deepPage}) c10`, ' (goal ≤ 1.5×)');
+  pair('yandex cluster pageSize=25 ÷ native per_page=25 (page 1)', 'list per_page=25 c10', 'yandex cluster pageSize=25 c10');
+  const h10 = get('health c10');
+  const y25 = get('yandex cluster pageSize=25 c10');
+  if (h10 && y25) console.log(`  yandex cluster pageSize=25 req/s ÷ /health req/s = ${(rpsOf(y25) / rpsOf(h10)).toFixed(3)}; server CPU ${cpuPerRequest(y25).toFixed(2)} ms per request`);
+  const bm = get('backupman list (all backups) c2');
+  if (bm) {
+    const mb = med(bm.bytes) / 1e6;
+    console.log(`  backupman list: ${counts.listed} + other branches' backups, ${mb.toFixed(1)} MB a response, p50 ${p50Of(bm).toFixed(0)} ms (${((mb * 1000) / p50Of(bm)).toFixed(1)} MB/s), server CPU ${cpuPerRequest(bm).toFixed(0)} ms a response; /health p99 meanwhile ${med(bm.probe.map((x) => x.p99)).toFixed(1)} ms`);
+  }
+  const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
+  console.log(`\nload average (1/5/15 min): ${la(loadAtStart)} at the start, ${la(os.loadavg())} at the end`);
   console.log(`\nserver peak RSS: ${rss} MB; machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, node ${process.version}`);
 }
 
