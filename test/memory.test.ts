@@ -1,8 +1,14 @@
 /**
- * Memory stays flat whatever the database size: a server process backing up a database
- * whose dump is several times larger than the allowed growth, to two destinations at
- * once, grows its peak RSS by far less than the dump. (bench/backup.ts does the same on
- * gigabytes and prints the figures.)
+ * Memory stays flat whatever the database size (issue 14: peak RSS <= 200 MB during any
+ * backup or restore, with `jobs: 4`). A real server process, built to JavaScript as in
+ * production, is measured:
+ * - right after it starts: its RSS is bounded (src/heap.ts keeps the young generation small,
+ *   the AWS SDK and nodemailer load only when used);
+ * - backing up a database whose dump is several times larger than the allowed growth, to two
+ *   destinations at once: its peak RSS grows by far less than the dump;
+ * - backing up four tables with `jobs: 4` (four dumps, four reader threads at once): its
+ *   peak RSS stays under a bound.
+ * bench/memory.ts measures the same on the built server, with the CPU it costs.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,13 +19,31 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { createDatabase, dropDatabase, pgUrl, uniqueName, withPgClient } from './helpers/databases.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MiB = 1024 * 1024;
 
+/**
+ * Bounds, measured on the 2-core machine with the server built as below (MiB). Right after
+ * start it holds 106-110 MiB; before src/heap.ts and the lazy imports it held 139-148 (2 x 16
+ * MiB of young generation, the AWS SDK, nodemailer). The highest RSS over this file's backups
+ * (a single stream to two destinations, then four tables with jobs 4: four dumps and four
+ * reader threads at once) is 197-216 MiB, and was 243 MiB before. The goal is 200 MB
+ * (190.7 MiB): the reader threads (pipeline/store.ts, ~10 MiB each, kept idle for a minute
+ * after a backup) are what is left above it, so the bound is set to catch what this change
+ * removed coming back, not yet the goal.
+ */
+const IDLE_BOUND = 128 * MiB;
+const PEAK_BOUND = 235 * MiB;
+
 function peakRss(pid: number): number {
   return Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+}
+
+function currentRss(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 }
 
 async function freePort(): Promise<number> {
@@ -33,7 +57,10 @@ async function freePort(): Promise<number> {
 
 describe('memory', () => {
   const source = uniqueName('sbx_mem');
+  const tables = uniqueName('sbx_mem4');
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-mem-'));
+  // Inside the checkout, so that the built files find node_modules.
+  const buildDir = path.join(root, '.test-tmp', `memory-${process.pid}`);
   let server: ChildProcess;
   let base = '';
   const token = `memtest1:${crypto.randomBytes(18).toString('base64url')}`;
@@ -45,15 +72,38 @@ describe('memory', () => {
     return json;
   };
 
+  /** Take a backup of `branch` (an API path) and wait for it to succeed. */
+  const backup = async (branch: string, body: Record<string, unknown>) => {
+    const b = await call('POST', `${branch}/backups`, body);
+    let done: any;
+    for (;;) {
+      done = await call('GET', `${branch}/backups/${b.id}`);
+      if (done.state !== 'pending' && done.state !== 'running') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(done.state, 'success', JSON.stringify(await call('GET', `${branch}/backups/${b.id}/progress`)));
+    return { done, progress: await call('GET', `${branch}/backups/${b.id}/progress`) };
+  };
+
   before(async () => {
     await createDatabase('postgresql', source);
+    await createDatabase('postgresql', tables);
+    // Four tables of ~45 MB of COPY text each: four data parts of similar size with jobs 4.
+    await withPgClient(pgUrl(tables), async (c) => {
+      for (const n of [1, 2, 3, 4]) await c.query(`create table t${n} as select g as id, md5(g::text) || md5((g*${n})::text) as a, md5(random()::text) as b from generate_series(1, 400000) g`);
+    });
     // ~230 MB of COPY text that compresses about 2:1 (hex digests), built in the server.
     await withPgClient(pgUrl(source), (c) =>
       c.query("create table t as select g as id, md5(g::text) || md5((g*3)::text) || md5(random()::text) as a, md5((g*7)::text) as b from generate_series(1, 1600000) g"),
     );
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
-    server = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/main.ts'), 'serve'], {
+    // The server as it runs in production: plain JavaScript (tsx would add its compiler and
+    // caches to the process, and load itself again into every reader thread: 30-40 MiB idle,
+    // ~130 MiB more with jobs 4). esbuild turns each file into JavaScript as tsc would, in 1-2 s.
+    const entryPoints = fs.readdirSync(path.join(root, 'src'), { recursive: true }).filter((f) => String(f).endsWith('.ts')).map((f) => path.join(root, 'src', String(f)));
+    await build({ entryPoints, outdir: path.join(buildDir, 'src'), format: 'esm', platform: 'node', target: 'node20', logLevel: 'warning' });
+    server = spawn(process.execPath, [path.join(buildDir, 'src/main.js'), 'serve'], {
       cwd: root,
       env: { ...process.env, STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: String(port), STRONGBOX_BOOTSTRAP_TOKEN: token, STRONGBOX_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'ignore', 'inherit'],
@@ -73,7 +123,17 @@ describe('memory', () => {
       await new Promise((r) => server.once('exit', r));
     }
     await dropDatabase('postgresql', source);
+    await dropDatabase('postgresql', tables);
     fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.rmSync(buildDir, { recursive: true, force: true });
+  });
+
+  test('an idle server stays small: RSS right after start is bounded', async () => {
+    // Settled: the first requests are answered and the runner, scheduler and notifier have started.
+    await new Promise((r) => setTimeout(r, 1000));
+    const idle = currentRss(server.pid!);
+    console.log(`idle RSS ${(idle / MiB).toFixed(0)} MiB (bound ${IDLE_BOUND / MiB} MiB)`);
+    assert.ok(idle < IDLE_BOUND, `idle RSS ${(idle / MiB).toFixed(0)} MiB`);
   });
 
   test('backing up a 200+ MB dump to two destinations grows peak RSS by less than 100 MB', async () => {
@@ -82,19 +142,21 @@ describe('memory', () => {
     await call('PATCH', '/v1/organizations/default/databases/big', { storage_destinations: ['local', 'second'] });
     await call('POST', '/v1/organizations/default/databases/big/branches', { name: 'main', connection_url: pgUrl(source) });
     const idle = peakRss(server.pid!);
-    const branch = '/v1/organizations/default/databases/big/branches/main/backups';
-    const b = await call('POST', branch, {});
-    let done: any;
-    for (;;) {
-      done = await call('GET', `${branch}/${b.id}`);
-      if (done.state !== 'pending' && done.state !== 'running') break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    assert.equal(done.state, 'success');
-    const progress = await call('GET', `${branch}/${b.id}/progress`);
+    const { done, progress } = await backup('/v1/organizations/default/databases/big/branches/main', {});
     const growth = peakRss(server.pid!) - idle;
     console.log(`dumped ${(progress.bytes_read / MiB).toFixed(0)} MiB, stored 2 x ${(done.size / MiB).toFixed(0)} MiB, peak RSS +${(growth / MiB).toFixed(0)} MiB`);
     assert.ok(progress.bytes_read > 200 * MiB, 'the dump is larger than the bound, so buffering it would show');
     assert.ok(growth < 100 * MiB, `peak RSS grew by ${(growth / MiB).toFixed(0)} MiB`);
+  });
+
+  test('a jobs-4 backup of four tables keeps the peak RSS under the bound', async () => {
+    await call('POST', '/v1/organizations/default/databases', { name: 'four', kind: 'postgresql' });
+    await call('POST', '/v1/organizations/default/databases/four/branches', { name: 'main', connection_url: pgUrl(tables) });
+    const { progress } = await backup('/v1/organizations/default/databases/four/branches/main', { jobs: 4 });
+    // VmHWM: the highest RSS since the server started, the earlier backup included.
+    const peak = peakRss(server.pid!);
+    console.log(`jobs 4: dumped ${(progress.bytes_read / MiB).toFixed(0)} MiB, peak RSS ${(peak / MiB).toFixed(0)} MiB (bound ${PEAK_BOUND / MiB} MiB; the goal is 190.7 MiB)`);
+    assert.ok(progress.bytes_read > 120 * MiB, 'the dump is large enough for four readers to run at once');
+    assert.ok(peak < PEAK_BOUND, `peak RSS ${(peak / MiB).toFixed(0)} MiB`);
   });
 });
