@@ -306,8 +306,6 @@ function* readHeadAndToc(setIntSize: (n: number) => void, newHash: () => Hash): 
 
 /** Row bytes gathered before one update() of a table's digest (see PgCustomRowCounter.#stage). */
 const STAGE_BYTES = 64 * 1024;
-/** Runs up to this long are copied byte by byte: cheaper than a view and a native copy. */
-const COPY_BY_HAND = 0;
 
 /** A line of COPY text that started with these bytes is held back until it is known not to be the `\.` terminator. */
 const HELD_BACKSLASH = Buffer.from('\\');
@@ -732,8 +730,9 @@ export class PgCustomRowCounter extends Transform {
         return;
       }
     }
-    if (n <= COPY_BY_HAND) {
-      for (let i = from; i < end; i++) stage[at++] = buf[i];
+    // One native copy per run (a byte loop in JS measured slower, even for 64-byte rows).
+    if (n === 1) {
+      stage[at++] = buf[from];
     } else {
       buf.copy(stage, at, from, end);
       at += n;
