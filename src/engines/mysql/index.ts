@@ -51,7 +51,7 @@ async function findTool(names: string[], install: string): Promise<{ path: strin
 }
 
 /** mariadb-dump / mariadb when present (the names MariaDB will keep), else the mysql* names. */
-function mysqlTools(): Promise<MysqlTools> {
+export function mysqlTools(): Promise<MysqlTools> {
   toolsCache ??= (async () => {
     const dump = await findTool(['mariadb-dump', 'mysqldump'], 'mariadb-client (or mysql-client)');
     const client = await findTool(['mariadb', 'mysql'], 'mariadb-client (or mysql-client)');
@@ -102,7 +102,7 @@ export async function withConnection<T>(
   }
 }
 
-function toolEnv(conn: ConnectionInfo): NodeJS.ProcessEnv {
+export function toolEnv(conn: ConnectionInfo): NodeJS.ProcessEnv {
   return toolEnvironment({ MYSQL_PWD: conn.password });
 }
 
@@ -112,7 +112,7 @@ function toolEnv(conn: ConnectionInfo): NodeJS.ProcessEnv {
  * other settings: the URL alone says where to connect and as whom. TCP always, like the
  * driver used for probes, so both reach the same server as the same account.
  */
-function connectionArgs(conn: ConnectionInfo): string[] {
+export function connectionArgs(conn: ConnectionInfo): string[] {
   return [
     '--no-defaults',
     '--protocol=TCP',
