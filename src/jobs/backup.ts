@@ -118,12 +118,12 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const recipients = organizationRecipients(org);
     const encryption = recipients.length ? { format: 'age', recipients: recipients.map(recipientFingerprint) } : null;
     const key = `${folder}/${base ? 'base.tar' : `dump${engine.dumpSuffix}`}${compressionSuffix(compression)}${encryption ? '.age' : ''}`;
-    // `jobs: N` (the request's, else the branch's): a PostgreSQL dump in parts, N at a time
+    // `jobs: N` (the request's, else the branch's): a dump in parts of one snapshot
     // (jobs/parallel-backup.ts). A base backup is one pg_basebackup stream whatever it says.
     const jobs = backup.jobs ?? options?.jobs ?? 1;
-    if (jobs > 1 && database.kind === 'postgresql' && !base) {
+    if (jobs > 1 && !base) {
       const extras = await extrasRead;
-      return await runParallelBackup(ctx, { backup, branch, database, org, conn, server, extras, dests, folder, recipients, encryption, jobs, signal });
+      return await runParallelBackup(ctx, { backup, branch, database, org, conn, server, extras, dests, folder, recipients, encryption, jobs, dumpHistory, signal });
     }
     const now = nowIso(ctx.clock());
     for (const dest of dests) {

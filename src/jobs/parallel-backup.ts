@@ -1,9 +1,14 @@
 /**
- * A parallel backup of PostgreSQL (`jobs: N`): one exported snapshot read by pg_dumps of
- * the pre-data section, of N disjoint sets of tables' data, and of the post-data section
- * (engines/postgres/parallel.ts), each its own part object through the shared data path
- * (pipeline/store.ts: compress, encrypt, sha256, every destination at once; rows counted and
- * digested off the raw bytes). At most N dumps run at a time.
+ * A parallel backup (`jobs: N`): dumps of the pre-data section, of N disjoint sets of
+ * tables' data, and of the post-data section, all of one consistent snapshot, each its own
+ * part object through the shared data path (pipeline/store.ts: compress, encrypt, sha256,
+ * every destination at once; rows counted and digested off the raw bytes). The engine
+ * decides how the parts share a snapshot (a ParallelSource below):
+ * - PostgreSQL (engines/postgres/parallel.ts): one exported snapshot that every pg_dump
+ *   reads; at most N dumps run at a time.
+ * - MariaDB/MySQL (engines/mysql/parallel.ts): every part's mariadb-dump opens its own
+ *   snapshot while commits are blocked for a moment, so all N+2 start together (pre-data and
+ *   post-data hold no rows and end quickly).
  *
  * Nothing is reported good until every part is stored and checked in a destination, its
  * SHA256SUMS and manifest written beside them. A part that fails fails the backup with the
@@ -16,8 +21,11 @@ import type { Backup, BackupUpdate, Branch, Database, Organization, StorageDesti
 import { newId, nowIso } from '../catalog/ids.js';
 import { recordSnapshot } from '../catalog/snapshots.js';
 import { saveContents } from '../catalog/contents.js';
-import { EngineError, postgres, type ConnectionInfo, type DatabaseProperties, type Ownership, type ServerInfo } from '../engines/index.js';
-import { dataPartArgs, dumpSection, holdSnapshot, planDataParts, type HeldSnapshot, type PgDataPart } from '../engines/postgres/parallel.js';
+import type { Writable } from 'node:stream';
+import { EngineError, engineFor, type ConnectionInfo, type DatabaseProperties, type DumpProcess, type Ownership, type ServerInfo } from '../engines/index.js';
+import { dataPartArgs, dumpSection, holdSnapshot, planDataParts } from '../engines/postgres/parallel.js';
+import { dumpPart, holdConsistentPoint, makeStartGate, planDataParts as planMysqlParts, type PointCoordinates, type StartGate } from '../engines/mysql/parallel.js';
+import type { InspectSpec } from '../pipeline/inspect.js';
 import { compressionSuffix, type Compression } from '../pipeline/compress.js';
 import type { DumpContents } from '../pipeline/rowcount/index.js';
 import type { Inspection } from '../pipeline/inspect.js';
@@ -45,7 +53,174 @@ export interface ParallelBackupInput {
   recipients: string[];
   encryption: { format: string; recipients: string[] } | null;
   jobs: number;
+  /** MariaDB: dump system-versioned tables with their history (the branch's dump_history). */
+  dumpHistory?: boolean;
   signal: AbortSignal;
+}
+
+/** A planned data part, whatever the engine. */
+interface PlannedDataPart {
+  tables: Array<{ schema: string; table: string; bytes: number }>;
+  /** PostgreSQL: the part that also holds sequence values and large objects. */
+  rest?: boolean;
+  bytes: number;
+}
+
+/**
+ * How one engine dumps a parallel backup's parts out of one consistent snapshot, planned
+ * and held by `openSource` before any part starts.
+ */
+interface ParallelSource {
+  dataParts: PlannedDataPart[];
+  /** How many tables the snapshot has (for the log). */
+  tableCount: number;
+  /** How many parts may dump at a time. */
+  concurrency: number;
+  /** Start the dump of `part` (`dataIndex`: its index among the data parts) writing into `output`. */
+  start(part: BackupPart, dataIndex: number, output: Writable, signal: AbortSignal): Promise<DumpProcess>;
+  /** The key of a table in the part's row counts. */
+  rowKey(t: { schema: string; table: string }): string;
+  inspect: InspectSpec;
+  dumpFormat: string;
+  /** Where binlog replay starts after this backup (MariaDB with log_bin on); else null. */
+  recoveryStart: PointCoordinates | null;
+  /** MariaDB: how the parts' snapshots were made one, and how long commits were blocked for it. */
+  consistency?: () => { method: string; commits_blocked_at: string | null; commits_blocked_ms: number | null };
+  /** Let go of the snapshot (or the block) once every part has what it needs. Safe to call twice. */
+  release(): Promise<void>;
+  merge(list: Array<DumpContents | null>): DumpContents | null;
+}
+
+/** Hold a consistent snapshot of `input.conn` and plan the parts (see ParallelSource). */
+async function openSource(ctx: AppContext, input: ParallelBackupInput): Promise<ParallelSource> {
+  const { conn, server } = input;
+  if (input.database.kind === 'postgresql') {
+    const snapshot = await holdSnapshot(conn, { lockTimeoutMs: ctx.config.dumpIdleTimeoutSeconds * 1000 });
+    const dataParts = planDataParts(snapshot, input.jobs);
+    return {
+      dataParts,
+      tableCount: snapshot.tables.length,
+      concurrency: Math.max(1, input.jobs),
+      start: async (part, index, output, signal) =>
+        dumpSection(conn, {
+          snapshot: snapshot.id,
+          section: part.section,
+          selection: part.section === 'data' ? dataPartArgs(dataParts, index) : [],
+          serverMajor: server.major,
+          signal,
+          output,
+        }),
+      rowKey: (t) => `${t.schema}.${t.table}`,
+      inspect: { rows: 'postgresql' },
+      dumpFormat: 'pg_dump custom (-Fc), no internal compression, in parts: pre-data, data (disjoint tables), post-data, all of one exported snapshot',
+      recoveryStart: null,
+      release: () => snapshot.release(),
+      merge: mergeContents,
+    };
+  }
+  const point = await holdConsistentPoint(conn, { now: ctx.clock });
+  let blockedMs: number | null = null;
+  const paused: number[] = [];
+  /** Let commits through, then the paused dumps go on (also on failure: a stopped process cannot end). */
+  const gates: StartGate[] = [];
+  const resume = async (): Promise<void> => {
+    await point.release();
+    for (const g of gates.splice(0)) await g.remove().catch(() => undefined);
+    for (const pid of paused.splice(0)) {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // Gone (killed meanwhile).
+      }
+    }
+  };
+  try {
+    const dataParts = planMysqlParts(point.tables, input.jobs);
+    const total = dataParts.length + 2;
+    let arrived = 0;
+    let confirmed = 0;
+    // Commits are blocked only once every part's pipeline (compressor, encryptor, reader) is
+    // up and waiting here, so that the block lasts only while the dumps connect and open
+    // their snapshots.
+    let openBlock: () => void = () => undefined;
+    let failBlock: (e: unknown) => void = () => undefined;
+    const allArrived = new Promise<void>((resolve, reject) => {
+      openBlock = resolve;
+      failBlock = reject;
+    });
+    allArrived.catch(() => undefined);
+    return {
+      dataParts,
+      tableCount: point.tables.length,
+      // Every part must open its snapshot while commits are blocked: all start at once.
+      concurrency: total,
+      start: async (part, index, output, signal) => {
+        // Started now, held at its gate until commits are blocked (StartGate).
+        const gate = await makeStartGate();
+        gates.push(gate);
+        let exited = false;
+        const dump = await dumpPart(conn, {
+          section: part.section,
+          tables: part.section === 'data' ? dataParts[index].tables.map((t) => t.table) : undefined,
+          dumpHistory: input.dumpHistory,
+          gate: gate.path,
+          signal,
+          output,
+        });
+        dump.done.then(
+          () => (exited = true),
+          () => (exited = true),
+        );
+        try {
+          if (++arrived === total) point.block().then(openBlock, failBlock);
+          await new Promise<void>((resolve, reject) => {
+            const onAbort = () => reject(signal.reason);
+            if (signal.aborted) return onAbort();
+            signal.addEventListener('abort', onAbort, { once: true });
+            allArrived.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+          });
+          if (!(await gate.open(() => exited || signal.aborted))) {
+            signal.throwIfAborted();
+            await dump.done;
+          }
+          await gate.remove();
+          await point.confirm(dump.pid, dump.done, signal);
+        } catch (e) {
+          dump.kill();
+          throw e;
+        }
+        // The last part to open its snapshot lets commits through again. Until then, a dump
+        // that has its snapshot waits (SIGSTOP): on a busy machine the parts already streaming
+        // would otherwise take the CPU the others need to connect, and the block would last.
+        if (++confirmed === total) {
+          await resume();
+          blockedMs = (point.heldUntil ?? Date.now()) - point.heldFrom;
+          ctx.log.info({ backup: input.backup.id, method: point.method, ms: (point.heldUntil ?? Date.now()) - point.heldFrom }, 'commits blocked while the parallel dumps opened their snapshots');
+        }
+        else if (dump.pid > 0) {
+          try {
+            process.kill(dump.pid, 'SIGSTOP');
+            paused.push(dump.pid);
+          } catch {
+            // Already gone: it finished under the block.
+          }
+        }
+        return dump;
+      },
+      rowKey: (t) => t.table,
+      inspect: { rows: 'mysql', statements: true },
+      dumpFormat: `mariadb-dump SQL, in parts: pre-data (no rows, no triggers), data (disjoint tables, --no-create-info), post-data (triggers); each part's snapshot opened while commits were blocked (${point.method})`,
+      get recoveryStart() {
+        return point.coordinates;
+      },
+      consistency: () => ({ method: point.method, commits_blocked_at: point.heldFrom ? new Date(point.heldFrom).toISOString() : null, commits_blocked_ms: blockedMs }),
+      release: resume,
+      merge: mergeMysqlContents,
+    };
+  } catch (e) {
+    await point.release();
+    throw e;
+  }
 }
 
 /** One destination's copy: its artifact row, and the writer of each part while it is written. */
@@ -78,7 +253,7 @@ function describeTables(part: BackupPart): string {
 }
 
 /** The parts to write, in restore order: pre-data, the data parts, post-data. */
-function plannedParts(dataParts: PgDataPart[], suffix: string): BackupPart[] {
+function plannedParts(dataParts: PlannedDataPart[], suffix: string): BackupPart[] {
   const width = 2;
   const name = (i: number, what: string) => `${String(i).padStart(width, '0')}-${what}`;
   const parts: BackupPart[] = [{ name: name(0, 'pre-data'), section: 'pre-data', file: '', size: null, sha256: null, raw_size: null }];
@@ -118,14 +293,34 @@ export function mergeContents(list: Array<DumpContents | null>): DumpContents | 
   };
 }
 
-/** Run a parallel PostgreSQL backup of `input.backup` (claimed, running). Never throws for a failed dump. */
+/**
+ * The contents of a MariaDB dump from its parts': every table of pre-data (with no rows)
+ * unless a data part holds its rows, and the objects of pre-data and post-data, which
+ * together are what a single dump would record.
+ */
+export function mergeMysqlContents(list: Array<DumpContents | null>): DumpContents | null {
+  if (list.some((c) => c === null)) return null;
+  const all = list as DumpContents[];
+  const tables = new Map<string, DumpContents['tables'][number]>();
+  for (const c of all) for (const t of c.tables) if (!tables.has(t.table) || t.rows > 0) tables.set(t.table, t);
+  return {
+    format: 'strongbox-contents/1',
+    engine: 'mysql',
+    tables: [...tables.values()],
+    objects: all.flatMap((c) => c.objects),
+    large_objects: null,
+  };
+}
+
+/** Run a parallel backup of `input.backup` (claimed, running). Never throws for a failed dump. */
 export async function runParallelBackup(ctx: AppContext, input: ParallelBackupInput): Promise<BackupUpdate> {
   const { backup, branch, database, org, conn, server, extras, folder, recipients, encryption, signal } = input;
   const compression = backup.compression as Compression;
-  const suffix = `${postgres.dumpSuffix}${compressionSuffix(compression)}${encryption ? '.age' : ''}`;
+  const engine = engineFor(database.kind);
+  const suffix = `${engine.dumpSuffix}${compressionSuffix(compression)}${encryption ? '.age' : ''}`;
   const sumsKey = `${folder}/${SHA256SUMS}`;
   const targets: Target[] = [];
-  let snapshot: HeldSnapshot | null = null;
+  let source: ParallelSource | null = null;
   // One stop for every part: the job's signal, the idle timeout, the first part that fails.
   const stop = new AbortController();
   const onJobAbort = () => stop.abort(signal.reason);
@@ -137,8 +332,9 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
   let parts: BackupPart[] = [];
 
   try {
-    snapshot = await holdSnapshot(conn, { lockTimeoutMs: ctx.config.dumpIdleTimeoutSeconds * 1000 });
-    const dataParts = planDataParts(snapshot, input.jobs);
+    source = await openSource(ctx, input);
+    const held = source;
+    const dataParts = held.dataParts;
     parts = plannedParts(dataParts, suffix);
     const now = nowIso(ctx.clock());
     for (const dest of input.dests) {
@@ -149,7 +345,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
         .values({ id: t.artifactId, backup_id: backup.id, destination_id: dest.id, destination_name: dest.name, provider: dest.provider, path: sumsKey, parts: JSON.stringify(parts), state: 'pending', sha256: null, error: null, created_at: now, updated_at: now })
         .execute();
     }
-    ctx.log.info({ backup: backup.id, jobs: input.jobs, parts: parts.length, tables: snapshot.tables.length }, 'parallel backup planned');
+    ctx.log.info({ backup: backup.id, jobs: input.jobs, parts: parts.length, tables: held.tableCount }, 'parallel backup planned');
 
     // Progress over every part, to the catalog at most once a second.
     const rawSeen = new Map<string, number>();
@@ -183,7 +379,6 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
 
     const inspections = new Map<string, Inspection>();
     let clientVersion = '';
-    const heldId = snapshot.id;
 
     /** Dump one part into every live destination; resolves once each holds it committed (or failed). */
     const writePart = async (part: BackupPart): Promise<void> => {
@@ -210,14 +405,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
         stored = await storeStream(
           {
             start: async (output) => {
-              const dump = await dumpSection(conn, {
-                snapshot: heldId,
-                section: part.section,
-                selection: part.section === 'data' ? dataPartArgs(dataParts, index) : [],
-                serverMajor: server.major,
-                signal: partSignal,
-                output,
-              });
+              const dump = await held.start(part, index, output, partSignal);
               clientVersion = dump.clientVersion;
               return dump;
             },
@@ -227,7 +415,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
             ...(compression === 'zstd' ? { level: ctx.config.zstdLevel } : {}),
             recipients,
             targets: live.map((l) => ({ id: l.t.artifactId, stream: l.writer.stream })),
-            inspect: { rows: 'postgresql' },
+            inspect: held.inspect,
             signal: partSignal,
             clock: ctx.clock,
             onProgress: (p) => {
@@ -252,7 +440,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
       part.sha256 = stored.sha256;
       part.raw_size = stored.rawBytes;
       const counts = stored.inspection.counts;
-      if (part.tables && counts) for (const t of part.tables) t.rows = counts[`${t.schema}.${t.table}`] ?? 0;
+      if (part.tables && counts) for (const t of part.tables) t.rows = counts[held.rowKey(t)] ?? 0;
       for (const l of live) {
         if (l.t.error !== null) {
           await l.writer.abort().catch(() => {});
@@ -271,10 +459,10 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
     // The largest data parts first (they decide when the backup ends), the sections
     // without rows after them; at most `jobs` dumps at a time.
     const order = [...parts].sort((a, b) => rank(a, dataParts, parts) - rank(b, dataParts, parts));
-    await runPool(order, Math.max(1, input.jobs), writePart, () => stop.abort(new Error('another part failed')));
+    await runPool(order, held.concurrency, writePart, () => stop.abort(new Error('another part failed')));
     clearInterval(idleTimer);
     idleTimer = undefined;
-    await snapshot.release();
+    await held.release();
 
     // Every part is in every live destination: SHA256SUMS pins them, the manifest describes them.
     const sums = sha256Sums(parts);
@@ -284,14 +472,19 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
 
     let snapshotId: string | null = null;
     try {
-      const ddl = await postgres.schemaDump(conn, { serverMajor: server.major, signal });
+      const ddl = await engine.schemaDump(conn, { serverMajor: server.major, signal });
       snapshotId = (await recordSnapshot(ctx.db, branch, ddl, ctx.clock())).id;
     } catch (e) {
       if (signal.aborted) throw e;
       ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
     }
-    const contents = mergeContents(parts.map((p) => inspections.get(p.name)?.contents ?? null));
-    const rowCounts = contents ? Object.fromEntries(contents.tables.map((t) => [`${t.schema}.${t.table}`, t.rows])) : null;
+    const contents = held.merge(parts.map((p) => inspections.get(p.name)?.contents ?? null));
+    if (contents && input.dumpHistory) contents.dump_options = { dump_history: true };
+    const rowCounts = contents ? Object.fromEntries(contents.tables.map((t) => [held.rowKey({ schema: t.schema ?? '', table: t.table }), t.rows])) : null;
+    // The largest statement of any part: what a restore's max_allowed_packet must hold.
+    const statements = [...inspections.values()].map((i) => i.largestStatement).filter((n): n is number => n !== null);
+    const largestStatement = statements.length ? Math.max(...statements) : null;
+    const recoveryStart = held.recoveryStart;
     if (contents) await saveContents(ctx.db, backup.id, contents, ctx.clock());
     else ctx.log.warn({ backup: backup.id, reasons: [...inspections.values()].map((c) => c.reason).filter(Boolean) }, 'no row counts from the parts; full verification will not compare them');
     const completedAt = ctx.clock();
@@ -308,7 +501,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
       server_version: server.version,
       client_version: clientVersion,
       method: 'logical',
-      dump_format: 'pg_dump custom (-Fc), no internal compression, in parts: pre-data, data (disjoint tables), post-data, all of one exported snapshot',
+      dump_format: held.dumpFormat,
       compression,
       encryption,
       // The parts' list; its sha256 is the backup's (see parts).
@@ -317,12 +510,13 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
       raw_size: rawSize,
       sha256,
       jobs: input.jobs,
+      ...(held.consistency ? { consistency: held.consistency() } : {}),
       parts,
       table_row_counts: rowCounts,
       contents,
-      largest_statement: null,
-      recovery_start: null,
-      dump_history: false,
+      largest_statement: largestStatement,
+      recovery_start: recoveryStart,
+      dump_history: input.dumpHistory === true,
       database_properties: extras.properties,
       ownership: extras.ownership,
       database_size: server.sizeBytes,
@@ -349,9 +543,9 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
       sha256,
       client_version: clientVersion,
       table_row_counts: rowCounts === null ? null : JSON.stringify(rowCounts),
-      largest_statement: null,
+      largest_statement: largestStatement,
       method: 'logical',
-      recovery_start: null,
+      recovery_start: recoveryStart === null ? null : JSON.stringify(recoveryStart),
       database_properties: extras.properties === null ? null : JSON.stringify(extras.properties),
       ownership: extras.ownership === null ? null : JSON.stringify(extras.ownership),
       encryption: encryption === null ? null : JSON.stringify(encryption),
@@ -381,7 +575,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
   } finally {
     if (idleTimer) clearInterval(idleTimer);
     signal.removeEventListener('abort', onJobAbort);
-    await snapshot?.release();
+    await source?.release();
   }
 }
 
@@ -393,7 +587,7 @@ class AllDestinationsFailed extends Error {
 }
 
 /** Order of the pool: data parts by planned size (largest first), then pre-data and post-data. */
-function rank(part: BackupPart, dataParts: PgDataPart[], parts: BackupPart[]): number {
+function rank(part: BackupPart, dataParts: PlannedDataPart[], parts: BackupPart[]): number {
   if (part.section !== 'data') return Number.MAX_SAFE_INTEGER - (part.section === 'pre-data' ? 1 : 0);
   const i = parts.filter((p) => p.section === 'data').indexOf(part);
   return -dataParts[i].bytes;

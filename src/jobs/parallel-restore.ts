@@ -1,10 +1,14 @@
 /**
  * Restoring a parallel backup's copy (its parts, parallel-parts.ts) into a database:
- * pre-data first (one transaction), then the data parts, `jobs` at a time (one pg_restore
- * and one transaction each), then post-data with `pg_restore -j jobs` so indexes and
- * constraints are built side by side. Every part is checked against its recorded sha256
- * as it streams; only post-data, which holds no rows, is written to a temporary file
- * (pg_restore -j needs to seek), private to this process and removed afterwards.
+ * pre-data first, then the data parts, `jobs` at a time, then post-data. Every part is
+ * checked against its recorded sha256 as it streams.
+ * - PostgreSQL: pre-data and each data part in one transaction (one pg_restore each), then
+ *   post-data with `pg_restore -j jobs` so indexes and constraints are built side by side;
+ *   only post-data, which holds no rows, is written to a temporary file (pg_restore -j needs
+ *   to seek), private to this process and removed afterwards.
+ * - MariaDB/MySQL: each part through its own mariadb client, rewritten as a single dump is
+ *   (engines/mysql/rewrite.ts: the source database's name, definers, sequences); triggers
+ *   (post-data) come last, so none fires on the loaded rows; grants after everything.
  *
  * Unlike a single dump, the restore is not one transaction: a failure part-way leaves the
  * parts restored so far, so the caller drops a database it created (and a restore over an
@@ -20,6 +24,8 @@ import type { AppContext } from '../context.js';
 import type { Artifact, Backup } from '../catalog/schema.js';
 import type { ConnectionInfo } from '../engines/index.js';
 import { MAX_JOBS, restorePostDataFile, restoreSectionStream } from '../engines/postgres/parallel.js';
+import { mysql } from '../engines/mysql/index.js';
+import { recordedRestoreOptions } from './fidelity.js';
 import { decompressor, type Compression } from '../pipeline/compress.js';
 import { ageDecrypt } from '../pipeline/encrypt.js';
 import { HashCounter } from '../pipeline/hash.js';
@@ -117,8 +123,15 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
   };
 
   const restoreOpts = { signal: opts.signal, preserveOwnership: opts.preserveOwnership };
+  const isMysql = backup.engine === 'mysql';
+  // MariaDB: every part through the single dump's restore (its rewriting); grants only once all is loaded.
+  const fidelity = isMysql ? await recordedRestoreOptions(ctx, backup, opts.preserveOwnership === true) : null;
+  const loadSection = (section: BackupPart['section'], input: Readable, signal: AbortSignal): Promise<void> =>
+    isMysql
+      ? mysql.restore(conn, input, { ...fidelity, signal, grants: section === 'post-data' ? fidelity!.grants : undefined })
+      : restoreSectionStream(conn, section === 'pre-data' ? 'pre-data' : 'data', input, { ...restoreOpts, signal });
   for (const part of parts.filter((p) => p.section === 'pre-data')) {
-    await withPart(part, (input) => restoreSectionStream(conn, 'pre-data', input, restoreOpts));
+    await withPart(part, (input) => loadSection('pre-data', input, opts.signal));
   }
   // The data parts side by side; the first failure stops the others (their transactions roll back).
   const data = parts.filter((p) => p.section === 'data');
@@ -133,7 +146,7 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
       while (failure === undefined && next < data.length) {
         const part = data[next++];
         try {
-          await withPart(part, (input) => restoreSectionStream(conn, 'data', input, { ...restoreOpts, signal: stop.signal }), stop.signal);
+          await withPart(part, (input) => loadSection('data', input, stop.signal), stop.signal);
         } catch (e) {
           if (failure === undefined) {
             failure = e;
@@ -147,6 +160,10 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
     if (failure !== undefined) throw failure;
   } finally {
     opts.signal.removeEventListener('abort', onAbort);
+  }
+  if (isMysql) {
+    for (const part of parts.filter((p) => p.section === 'post-data')) await withPart(part, (input) => loadSection('post-data', input, opts.signal));
+    return;
   }
   // Post-data holds no rows (indexes, constraints, triggers): a small file pg_restore -j can seek in.
   for (const part of parts.filter((p) => p.section === 'post-data')) {
