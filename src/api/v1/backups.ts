@@ -47,7 +47,6 @@ export function backupRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           throw unprocessable('emergency backups are only supported for PostgreSQL databases');
         }
         if (branch.connection_url_enc === null) throw conflict(`Branch "${branch.name}" has no connection URL set; set it before taking backups`);
-        if (body.jobs !== undefined && body.jobs > 1 && database.kind !== 'postgresql') throw unprocessable('jobs > 1 (a parallel dump) is supported for PostgreSQL branches only so far');
         if (await restoreInProgress(ctx.db, branch)) throw conflict(`a restore into branch "${branch.name}" is still running; back it up once it has finished`);
         const backup = await createBackup(ctx.db, {
           database,

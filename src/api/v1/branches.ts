@@ -170,7 +170,6 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           if (body.target_data_dir !== undefined) throw invalidParams('target_data_dir only applies with restore_point or the backup_id of a base backup');
         }
         if (body.dump_history && database.kind !== 'mysql') throw invalidParams('dump_history applies to MariaDB/MySQL branches only (system-versioned tables)');
-        if (body.jobs !== undefined && body.jobs > 1 && database.kind !== 'postgresql') throw unprocessable('jobs > 1 (parallel dump and restore) is supported for PostgreSQL branches only so far');
         if (body.archiving && (body.backup_id !== undefined || body.restore_point !== undefined)) throw invalidParams('archiving cannot start with a restore: switch it on (PATCH the branch) once the restore is done');
         const restorePoint = body.restore_point === undefined ? undefined : await pitrOr4xx(() => parseRestorePoint(body.restore_point!));
         const parsed = body.connection_url === undefined ? null : parseUrl(body.connection_url, database.kind);
@@ -353,7 +352,6 @@ export function branchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const changes: Partial<BranchRow> = { updated_at: now };
         if (req.body.production !== undefined) changes.production = req.body.production ? 1 : 0;
         if (req.body.dump_history && database.kind !== 'mysql') throw invalidParams('dump_history applies to MariaDB/MySQL branches only (system-versioned tables)');
-        if (req.body.jobs !== undefined && req.body.jobs > 1 && database.kind !== 'postgresql') throw unprocessable('jobs > 1 (parallel dump and restore) is supported for PostgreSQL branches only so far');
         if (req.body.connection_url !== undefined) {
           const parsed = parseUrl(req.body.connection_url, database.kind);
           const server = await probeOr422(() => engineFor(database.kind).probe(parsed.info));

@@ -90,8 +90,9 @@ export const Jobs = Type.Integer({
   minimum: 1,
   maximum: 16,
   description:
-    'Strongbox extension, PostgreSQL: dump (or restore) with N processes at once. A backup with jobs > 1 is stored in parts (pre-data, N data parts over disjoint tables, post-data) of one snapshot; ' +
-    'a restore loads the data parts side by side and builds indexes with pg_restore -j N. 1 (the default) is one dump stream.',
+    'Strongbox extension, PostgreSQL and MariaDB/MySQL: dump (or restore) with N processes at once. A backup with jobs > 1 is stored in parts (pre-data, N data parts over disjoint tables, post-data) of one consistent snapshot ' +
+    '(PostgreSQL: one exported snapshot; MariaDB: every dump opens its snapshot while commits are blocked for a moment, which needs the RELOAD and PROCESS privileges); ' +
+    'a restore loads the data parts side by side (PostgreSQL: and builds indexes with pg_restore -j N; MariaDB: triggers come last). 1 (the default) is one dump stream.',
 });
 
 export const Branch = Type.Object(
@@ -106,7 +107,7 @@ export const Branch = Type.Object(
     updated_at: Type.String(),
     restore: Nullable(RestoreState),
     dump_history: Type.Boolean({ description: 'Strongbox extension, MariaDB: dumps keep the history of system-versioned tables' }),
-    jobs: Type.Integer({ description: 'Strongbox extension, PostgreSQL: parallelism of this branch\'s backups (1: one dump stream); see `jobs` on create-backup' }),
+    jobs: Type.Integer({ description: 'Strongbox extension: parallelism of this branch\'s backups (1: one dump stream); see `jobs` on create-backup' }),
     archiving: Type.Boolean({ description: 'Strongbox extension: continuous archiving (WAL / binlogs) for point-in-time recovery is on' }),
     archive: Nullable(
       Type.Object(
