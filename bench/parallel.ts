@@ -7,9 +7,11 @@
  *            {backup_id, jobs: 4} of the parallel one, into new databases, until success
  * Prints the medians, the ratio parallel/single of each pair (median and spread) and the
  * server's peak RSS (VmHWM) over the whole run, on data that compresses like real data
- * (../shared/bench/pg-realistic.sql: two tables, orders ~2/3 of the bytes, events ~1/3).
+ * (../shared/bench/pg-realistic.sql: two tables, orders ~2/3 of the bytes, events ~1/3; with
+ * BENCH_ENGINE=mariadb, bench/mysql-realistic.sql: customers, orders, events, attachments).
  *
  *   node --import tsx bench/parallel.ts             # 1,000,000 orders (~250 MB on disk)
+ *   BENCH_ENGINE=mariadb ...                        # the same on MariaDB (mariadb-dump parts)
  *   BENCH_ROWS=3000000 BENCH_ROUNDS=5 ...           # bigger, more rounds
  *   BENCH_KEEP=1 ...                                # keep the database for the next run
  *   BENCH_NO_BUILD=1 ...                            # use dist/ as it is
@@ -26,9 +28,10 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const jobs = Number(process.env.BENCH_JOBS ?? 4);
+const maria = process.env.BENCH_ENGINE === 'mariadb';
 // A name of its own: bench/backup.ts drops its database when it ends.
-const dbName = `sbx_parbench_${rows}`;
-const sqlFile = path.resolve(root, '../shared/bench/pg-realistic.sql');
+const dbName = `sbx_parbench_${maria ? 'my_' : ''}${rows}`;
+const sqlFile = maria ? path.resolve(root, 'bench/mysql-realistic.sql') : path.resolve(root, '../shared/bench/pg-realistic.sql');
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
@@ -36,8 +39,25 @@ function sh(cmd: string, args: string[]): string {
   return r.stdout;
 }
 const psql = (sql: string, db = 'postgres') => sh('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', db, '-Atc', sql]).trim();
+const mariadb = (sql: string) => sh('mariadb', ['--no-defaults', '--protocol=TCP', '-h', '127.0.0.1', '-u', 'root', '-N', '-B', '-e', sql]).trim();
+/** Drop a database of the engine benchmarked. */
+const dropDb = (name: string) => (maria ? mariadb(`drop database if exists \`${name}\``) : psql(`drop database if exists ${name}`));
 
 function ensureDataset(): number {
+  if (maria) {
+    if (mariadb(`select count(*) from information_schema.schemata where schema_name = '${dbName}'`) !== '1') {
+      console.log(`building ${dbName} from mysql-realistic.sql with ${rows} orders (once; BENCH_KEEP=1 keeps it)...`);
+      mariadb(`create database ${dbName}`);
+      const file = path.join(os.tmpdir(), `${dbName}.sql`);
+      fs.writeFileSync(file, fs.readFileSync(sqlFile, 'utf8').replaceAll(':rows', String(rows)));
+      try {
+        sh('bash', ['-c', `mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -u root ${dbName} < ${file}`]);
+      } finally {
+        fs.rmSync(file, { force: true });
+      }
+    }
+    return Number(mariadb(`select sum(data_length + index_length) from information_schema.tables where table_schema = '${dbName}'`));
+  }
   if (psql(`select count(*) from pg_database where datname = '${dbName}'`) !== '1') {
     console.log(`building ${dbName} from pg-realistic.sql with ${rows} rows (once; BENCH_KEEP=1 keeps it)...`);
     psql(`create database ${dbName}`);
@@ -82,7 +102,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const spread = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
 
 const dbSize = ensureDataset();
-console.log(`database ${dbName}: ${mb(dbSize)} MiB on disk; ${os.cpus().length} CPUs; jobs ${jobs} vs 1, ${rounds} rounds`);
+console.log(`load average at the start: ${os.loadavg().map((x) => x.toFixed(2)).join(', ')}`);
+console.log(`${maria ? 'MariaDB' : 'PostgreSQL'} database ${dbName}: ${mb(dbSize)} MiB on disk; ${os.cpus().length} CPUs; jobs ${jobs} vs 1, ${rounds} rounds`);
 if (!process.env.BENCH_NO_BUILD) sh('npm', ['run', 'build', '--silent']);
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-bench-par-'));
 const port = await freePort();
@@ -107,8 +128,8 @@ try {
     }
   }
   const dbPath = '/v1/organizations/default/databases/bench';
-  await call('POST', '/v1/organizations/default/databases', { name: 'bench', kind: 'postgresql' });
-  await call('POST', `${dbPath}/branches`, { name: 'main', connection_url: `postgresql://postgres@127.0.0.1:5432/${dbName}` });
+  await call('POST', '/v1/organizations/default/databases', { name: 'bench', kind: maria ? 'mysql' : 'postgresql' });
+  await call('POST', `${dbPath}/branches`, { name: 'main', connection_url: maria ? `mysql://root@127.0.0.1:3306/${dbName}` : `postgresql://postgres@127.0.0.1:5432/${dbName}` });
   const idleRss = peakRssMb(server.pid!);
   const backups = `${dbPath}/branches/main/backups`;
 
@@ -136,7 +157,7 @@ try {
       await new Promise((r) => setTimeout(r, 50));
     }
     const seconds = (performance.now() - t0) / 1000;
-    psql(`drop database ${name}`);
+    dropDb(name);
     await call('DELETE', `${dbPath}/branches/${name}`);
     return seconds;
   };
@@ -177,7 +198,8 @@ try {
 } finally {
   server.kill('SIGTERM');
   await new Promise((r) => server.on('exit', r));
-  for (const name of restored) psql(`drop database if exists ${name}`);
+  for (const name of restored) dropDb(name);
   fs.rmSync(dataDir, { recursive: true, force: true });
-  if (!process.env.BENCH_KEEP) psql(`drop database ${dbName}`);
+  if (!process.env.BENCH_KEEP) dropDb(dbName);
+  console.log(`load average at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(', ')}`);
 }
