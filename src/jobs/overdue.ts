@@ -37,11 +37,11 @@ export interface BranchFreshness {
 
 /**
  * Freshness of every branch covered by a live policy (of one organization, or all), as of
- * `now` (the context's clock by default). One query, whatever the number of backups: the
- * newest success of each covered branch is a subquery per branch that seeks the end of its
- * range in (state, branch_id, completed_at) (0018), a few index pages each. (A max grouped by
- * branch over every successful backup read the whole range: 34 ms at 100,000 backups on
- * SQLite, on the event loop, for every overview, metrics scrape and overdue check.)
+ * `now` (the context's clock by default). The covered branches in one query, then the newest
+ * success of each as a seek to the end of its range in (state, branch_id, completed_at)
+ * (0018), a few index pages each, whatever the number of backups. (A max grouped by branch
+ * over every successful backup read the whole range: 34 ms at 100,000 backups on SQLite, on
+ * the event loop, 212 ms on PostgreSQL, for every overview, metrics scrape and overdue check.)
  */
 export async function branchFreshness(ctx: AppContext, opts: { organizationId?: string; now?: Date } = {}): Promise<BranchFreshness[]> {
   const now = opts.now ?? ctx.clock();
@@ -50,15 +50,6 @@ export async function branchFreshness(ctx: AppContext, opts: { organizationId?: 
     .innerJoin('databases as d', 'd.id', 'p.database_id')
     .innerJoin('branches as b', 'b.database_id', 'p.database_id')
     .select(['p.id as policy_id', 'p.organization_id', 'p.database_id', 'p.target', 'p.frequency_value', 'p.frequency_unit', 'p.created_at as policy_created_at', 'b.id as branch_id', 'b.production', 'b.created_at as branch_created_at'])
-    // completed_at of the newest successful backup (deleted ones included: they did happen).
-    .select((eb) =>
-      eb
-        .selectFrom('backups as x')
-        .select((x) => x.fn.max('x.completed_at').as('m'))
-        .where('x.state', '=', 'success')
-        .whereRef('x.branch_id', '=', 'b.id')
-        .as('last_success_at'),
-    )
     .where('p.deleted_at', 'is', null)
     .where('d.deleted_at', 'is', null)
     .where('b.deleted_at', 'is', null)
@@ -67,12 +58,24 @@ export async function branchFreshness(ctx: AppContext, opts: { organizationId?: 
   const rows = (await covered.execute()).filter((r) => (r.target === 'production') === Boolean(r.production));
   if (rows.length === 0) return [];
 
+  // completed_at of the newest successful backup (deleted ones included: they did happen), one
+  // query per branch: PostgreSQL plans each with the branch id's value and so its statistics. (As a subquery correlated with the branch, its generic plan walked the
+  // completed_at index backwards testing every row: 0.36 s for each branch without a success.)
+  const branchIds = [...new Set(rows.map((r) => r.branch_id))];
+  const newest = await Promise.all(
+    branchIds.map(async (id) => {
+      const r = await ctx.db.selectFrom('backups').select((eb) => eb.fn.max('completed_at').as('m')).where('state', '=', 'success').where('branch_id', '=', id).executeTakeFirst();
+      return [id, (r?.m as string | null | undefined) ?? null] as const;
+    }),
+  );
+  const last = new Map(newest);
+
   const byBranch = new Map<string, BranchFreshness>();
   for (const r of rows) {
     const freq = frequencySeconds(r.frequency_value, r.frequency_unit as FrequencyUnit);
     const prev = byBranch.get(r.branch_id);
     if (prev && prev.frequency_seconds <= freq) continue;
-    const lastSuccess = (r.last_success_at as string | null) ?? null;
+    const lastSuccess = last.get(r.branch_id) ?? null;
     const coveredSince = r.policy_created_at > r.branch_created_at ? r.policy_created_at : r.branch_created_at;
     const since = lastSuccess ?? coveredSince;
     const silent = Math.max(0, Math.floor((now.getTime() - Date.parse(since)) / 1000));
