@@ -146,6 +146,12 @@ export interface RestoreOptions {
    * tool that rewrites the dump on its way reads `input` as usual.
    */
   pipeTo?: (stdin: Writable, stopTool: () => void) => void;
+  /**
+   * PostgreSQL: restore only these sections of the archive (`--section`), e.g. pre-data and
+   * data, with post-data (indexes, constraints, triggers) built afterwards in parallel from
+   * the archive's table of contents (jobs/restore.ts). All of them when left out.
+   */
+  sections?: Array<'pre-data' | 'data' | 'post-data'>;
 }
 
 export interface Engine {

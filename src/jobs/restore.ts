@@ -18,6 +18,8 @@ import { recordedProperties, recordedRestoreOptions, restorePreflight } from './
 import { copyDamage, markDamaged, openVerifiedArtifact, readableCopies } from './artifacts.js';
 import { runPointInTimeRestore } from '../archive/pitr.js';
 import { restoreParts } from './parallel-restore.js';
+import { captureToc, type TocPrefix } from './restore-toc.js';
+import { restorePostDataFile } from '../engines/postgres/parallel.js';
 
 export type JobUpdate = Updateable<JobsTable>;
 
@@ -66,7 +68,40 @@ export async function restoreArtifact(
   const encryption = backup.encryption ? (JSON.parse(backup.encryption) as { format: string; recipients: string[] }) : null;
   if (encryption && opts.identityFiles.length === 0) throw new DecryptionError(noIdentityMessage(encryption.recipients));
   const fidelity = await recordedRestoreOptions(ctx, backup, opts.preserveOwnership === true);
-  const { stream } = await openVerifiedArtifact(ctx, artifact);
+  // PostgreSQL with jobs > 1: rows in one stream, then indexes and constraints built N at a
+  // time from the archive's table of contents (restore-toc.ts). Not over an existing database:
+  // the two steps are not one transaction.
+  const jobs = Math.max(1, Math.floor(opts.jobs ?? 1));
+  const toc = jobs > 1 && engine.kind === 'postgresql' && backup.method !== 'base' && !opts.clean ? await captureToc(ctx, backup, artifact, { identityFiles: opts.identityFiles, signal: opts.signal }) : null;
+  try {
+    await restoreStream(ctx, engine, backup, artifact, conn, opts, fidelity, encryption, toc);
+    if (toc === null) return;
+    if (toc.matched !== true) throw new Error(`the copy in "${artifact.destination_name}" changed between two reads of its start (its table of contents): restore again`);
+    await restorePostDataFile(conn, toc.file, jobs, { signal: opts.signal, preserveOwnership: fidelity.preserveOwnership });
+    ctx.log.info({ backup: backup.id, jobs }, 'indexes, constraints and triggers built in parallel (pg_restore -j) from the table of contents');
+  } finally {
+    toc?.remove();
+  }
+}
+
+/** The copy's one stream into the restore tool (with `toc`: pre-data and data only). */
+async function restoreStream(
+  ctx: AppContext,
+  engine: Engine,
+  backup: Backup,
+  artifact: Artifact,
+  conn: ConnectionInfo,
+  opts: { signal: AbortSignal; clean?: boolean; onBytes?: (n: number) => void; identityFiles: string[] },
+  fidelity: Awaited<ReturnType<typeof recordedRestoreOptions>>,
+  encryption: { format: string; recipients: string[] } | null,
+  toc: TocPrefix | null,
+): Promise<void> {
+  const opened = await openVerifiedArtifact(ctx, artifact);
+  const stream = toc === null ? opened.stream : opened.stream.pipe(toc.check());
+  if (toc !== null) {
+    opened.stream.on('error', (e) => stream.destroy(e));
+    stream.on('close', () => opened.stream.destroy());
+  }
   // The stored bytes are checked (openVerifiedArtifact's stream) and counted for progress
   // here; age, zstd and the restore tool pipe into each other (pipeline/unpack.ts).
   const unpack = unpackStream(stream, {
@@ -76,7 +111,9 @@ export async function restoreArtifact(
     onBytes: opts.onBytes,
     progressIntervalMs: 1000,
   });
-  const restoring = engine.restore(conn, unpack.readable, { signal: opts.signal, clean: opts.clean, ...fidelity, pipeTo: unpack.pipeTo }).finally(() => unpack.abandon());
+  const restoring = engine
+    .restore(conn, unpack.readable, { signal: opts.signal, clean: opts.clean, ...fidelity, pipeTo: unpack.pipeTo, ...(toc !== null ? { sections: ['pre-data', 'data'] as Array<'pre-data' | 'data'> } : {}) })
+    .finally(() => unpack.abandon());
   const [flowR, restoreR] = await Promise.allSettled([unpack.done, restoring]);
   // A flow that completed let every byte through the sha256 check: the copy is intact and
   // the restore tool's error is the whole story.

@@ -242,6 +242,7 @@ export const postgres = {
           '--exit-on-error',
           '--single-transaction',
           ...(options.clean ? ['--clean', '--if-exists'] : []),
+          ...(options.sections ?? []).map((section) => `--section=${section}`),
           ...connectionArgs(conn),
         ],
         env: toolEnv(conn),

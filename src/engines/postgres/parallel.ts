@@ -265,6 +265,8 @@ export async function restorePostDataFile(conn: ConnectionInfo, file: string, jo
     args: [
       ...(options.preserveOwnership ? [] : ['--no-owner', '--no-acl']),
       '--exit-on-error',
+      // A no-op for a post-data part; for a whole archive's table of contents (jobs/restore-toc.ts) it keeps to post-data.
+      '--section=post-data',
       `--jobs=${Math.max(1, Math.min(MAX_JOBS, Math.floor(jobs)))}`,
       ...connectionArgs(conn),
       // After `--`: a file name can never be read as an option.

@@ -380,6 +380,10 @@ export class PgCustomRowCounter extends Transform {
   #contents: DumpContents | null = null;
 
   #peakRetained = 0;
+  /** Bytes scanned in chunks before the current one. */
+  #offset = 0;
+  /** Bytes of the header and the table of contents, once they have been read. */
+  #headBytes: number | null = null;
 
   constructor(options: ReaderOptions = {}) {
     super();
@@ -392,6 +396,15 @@ export class PgCustomRowCounter extends Transform {
       digests ? () => createHash('sha256') : noDigest,
     );
     this.#advanceHead({ bytes: null, length: 0 });
+  }
+
+  /**
+   * How many bytes the header and the table of contents take at the start of the archive,
+   * once they have passed (null before, or when the archive is unreadable): a copy of just
+   * those bytes is an archive pg_restore can restore the post-data section from.
+   */
+  headBytes(): number | null {
+    return this.#phase === Phase.Failed ? null : this.#headBytes;
   }
 
   /** Rows per table ("schema.table"), once the whole archive has passed; else null (see reason()). */
@@ -442,6 +455,7 @@ export class PgCustomRowCounter extends Transform {
     if (this.#phase !== Phase.Failed) {
       try {
         this.#scan(chunk);
+        this.#offset += chunk.length;
       } catch (err) {
         this.#fail(err instanceof Unreadable ? err.message : `archive reader failed: ${(err as Error).message}`);
       }
@@ -510,6 +524,7 @@ export class PgCustomRowCounter extends Transform {
       switch (this.#phase) {
         case Phase.Head:
           pos = this.#scanHead(buf, pos, end);
+          if (this.#phase !== Phase.Head && this.#headBytes === null) this.#headBytes = this.#offset + pos;
           break;
         case Phase.BlockType: {
           const type = buf[pos++];
