@@ -22,6 +22,7 @@ import { api, registerBranch, startServer, until, waitForBackup, waitForRestore,
 import { dropDatabase, mysqlIdent, mysqlUrl, uniqueName, withMysqlConnection } from '../helpers/databases.js';
 import { createMysqlAccounts, createMysqlNasty, dataDiff, dropMysqlAccounts, lineDiff, mysqlData, mysqlInventory } from '../helpers/nasty.js';
 import { planDataParts, processTcpPorts } from '../../src/engines/mysql/parallel.js';
+import { startPrivateMariadb, type PrivateServer } from '../helpers/private-servers.js';
 
 const PART_FILES = ['00-pre-data.sql.zst.age', '01-data.sql.zst.age', '02-data.sql.zst.age', '03-data.sql.zst.age', '04-data.sql.zst.age', '05-post-data.sql.zst.age', 'SHA256SUMS', 'manifest.json'];
 
@@ -401,5 +402,42 @@ describe('MariaDB: the nasty database in parts', () => {
     assert.equal(full.status, 202, JSON.stringify(full.body));
     const v = await waitForVerification(server, backupPath, full.body.id);
     assert.equal(v.state, 'success', JSON.stringify(v));
+  });
+});
+
+describe('MariaDB with log_bin: a parallel backup records where binlog replay starts', () => {
+  let private_: PrivateServer;
+  let server: TestServer;
+
+  before(async () => {
+    private_ = await startPrivateMariadb({ logBin: true });
+    const url = (db: string) => private_.url.replace(/\/[^/]*$/, `/${db}`);
+    await withMysqlConnection(private_.url, (c) => c.query('CREATE DATABASE shop'));
+    await withMysqlConnection(url('shop'), async (c) => {
+      await c.query('CREATE TABLE a (id INT PRIMARY KEY, v INT)');
+      await c.query('CREATE TABLE b (id INT PRIMARY KEY, v INT)');
+      await c.query('INSERT INTO a SELECT seq, seq FROM seq_1_to_1000');
+      await c.query('INSERT INTO b SELECT seq, seq FROM seq_1_to_500');
+    });
+    server = await startServer();
+  });
+  after(async () => {
+    await server?.close();
+    await private_?.stop();
+  });
+
+  test('the same binlog position and GTID as a single-stream dump of the same moment', async () => {
+    const branchPath = await registerBranch(server, 'default', 'binlog-my', 'mysql', 'main', private_.url.replace(/\/[^/]*$/, '/shop'));
+    const parallel = await backupWith(server, branchPath, { jobs: 2 });
+    const single = await backupWith(server, branchPath, { jobs: 1 });
+    const start = async (id: string) => {
+      const row = await server.ctx.db.selectFrom('backups').select('recovery_start').where('id', '=', id).executeTakeFirstOrThrow();
+      const r = JSON.parse(row.recovery_start!);
+      return { file: r.file, position: r.position, gtid: r.gtid };
+    };
+    const p = await start(parallel.id);
+    assert.match(p.file, /\S/);
+    assert.ok(p.position > 0);
+    assert.deepEqual(p, await start(single.id), 'no writes between the two backups: the same coordinates');
   });
 });
