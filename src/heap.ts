@@ -5,22 +5,37 @@
  *
  * The young generation (where V8 allocates, and collects in cheap scavenges) doubles each
  * time a scavenge finds many survivors, up to 2 x 16 MiB on 64-bit: during start-up, and
- * again under load, it grows to 32 MiB and stays there, resident, for the life of the
- * process; and the Buffers that die in it (every chunk a backup reads) are only freed at
- * the next scavenge, so tens of MiB of them piled up during a backup. That was a fifth of
- * an idle server's RSS and most of what a backup added to it (issue 14: 156 MiB idle,
- * 240 MiB peak with `jobs: 4`). Kept at its initial size (2 x 1 MiB) it scavenges more
- * often, which the benchmarks show costs no measurable CPU (bench/memory.ts): what a
- * scavenge costs is the live objects it copies, not the garbage it skips.
+ * again under load, it grew to 32 MiB and stayed there, resident, for the life of the
+ * process; and the Buffers that die in it (every chunk a backup reads) are only freed at the
+ * next scavenge, so tens of MiB of them piled up during a backup. That was a fifth of an idle
+ * server's RSS and most of what a backup added to it (issue 14: 156 MiB idle, 240 MiB peak
+ * with `jobs: 4`). Here it is held at 2 x YOUNG_SEMI_SPACE_MIB: big enough that objects of
+ * a request or a progress update die young (kept at its initial 2 x 1 MiB, bench/memory.ts
+ * measured 3-20 % more server CPU per backup and 9-21 % per list request; at 2 x 4 MiB none), small enough to stay out of the way.
  *
- * `--max-semi-space-size` would say it directly, but V8 reads it only when the heap is
- * made, so it can be set on the command line only; the growth factor is read at each
- * scavenge, so setting it here takes effect at once. An operator's own setting wins:
- * `node --max-semi-space-size=16 ...` or the same in NODE_OPTIONS leaves the default
- * growth alone.
+ * `--max-semi-space-size` would say it directly, but V8 reads it only when the heap is made,
+ * i.e. from the command line; the growth factor is read at each scavenge, so it is switched
+ * here: no growth while the program loads, then growth allowed while the young generation is
+ * below the cap and stopped once it reaches it (checked every 100 ms; a growth between two
+ * checks can overshoot by one doubling). An operator's own setting wins: a semi-space flag
+ * on the command line or in NODE_OPTIONS leaves V8's defaults alone.
  */
 import v8 from 'node:v8';
 
+/** The cap of one semi-space (the young generation holds two). */
+export const YOUNG_SEMI_SPACE_MIB = 4;
+
 const own = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => /^--(max|min)[-_]semi[-_]space[-_]size|^--semi[-_]space[-_]growth[-_]factor/.test(a));
-// Process-wide: the reader threads (pipeline/inspect-worker.ts) made later keep theirs small too.
-if (!own) v8.setFlagsFromString('--semi-space-growth-factor=1');
+if (!own) {
+  // Process-wide: the reader threads (pipeline/inspect-worker.ts) follow it too, within
+  // their own resourceLimits.
+  let growing = false;
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+  setInterval(() => {
+    const young = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+    const grow = young !== undefined && young.space_size < 2 * YOUNG_SEMI_SPACE_MIB * 1024 * 1024;
+    if (grow === growing) return;
+    growing = grow;
+    v8.setFlagsFromString(grow ? '--semi-space-growth-factor=2' : '--semi-space-growth-factor=1');
+  }, 100).unref();
+}
