@@ -9,9 +9,10 @@
  * process; and the Buffers that die in it (every chunk a backup reads) are only freed at the
  * next scavenge, so tens of MiB of them piled up during a backup. That was a fifth of an idle
  * server's RSS and most of what a backup added to it (issue 14: 156 MiB idle, 240 MiB peak
- * with `jobs: 4`). Here it is held at 2 x YOUNG_SEMI_SPACE_MIB: big enough that objects of
- * a request or a progress update die young (kept at its initial 2 x 1 MiB, bench/memory.ts
- * measured 3-20 % more server CPU per backup and 9-21 % per list request; at 2 x 4 MiB none), small enough to stay out of the way.
+ * with `jobs: 4`). Here it is held at 2 x YOUNG_SEMI_SPACE_MIB: big enough that the objects
+ * of a request or a progress update die young (held at its initial 2 x 1 MiB, bench/memory.ts
+ * measured 3-20 % more server CPU per backup and 9-21 % per list request; at 2 x 4 MiB no
+ * cost), small enough to stay out of the way.
  *
  * `--max-semi-space-size` would say it directly, but V8 reads it only when the heap is made,
  * i.e. from the command line; the growth factor is read at each scavenge, so it is switched
