@@ -163,12 +163,15 @@ function startWorker(): Worker {
 }
 
 /**
- * Workers that finished a job, kept a while for the next one: starting a thread and loading
+ * A worker that finished a job, kept a while for the next one: starting a thread and loading
  * the readers costs 50–300 ms, which every backup would otherwise pay (and which counts
- * against a dump's idle timeout, as tee waits for its reader).
+ * against a dump's idle timeout, as tee waits for its reader). Only one: each is a V8 isolate
+ * of ~10 MiB, and four kept after a parallel backup were carried by every restore and backup
+ * of the next minute (issue 14's memory bound); the other parts of a parallel backup start
+ * their threads while the dumps start.
  */
 const idleWorkers: Array<{ worker: Worker; timer: NodeJS.Timeout }> = [];
-const MAX_IDLE_WORKERS = 4;
+const MAX_IDLE_WORKERS = 1;
 const IDLE_WORKER_MS = 60_000;
 
 function takeWorker(): Worker {
