@@ -140,8 +140,17 @@ try {
     const b = await call('POST', backups, { jobs: n });
     for (;;) {
       const done = await call('GET', `${backups}/${b.id}`);
-      if (done.state === 'success') return { seconds: (performance.now() - t0) / 1000, id: b.id, size: done.size };
-      if (done.state !== 'pending' && done.state !== 'running') throw new Error(`backup with jobs ${n}: ${done.state}`);
+      if (done.state === 'success') {
+        const seconds = (performance.now() - t0) / 1000;
+        if (maria && n > 1) {
+          // How long commits were blocked, after how many tries (manifest.json of the local copy).
+          const a = (await call('GET', `${backups}/${b.id}/artifacts`)).data[0];
+          const m = JSON.parse(fs.readFileSync(path.join(dataDir, 'backups', path.dirname(a.path), 'manifest.json'), 'utf8'));
+          console.log(`  jobs ${n}: commits blocked ${m.consistency?.commits_blocked_ms} ms (${m.consistency?.method}, taken at try ${m.consistency?.attempts})`);
+        }
+        return { seconds, id: b.id, size: done.size };
+      }
+      if (done.state !== 'pending' && done.state !== 'running') throw new Error(`backup with jobs ${n}: ${done.state}: ${(await call('GET', `${backups}/${b.id}/artifacts`)).backup_error}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   };

@@ -85,7 +85,7 @@ interface ParallelSource {
   /** Where binlog replay starts after this backup (MariaDB with log_bin on); else null. */
   recoveryStart: PointCoordinates | null;
   /** MariaDB: how the parts' snapshots were made one, and how long commits were blocked for it. */
-  consistency?: () => { method: string; commits_blocked_at: string | null; commits_blocked_ms: number | null };
+  consistency?: () => { method: string; attempts: number; commits_blocked_at: string | null; commits_blocked_ms: number | null };
   /** Let go of the snapshot (or the block) once every part has what it needs. Safe to call twice. */
   release(): Promise<void>;
   merge(list: Array<DumpContents | null>): DumpContents | null;
@@ -213,7 +213,7 @@ async function openSource(ctx: AppContext, input: ParallelBackupInput): Promise<
       get recoveryStart() {
         return point.coordinates;
       },
-      consistency: () => ({ method: point.method, commits_blocked_at: point.heldFrom ? new Date(point.heldFrom).toISOString() : null, commits_blocked_ms: blockedMs }),
+      consistency: () => ({ method: point.method, attempts: point.attempts, commits_blocked_at: point.heldFrom ? new Date(point.heldFrom).toISOString() : null, commits_blocked_ms: blockedMs }),
       release: resume,
       merge: mergeMysqlContents,
     };

@@ -98,6 +98,8 @@ export interface HeldPoint {
   coordinates: PointCoordinates | null;
   /** 'backup stage' (MariaDB 10.4+) or 'read lock' (FLUSH TABLES WITH READ LOCK). */
   method: 'backup stage' | 'read lock';
+  /** How many tries taking the block took (each waits at most LOCK_WAIT_SECONDS). */
+  attempts: number;
   /**
    * Resolves once the dump process `pid` has its consistent snapshot open on the server (or
    * has finished, reading only under the block); rejects when it cannot be seen in time or
@@ -189,6 +191,7 @@ export async function holdConsistentPoint(conn: ConnectionInfo, options: { holdL
     block: async () => undefined,
     coordinates: null,
     method,
+    attempts: 0,
     heldFrom: 0,
     heldUntil: null,
     confirm: async () => undefined,
@@ -228,6 +231,7 @@ export async function holdConsistentPoint(conn: ConnectionInfo, options: { holdL
         // those while it holds every other writer out.
         await c.query(`SET SESSION lock_wait_timeout = ${LOCK_WAIT_SECONDS}`);
         for (let attempt = 1; ; attempt++) {
+          point.attempts = attempt;
           try {
             if (method === 'backup stage') {
               await c.query('BACKUP STAGE START');
