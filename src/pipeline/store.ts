@@ -30,6 +30,7 @@ import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import type { Compression } from './compress.js';
+import { watchChild } from './child-watch.js';
 import { fanOut, type FanOutResult, type FanOutTarget } from './fanout.js';
 import { HashCounter } from './hash.js';
 import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
@@ -110,7 +111,6 @@ export class StoreError extends Error {
 const ZSTD_NOT_FOUND = 'zstd not found: install the zstd package';
 const AGE_NOT_FOUND = 'age not found: install the age package (https://age-encryption.org)';
 const TEE_NOT_FOUND = 'tee not found: install coreutils';
-const STDERR_TAIL_BYTES = 4096;
 const KILL_GRACE_MS = 2000;
 
 /** A failure, and how much it says about what went wrong (lower: closer to the cause). */
@@ -379,7 +379,8 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
         stage.child = child;
         const entry = { name: stage.name, child, exited: false };
         children.push(entry);
-        waits.push(watchChild(stage, entry, fail, () => stop.signal.aborted));
+        // Killed by us, or of a broken pipe: the echo of a failure reported elsewhere.
+        waits.push(watchChild(stage, entry, (e, kind) => fail(e, kind === 'cause' ? 1 : 2), ({ signal }) => (stop.signal.aborted || signal === 'SIGPIPE' ? 'echo' : 'cause')));
         next = child.stdin;
       }
       // The source writes into the first stage (or into this process when that is a stream of ours).
@@ -460,39 +461,3 @@ async function runLink(streams: Array<Readable | Duplex | Writable>, signal: Abo
   }
 }
 
-/** Settles when `stage`'s process is gone; reports a non-zero exit, a signal, or a failure to start. */
-function watchChild(stage: ProcessStage, entry: { child: ChildProcess; exited: boolean }, fail: (e: unknown, rank: number) => void, stopping: () => boolean): Promise<void> {
-  const child = entry.child;
-  let tail = '';
-  child.stderr?.on('data', (c: Buffer) => {
-    tail = (tail + c.toString('utf8')).slice(-STDERR_TAIL_BYTES);
-  });
-  child.stderr?.on('error', () => {});
-  // EPIPE and the like land here when a process dies; its exit status says what happened.
-  child.stdin?.on('error', () => {});
-  child.stdout?.on('error', () => {});
-  return new Promise<void>((resolve) => {
-    let settled = false;
-    const done = (): void => {
-      if (settled) return;
-      settled = true;
-      entry.exited = true;
-      resolve();
-    };
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      if (child.pid !== undefined) return;
-      fail(err.code === 'ENOENT' ? new Error(stage.notFound) : new Error(`${stage.name}: ${err.message}`), 1);
-      done();
-    });
-    child.once('close', (code, signal) => {
-      if (code !== 0 && child.pid !== undefined) {
-        const why = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
-        const stderr = tail.trim();
-        // Killed by us, or of a broken pipe: the echo of a failure reported elsewhere.
-        const echo = stopping() || signal === 'SIGPIPE';
-        fail(new Error(`${stage.name} ${why}${stderr ? `: ${stderr}` : ''}`), echo ? 2 : 1);
-      }
-      done();
-    });
-  });
-}

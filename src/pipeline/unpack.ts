@@ -32,6 +32,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Compression } from './compress.js';
+import { watchChild } from './child-watch.js';
 
 /** Options of {@link unpackStream}. */
 export interface UnpackOptions {
@@ -81,7 +82,6 @@ export interface Unpack {
 
 const AGE_NOT_FOUND = 'age not found: install the age package (https://age-encryption.org)';
 const ZSTD_NOT_FOUND = 'zstd not found: install the zstd package';
-const STDERR_TAIL_BYTES = 4096;
 const KILL_GRACE_MS = 2000;
 
 /** How much a failure says about what went wrong (lower: closer to the cause). */
@@ -236,7 +236,16 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
         else next?.destroy();
         const entry = { child, exited: false };
         children.push(entry);
-        waits.push(watchChild(stage, entry, (e, rank) => fail(e, rank, i), () => stopping));
+        waits.push(
+          watchChild(
+            stage,
+            entry,
+            (e, kind) => fail(e, kind === 'cause' ? CAUSE : ECHO, i),
+            // Stopped by us, or of a broken pipe (its reader went away): the echo of something
+            // else. An input that ended too soon is a cause, but one downstream of its writer's.
+            ({ signal, stderr }) => ((signal !== null && (stopping || signal === 'SIGPIPE')) || /broken pipe|connection reset by peer/i.test(stderr) ? 'echo' : 'cause'),
+          ),
+        );
         if (i === stages.length - 1 && !direct) lastStdout = child.stdout!;
         next = child.stdin!;
       }
@@ -365,40 +374,3 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
   };
 }
 
-/** Settles when `stage`'s process is gone; reports a non-zero exit, a signal, or a failure to start. */
-function watchChild(stage: ProcessStage, entry: { child: ChildProcess; exited: boolean }, fail: (e: unknown, rank: number) => void, stopping: () => boolean): Promise<void> {
-  const child = entry.child;
-  let tail = '';
-  child.stderr?.on('data', (c: Buffer) => {
-    tail = (tail + c.toString('utf8')).slice(-STDERR_TAIL_BYTES);
-  });
-  child.stderr?.on('error', () => {});
-  // EPIPE and the like land here when a process dies; its exit status says what happened.
-  child.stdin?.on('error', () => {});
-  child.stdout?.on('error', () => {});
-  return new Promise<void>((resolve) => {
-    let settled = false;
-    const done = (): void => {
-      if (settled) return;
-      settled = true;
-      entry.exited = true;
-      resolve();
-    };
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      if (child.pid !== undefined) return;
-      fail(err.code === 'ENOENT' ? new Error(stage.notFound) : new Error(`${stage.name}: ${err.message}`), CAUSE);
-      done();
-    });
-    child.once('close', (code, signal) => {
-      if (code !== 0 && child.pid !== undefined) {
-        const why = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
-        const stderr = tail.trim();
-        // Stopped by us, or of a broken pipe (its reader went away): the echo of something
-        // else. An input that ended too soon is a cause, but one downstream of its writer's.
-        const echo = (signal !== null && (stopping() || signal === 'SIGPIPE')) || /broken pipe|connection reset by peer/i.test(stderr);
-        fail(new Error(`${stage.name} ${why}${stderr ? `: ${stderr}` : ''}`), echo ? ECHO : CAUSE);
-      }
-      done();
-    });
-  });
-}

@@ -1,0 +1,56 @@
+/**
+ * Watching one child process of a pipeline of processes (pipeline/store.ts for backups,
+ * pipeline/unpack.ts for restores): its stderr's tail, its exit, and whether a failure is a
+ * cause or only the echo of another failure (a broken pipe, a process the pipeline stopped).
+ */
+import type { ChildProcess } from 'node:child_process';
+
+/** How much of a process's stderr an error quotes (its end: where tools say what went wrong). */
+export const STDERR_TAIL_BYTES = 4096;
+
+/** What a failure of the watched process is taken for. */
+export type FailureKind = 'cause' | 'echo';
+
+/**
+ * Settles when `entry.child` is gone (sets `entry.exited`); reports a non-zero exit, a signal,
+ * or a failure to start through `fail`, quoting the tail of stderr. A process that failed to
+ * start is always a cause; one that exited badly is what `kindOf` says, from how it ended.
+ */
+export function watchChild(
+  stage: { name: string; notFound: string },
+  entry: { child: ChildProcess; exited: boolean },
+  fail: (e: Error, kind: FailureKind) => void,
+  kindOf: (exit: { code: number | null; signal: NodeJS.Signals | null; stderr: string }) => FailureKind,
+): Promise<void> {
+  const child = entry.child;
+  let tail = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    tail = (tail + c.toString('utf8')).slice(-STDERR_TAIL_BYTES);
+  });
+  child.stderr?.on('error', () => {});
+  // EPIPE and the like land here when a process dies; its exit status says what happened.
+  child.stdin?.on('error', () => {});
+  child.stdout?.on('error', () => {});
+  return new Promise<void>((resolve) => {
+    let settled = false;
+    const done = (): void => {
+      if (settled) return;
+      settled = true;
+      entry.exited = true;
+      resolve();
+    };
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      if (child.pid !== undefined) return;
+      fail(err.code === 'ENOENT' ? new Error(stage.notFound) : new Error(`${stage.name}: ${err.message}`), 'cause');
+      done();
+    });
+    child.once('close', (code, signal) => {
+      if (code !== 0 && child.pid !== undefined) {
+        const why = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
+        const stderr = tail.trim();
+        fail(new Error(`${stage.name} ${why}${stderr ? `: ${stderr}` : ''}`), kindOf({ code, signal, stderr }));
+      }
+      done();
+    });
+  });
+}
