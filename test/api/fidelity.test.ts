@@ -8,10 +8,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, waitForBackup, waitForRestore, waitForVerification, type TestServer } from '../helpers/server.js';
 import { mysql, parseConnectionUrl, postgres } from '../../src/engines/index.js';
 import { dropDatabase, mysqlIdent, mysqlUrl, pgIdent, pgUrl, uniqueName, withMysqlConnection, withPgClient } from '../helpers/databases.js';
 import {
+  assertSameLines,
   NEAR_PACKET_LIMIT,
   createMysqlAccounts,
   createMysqlNasty,
@@ -28,14 +29,6 @@ import {
   stockCopy,
 } from '../helpers/nasty.js';
 
-async function waitForVerification(server: TestServer, backupPath: string, id: string): Promise<any> {
-  return until(`verification ${id}`, async () => {
-    const r = await api(server, 'GET', `${backupPath}/verifications`);
-    const v = r.body.data.find((x: any) => x.id === id);
-    return v && v.state !== 'pending' && v.state !== 'running' ? v : undefined;
-  }, 120_000);
-}
-
 async function backup(server: TestServer, branchPath: string): Promise<any> {
   const r = await api(server, 'POST', `${branchPath}/backups`, {});
   assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -49,11 +42,6 @@ async function restore(server: TestServer, dbPath: string, name: string, backupI
   const r = await api(server, 'POST', `${dbPath}/branches`, { name, backup_id: backupId, ...extra });
   assert.equal(r.status, 201, JSON.stringify(r.body));
   return waitForRestore(server, dbPath, name, 120_000);
-}
-
-function assertSameLines(actual: string[], expected: string[], what: string): void {
-  const d = lineDiff(expected, actual);
-  assert.ok(d.onlyIn1.length === 0 && d.onlyIn2.length === 0, `${what} differ:\nonly in the source:\n  ${d.onlyIn1.join('\n  ')}\nonly in the copy:\n  ${d.onlyIn2.join('\n  ')}`);
 }
 
 describe('PostgreSQL: a restore is the same database', () => {
@@ -114,7 +102,7 @@ describe('PostgreSQL: a restore is the same database', () => {
     const backupPath = `${branchPath}/backups/${first.id}`;
     const full = await api(server, 'POST', `${backupPath}/verify`, { restore: true });
     assert.equal(full.status, 202, JSON.stringify(full.body));
-    const v = await waitForVerification(server, backupPath, full.body.id);
+    const v = await waitForVerification(server, backupPath, full.body.id, 120_000);
     assert.equal(v.state, 'success', JSON.stringify(v));
   });
 
@@ -209,7 +197,7 @@ describe('MariaDB: a restore is the same database', () => {
     const backupPath = `${branchPath}/backups/${first.id}`;
     const full = await api(server, 'POST', `${backupPath}/verify`, { restore: true });
     assert.equal(full.status, 202, JSON.stringify(full.body));
-    const v = await waitForVerification(server, backupPath, full.body.id);
+    const v = await waitForVerification(server, backupPath, full.body.id, 120_000);
     assert.equal(v.state, 'success', JSON.stringify(v));
   });
 
@@ -254,7 +242,7 @@ describe('MariaDB: a statement larger than max_allowed_packet', () => {
     const b = await backup(server, branchPath);
     const backupPath = `${branchPath}/backups/${b.id}`;
     const quick = await api(server, 'POST', `${backupPath}/verify`, {});
-    const v = await waitForVerification(server, backupPath, quick.body.id);
+    const v = await waitForVerification(server, backupPath, quick.body.id, 120_000);
     assert.equal(v.state, 'success', 'a warning, not a failure');
     assert.equal(v.result.warnings.length, 1, JSON.stringify(v.result));
     assert.match(v.result.warnings[0], /larger than max_allowed_packet .*Raise max_allowed_packet on that server to at least 320\d{5}/);

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, waitForBackup, waitForRestore, waitForVerification, type TestServer } from '../helpers/server.js';
 import {
   createDatabase,
   createMysqlFixture,
@@ -25,14 +25,6 @@ import {
 async function databaseExists(kind: 'postgresql' | 'mysql', name: string): Promise<boolean> {
   if (kind === 'postgresql') return withPgClient(pgUrl('postgres'), async (c) => (await c.query('select 1 from pg_database where datname = $1', [name])).rowCount === 1);
   return withMysqlConnection(mysqlUrl('mysql'), async (c) => ((await c.query('select 1 from information_schema.schemata where schema_name = ?', [name])) as any)[0].length === 1);
-}
-
-async function waitForVerification(server: TestServer, backupPath: string, id: string): Promise<any> {
-  return until(`verification ${id}`, async () => {
-    const r = await api(server, 'GET', `${backupPath}/verifications`);
-    const v = r.body.data.find((x: any) => x.id === id);
-    return v && v.state !== 'pending' && v.state !== 'running' ? v : undefined;
-  });
 }
 
 /** Flip one byte in the middle of a stored artifact. */

@@ -13,6 +13,7 @@
  * Like databases.ts, this talks to the servers with the drivers and the stock tools
  * only, never through src/, so it checks Strongbox instead of repeating its mistakes.
  */
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import pg from 'pg';
@@ -622,4 +623,10 @@ export async function dropMysqlAccounts(names: string[]): Promise<void> {
   await withMysqlConnection(mysqlUrl('mysql'), async (c) => {
     for (const n of names) await c.query(`DROP USER IF EXISTS '${n}'@'%'`);
   });
+}
+
+/** Assert two inventories (lines) hold the same lines, showing what only one of them has. */
+export function assertSameLines(actual: string[], expected: string[], what: string): void {
+  const d = lineDiff(expected, actual);
+  assert.ok(d.onlyIn1.length === 0 && d.onlyIn2.length === 0, `${what} differ:\nonly in the source:\n  ${d.onlyIn1.join('\n  ')}\nonly in the copy:\n  ${d.onlyIn2.join('\n  ')}`);
 }

@@ -128,6 +128,15 @@ export async function waitForBackup(server: TestServer, branchPath: string, id: 
   }, timeoutMs);
 }
 
+/** Wait until the verification `id` of a backup (`backupPath`: the backup's API path) has ended. */
+export async function waitForVerification(server: Pick<TestServer, 'url' | 'token'>, backupPath: string, id: string, timeoutMs = 60_000): Promise<any> {
+  return until(`verification ${id}`, async () => {
+    const r = await api(server, 'GET', `${backupPath}/verifications`);
+    const v = r.body.data.find((x: any) => x.id === id);
+    return v && v.state !== 'pending' && v.state !== 'running' ? v : undefined;
+  }, timeoutMs);
+}
+
 /** Poll a branch until its restore leaves pending/running; returns the branch. */
 export async function waitForRestore(server: TestServer, dbPath: string, branch: string, timeoutMs = 60_000): Promise<any> {
   return until(`the restore of ${branch}`, async () => {

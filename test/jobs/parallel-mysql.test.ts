@@ -18,41 +18,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, waitForVerification, type TestServer } from '../helpers/server.js';
 import { dropDatabase, mysqlIdent, mysqlUrl, uniqueName, withMysqlConnection } from '../helpers/databases.js';
-import { createMysqlAccounts, createMysqlNasty, dataDiff, dropMysqlAccounts, lineDiff, mysqlData, mysqlInventory } from '../helpers/nasty.js';
+import { assertSameLines, createMysqlAccounts, createMysqlNasty, dataDiff, dropMysqlAccounts, mysqlData, mysqlInventory } from '../helpers/nasty.js';
+import { untar } from '../helpers/tar.js';
 import { planDataParts, processTcpPorts } from '../../src/engines/mysql/parallel.js';
 import { startPrivateMariadb, type PrivateServer } from '../helpers/private-servers.js';
 
 const PART_FILES = ['00-pre-data.sql.zst.age', '01-data.sql.zst.age', '02-data.sql.zst.age', '03-data.sql.zst.age', '04-data.sql.zst.age', '05-post-data.sql.zst.age', 'SHA256SUMS', 'manifest.json'];
-
-async function waitForVerification(server: TestServer, backupPath: string, id: string): Promise<any> {
-  return until(`verification ${id}`, async () => {
-    const r = await api(server, 'GET', `${backupPath}/verifications`);
-    const v = r.body.data.find((x: any) => x.id === id);
-    return v && v.state !== 'pending' && v.state !== 'running' ? v : undefined;
-  }, 240_000);
-}
-
-function assertSameLines(actual: string[], expected: string[], what: string): void {
-  const d = lineDiff(expected, actual);
-  assert.ok(d.onlyIn1.length === 0 && d.onlyIn2.length === 0, `${what} differ:\nonly in the source:\n  ${d.onlyIn1.join('\n  ')}\nonly in the copy:\n  ${d.onlyIn2.join('\n  ')}`);
-}
-
-/** The files of a ustar archive: name → bytes. */
-function untar(buf: Buffer): Map<string, Buffer> {
-  const files = new Map<string, Buffer>();
-  let at = 0;
-  while (at + 512 <= buf.length) {
-    const header = buf.subarray(at, at + 512);
-    if (header.every((b) => b === 0)) break;
-    const name = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-    const size = parseInt(header.subarray(124, 136).toString('latin1').replace(/\0.*$/s, '').trim(), 8);
-    files.set(name, buf.subarray(at + 512, at + 512 + size));
-    at += 512 + size + ((512 - (size % 512)) % 512);
-  }
-  return files;
-}
 
 /** CHECKSUM TABLE of every table of `database`, with its row count. */
 async function checksums(database: string): Promise<Record<string, string>> {
@@ -239,7 +212,7 @@ describe('MariaDB: a parallel backup is one consistent snapshot', () => {
     const backupPath = `${branchPath}/backups/${backup.id}`;
     const full = await api(server, 'POST', `${backupPath}/verify`, { restore: true });
     assert.equal(full.status, 202, JSON.stringify(full.body));
-    const v = await waitForVerification(server, backupPath, full.body.id);
+    const v = await waitForVerification(server, backupPath, full.body.id, 240_000);
     assert.equal(v.state, 'success', JSON.stringify(v));
   });
 
@@ -400,7 +373,7 @@ describe('MariaDB: the nasty database in parts', () => {
     const backupPath = `${branchPath}/backups/${parallel.id}`;
     const full = await api(server, 'POST', `${backupPath}/verify`, { restore: true });
     assert.equal(full.status, 202, JSON.stringify(full.body));
-    const v = await waitForVerification(server, backupPath, full.body.id);
+    const v = await waitForVerification(server, backupPath, full.body.id, 240_000);
     assert.equal(v.state, 'success', JSON.stringify(v));
   });
 });

@@ -13,42 +13,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
+import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, waitForVerification, type TestServer } from '../helpers/server.js';
 import { dropDatabase, pgIdent, pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
 import { readableArtifacts } from '../../src/jobs/artifacts.js';
-import { createPgNasty, createPgRoles, dataDiff, dropPgRoles, lineDiff, pgData, pgInventory } from '../helpers/nasty.js';
+import { assertSameLines, createPgNasty, createPgRoles, dataDiff, dropPgRoles, pgData, pgInventory } from '../helpers/nasty.js';
+import { untar } from '../helpers/tar.js';
 
 const BIG_ROWS = 400_000;
 /** A parallel backup's folder with jobs: 4 (the default organization encrypts with age). */
 const PART_FILES = ['00-pre-data.pgdump.zst.age', '01-data.pgdump.zst.age', '02-data.pgdump.zst.age', '03-data.pgdump.zst.age', '04-data.pgdump.zst.age', '05-post-data.pgdump.zst.age', 'SHA256SUMS', 'manifest.json'];
-
-async function waitForVerification(server: TestServer, backupPath: string, id: string): Promise<any> {
-  return until(`verification ${id}`, async () => {
-    const r = await api(server, 'GET', `${backupPath}/verifications`);
-    const v = r.body.data.find((x: any) => x.id === id);
-    return v && v.state !== 'pending' && v.state !== 'running' ? v : undefined;
-  }, 180_000);
-}
-
-function assertSameLines(actual: string[], expected: string[], what: string): void {
-  const d = lineDiff(expected, actual);
-  assert.ok(d.onlyIn1.length === 0 && d.onlyIn2.length === 0, `${what} differ:\nonly in the source:\n  ${d.onlyIn1.join('\n  ')}\nonly in the copy:\n  ${d.onlyIn2.join('\n  ')}`);
-}
-
-/** The files of a ustar archive: name → bytes. */
-function untar(buf: Buffer): Map<string, Buffer> {
-  const files = new Map<string, Buffer>();
-  let at = 0;
-  while (at + 512 <= buf.length) {
-    const header = buf.subarray(at, at + 512);
-    if (header.every((b) => b === 0)) break;
-    const name = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-    const size = parseInt(header.subarray(124, 136).toString('latin1').replace(/\0.*$/s, '').trim(), 8);
-    files.set(name, buf.subarray(at + 512, at + 512 + size));
-    at += 512 + size + ((512 - (size % 512)) % 512);
-  }
-  return files;
-}
 
 describe('PostgreSQL: parallel dump and restore (jobs: 4)', () => {
   let server: TestServer;
@@ -136,10 +109,10 @@ describe('PostgreSQL: parallel dump and restore (jobs: 4)', () => {
     const backupPath = `${branchPath}/backups/${parallel.id}`;
     const quick = await api(server, 'POST', `${backupPath}/verify`, {});
     assert.equal(quick.status, 202, JSON.stringify(quick.body));
-    assert.equal((await waitForVerification(server, backupPath, quick.body.id)).state, 'success');
+    assert.equal((await waitForVerification(server, backupPath, quick.body.id, 180_000)).state, 'success');
     const full = await api(server, 'POST', `${backupPath}/verify`, { restore: true });
     assert.equal(full.status, 202, JSON.stringify(full.body));
-    const v = await waitForVerification(server, backupPath, full.body.id);
+    const v = await waitForVerification(server, backupPath, full.body.id, 180_000);
     assert.equal(v.state, 'success', JSON.stringify(v));
   });
 
@@ -272,7 +245,7 @@ pg_restore -h 127.0.0.1 -U postgres -d ${name} --no-owner --no-acl --exit-on-err
       // Quick verification names the damaged part.
       const backupPath = `${branchPath}/backups/${b.id}`;
       const quick = await api(server, 'POST', `${backupPath}/verify`, {});
-      const v = await waitForVerification(server, backupPath, quick.body.id);
+      const v = await waitForVerification(server, backupPath, quick.body.id, 180_000);
       assert.equal(v.state, 'failed');
       assert.match(JSON.stringify(v), /part 01-data\.pgdump\.zst\.age: sha256/);
 
@@ -288,7 +261,7 @@ pg_restore -h 127.0.0.1 -U postgres -d ${name} --no-owner --no-acl --exit-on-err
         const found = (await api(other, 'GET', `${otherPath}/artifacts`)).body.data;
         assert.deepEqual(found.map((a: any) => [a.state, a.parts, a.sha256]), [['success', 4, local.sha256]]);
         const q = await api(other, 'POST', `${otherPath}/verify`, {});
-        assert.equal((await waitForVerification(other, otherPath, q.body.id)).state, 'success');
+        assert.equal((await waitForVerification(other, otherPath, q.body.id, 180_000)).state, 'success');
       } finally {
         await other.close();
       }

@@ -11,12 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { api, registerBranch, startServer, waitForBackup, waitForRestore, type TestServer } from '../helpers/server.js';
 import { dropDatabase, pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
-import { createPgNasty, createPgRoles, dataDiff, dropPgRoles, lineDiff, pgData, pgInventory } from '../helpers/nasty.js';
-
-function assertSameLines(actual: string[], expected: string[], what: string): void {
-  const d = lineDiff(expected, actual);
-  assert.ok(d.onlyIn1.length === 0 && d.onlyIn2.length === 0, `${what} differ:\nonly in the source:\n  ${d.onlyIn1.join('\n  ')}\nonly in the copy:\n  ${d.onlyIn2.join('\n  ')}`);
-}
+import { assertSameLines, createPgNasty, createPgRoles, dataDiff, dropPgRoles, pgData, pgInventory } from '../helpers/nasty.js';
 
 function logLines(server: TestServer): string[] {
   return fs.readFileSync(path.join(server.dataDir, 'server.log'), 'utf8').split('\n').filter(Boolean);
