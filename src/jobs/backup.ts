@@ -89,8 +89,6 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
   const targets: Target[] = [];
 
   const fail = (error: string): BackupUpdate => ({ state: 'failed', error, completed_at: nowIso(ctx.clock()) });
-  /** Work started beside the dump (it never rejects), waited for before the job ends whatever happens. */
-  const pending: Array<Promise<unknown>> = [];
   try {
     if (branch.connection_url_enc === null) return fail('the branch has no connection URL; set it again (catalog rebuilt from storage?)');
     const conn = parseConnectionUrl(ctx.secrets.open(branch.connection_url_enc)).info;
@@ -103,10 +101,8 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     await ctx.db.updateTable('backups').set({ server_version: server.version, pvc_size: server.sizeBytes, updated_at: nowIso(ctx.clock()) }).where('id', '=', backup.id).execute();
     // What the dump does not carry (the database's own encoding, locale, settings; the roles
     // its objects need), so that a restore can make the database again as it was. Losing
-    // them costs that fidelity, not the backup. Read while the dump runs (it never rejects);
-    // every path out of this function waits for it (finally), so nothing outlives the job.
-    const extrasRead = databaseExtras(ctx, engine, conn, backup.id);
-    pending.push(extrasRead);
+    // them costs that fidelity, not the backup.
+    const extras = await databaseExtras(ctx, engine, conn, backup.id);
     const options = await ctx.db.selectFrom('branch_options').select(['dump_history', 'jobs']).where('branch_id', '=', branch.id).executeTakeFirst();
     const dumpHistory = database.kind === 'mysql' && options?.dump_history === 1;
     // An archived PostgreSQL branch gets base backups (pg_basebackup, the whole cluster):
@@ -122,7 +118,6 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     // (jobs/parallel-backup.ts). A base backup is one pg_basebackup stream whatever it says.
     const jobs = backup.jobs ?? options?.jobs ?? 1;
     if (jobs > 1 && !base) {
-      const extras = await extrasRead;
       return await runParallelBackup(ctx, { backup, branch, database, org, conn, server, extras, dests, folder, recipients, encryption, jobs, dumpHistory, signal });
     }
     const now = nowIso(ctx.clock());
@@ -186,15 +181,6 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     let clientVersion = '';
     let baseRange: (() => BaseBackupRange | null) | null = null;
     let stored: StoreResult;
-    let dumped = false;
-    // The schema (DDL only) as a snapshot beside the backup, taken while the dump runs (a
-    // pg_dump --schema-only costs ~0.2 s that would otherwise follow the dump); stopped when
-    // the dump fails. A failure here costs the snapshot, not the backup.
-    const schemaStop = new AbortController();
-    const schemaRead: Promise<{ ddl: string } | { error: unknown }> = engine
-      .schemaDump(conn, { serverMajor: server.major, signal: AbortSignal.any([signal, schemaStop.signal]) })
-      .then((ddl) => ({ ddl }), (error: unknown) => ({ error }));
-    pending.push(schemaRead);
     try {
       jobSignal.throwIfAborted();
       let source: RawSource;
@@ -225,7 +211,6 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
         onProgress,
         clock: ctx.clock,
       });
-      dumped = true;
       mark('dump finished');
     } catch (e) {
       // When every destination failed, the dump was stopped because of it: say so. Otherwise
@@ -240,18 +225,16 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       throw e instanceof StoreError && e.cause instanceof EngineError ? e.cause : e;
     } finally {
       clearInterval(idleTimer);
-      // A failed dump: its snapshot is not wanted (a good one is still awaited below).
-      if (!dumped) schemaStop.abort();
     }
     for (const r of stored.targets) if (!r.ok) targets.find((x) => x.artifactId === r.id)!.error = `write failed: ${messageOf(r.error)}`;
     const inspection = stored.inspection;
 
-    const extras = await extrasRead;
+    // The schema (DDL only) as a snapshot beside the backup; a failure here costs the
+    // snapshot, not the backup.
     let snapshotId: string | null = null;
     try {
-      const schema = await schemaRead;
-      if ('error' in schema) throw schema.error;
-      snapshotId = (await recordSnapshot(ctx.db, branch, schema.ddl, ctx.clock())).id;
+      const ddl = await engine.schemaDump(conn, { serverMajor: server.major, signal });
+      snapshotId = (await recordSnapshot(ctx.db, branch, ddl, ctx.clock())).id;
     } catch (e) {
       if (signal.aborted) throw e;
       ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
@@ -344,8 +327,6 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     if (stop?.reason === 'canceled') return await finish(ctx, backup, targets, { state: 'canceled', error: stop.message, completed_at: nowIso(ctx.clock()) }, null);
     const message = stop ? stop.message : e instanceof EngineError ? e.message : `backup failed: ${messageOf(e)}`;
     return await finish(ctx, backup, targets, null, message);
-  } finally {
-    await Promise.all(pending);
   }
 }
 
