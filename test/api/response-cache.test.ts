@@ -77,17 +77,28 @@ describe('answers of unchanged catalog reads', () => {
 
   const list = () => api(server, 'GET', `${branchPath}/backups?per_page=2`);
 
-  test('a repeated read is sent from memory, with the same body and headers', async () => {
-    const first = await list();
-    assert.equal(first.status, 200);
-    const before = await lookups();
-    const again = await list();
-    const after = await lookups();
-    assert.equal(again.status, 200);
-    assert.deepEqual(again.body, first.body);
-    assert.equal(again.headers.get('content-type'), first.headers.get('content-type'));
-    assert.equal(after.hit - before.hit, 1, 'the second read was not answered from memory');
-    assert.equal(again.body.total_count, 3);
+  test('a repeated read is sent from memory, with the same body and headers', async (t) => {
+    // On PostgreSQL the stamp moves with any commit on the whole server, which other tests
+    // share: a repeat is only bound to be a hit when nothing committed around the two reads.
+    let quiet = 0;
+    for (let attempt = 0; attempt < 200 && quiet === 0; attempt++) {
+      const stampBefore = await server.ctx.catalog.changeStamp();
+      const first = await list();
+      assert.equal(first.status, 200);
+      const before = await lookups();
+      const again = await list();
+      const after = await lookups();
+      const stampAfter = await server.ctx.catalog.changeStamp();
+      assert.equal(again.status, 200);
+      assert.deepEqual(again.body, first.body);
+      assert.equal(again.headers.get('content-type'), first.headers.get('content-type'));
+      assert.equal(again.body.total_count, 3);
+      if (stampBefore !== stampAfter) continue;
+      quiet++;
+      assert.equal(after.hit - before.hit, 1, 'the catalog did not change, and the second read was not answered from memory');
+    }
+    if (server.ctx.catalog.dialect === 'sqlite') assert.equal(quiet, 1, 'nothing else writes this SQLite catalog: the first try is quiet');
+    else if (quiet === 0) t.diagnostic('the PostgreSQL server was never quiet around two reads in 200 tries: hits not checked on this leg');
     // A single backup too.
     const one = await api(server, 'GET', `${branchPath}/backups/${ids[0]}`);
     const oneAgain = await api(server, 'GET', `${branchPath}/backups/${ids[0]}`);
