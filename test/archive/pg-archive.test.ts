@@ -158,9 +158,14 @@ test('archiving streams every WAL segment, byte for byte, and the slot only move
   assert.equal(manifest.name, second);
   assert.equal(manifest.sha256, copy.sha256);
 
-  // The slot holds WAL from the end of the newest stored segment on, not before.
-  const slot = (await client.query(`SELECT restart_lsn::text AS lsn, active FROM pg_replication_slots WHERE slot_name = $1`, [on.body.archive.slot_name])).rows[0];
-  const newest = (await archived()).at(-1)!;
+  // The slot holds WAL from the end of the newest stored segment on, not before. It is moved
+  // once the segment is stored everywhere, a moment after the catalog says so: wait for it.
+  const readSlot = async () => (await client.query(`SELECT restart_lsn::text AS lsn, active FROM pg_replication_slots WHERE slot_name = $1`, [on.body.archive.slot_name])).rows[0];
+  const { slot, newest } = await until('the slot to move past the newest stored segment', async () => {
+    const newest = (await archived()).at(-1)!;
+    const s = await readSlot();
+    return s.lsn === newest.end_lsn ? { slot: s, newest } : undefined;
+  }, 15_000, 100);
   assert.equal(slot.lsn, newest.end_lsn);
   assert.equal(slot.active, false, 'pg_receivewal streams without the slot: Strongbox moves it');
   const g = await api(server, 'GET', branchPath);
