@@ -129,6 +129,8 @@ describe('a backup left running by a process that died', () => {
       assert.equal(b.body.state, 'failed');
       const row = await server.ctx.db.selectFrom('backups').select('error').where('id', '=', r.body.id).executeTakeFirstOrThrow();
       assert.match(row.error ?? '', /interrupted/);
+      // The backup is marked failed first, then what it had stored is removed: a moment apart.
+      await until('the partial file to be removed', async () => (filesUnder(path.join(server.dataDir, 'backups')).length === 0 ? true : undefined), 5_000, 50);
       assert.deepEqual(filesUnder(path.join(server.dataDir, 'backups')), [], 'the partial file is gone');
       writer.stream.destroy();
     } finally {
