@@ -245,7 +245,7 @@ describe(`kill -9 loop (${catalogKind()} catalog)`, () => {
 
     // No tool outlives the kills, no temporary file stays.
     const names = [sources.shop.name, sources.crm.name, ...restoredNames.map((r) => r.name)];
-    await until('orphaned dump and restore tools to exit', async () => (names.every((n) => processesMentioning(n).length === 0) ? true : undefined), 20_000);
+    await until('orphaned dump and restore tools to exit', async () => (names.every((n) => processesMentioning(n).length === 0) ? true : undefined), 60_000);
     for (const p of cluster.processes) {
       const tmp = path.join(p.dataDir, 'tmp');
       assert.deepEqual(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], [], say(`no temporary file left in ${p.name}'s data dir`));

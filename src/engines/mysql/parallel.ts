@@ -52,7 +52,7 @@ export const HOLD_LIMIT_MS = 30_000;
  * waits, others queue behind it, so it waits briefly and tries again a few times instead.
  */
 const LOCK_WAIT_SECONDS = 2;
-const LOCK_ATTEMPTS = 10;
+const LOCK_ATTEMPTS = 30;
 
 /** The sections of a parallel MariaDB dump, in restore order. */
 export type MysqlSection = 'pre-data' | 'data' | 'post-data';
