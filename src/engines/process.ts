@@ -4,6 +4,7 @@
  * messages, and a kill that always ends the process (SIGTERM, then SIGKILL).
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { finished, Readable, type Writable } from 'node:stream';
@@ -99,7 +100,18 @@ export interface ToolSpec {
    */
   stdout?: Writable;
   signal?: AbortSignal;
+  /**
+   * Killed (SIGKILL) by the kernel if this process dies first, even by kill -9 (Linux's parent
+   * death signal, set by util-linux's `setpriv`, which then runs the tool in its place: same
+   * pid). For a tool that could otherwise wait for us forever: stopped (SIGSTOP) or blocked on
+   * a FIFO only we would open, holding a connection and a snapshot. Without `setpriv` on the
+   * machine, the tool runs without it.
+   */
+  dieWithParent?: boolean;
 }
+
+/** util-linux's setpriv, when installed (it is on every Debian: util-linux is essential). */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p)) ?? null;
 
 export interface ToolRun {
   child: ChildProcess;
@@ -124,7 +136,8 @@ export function toolStdout(run: ToolRun): Readable {
 export function runTool(spec: ToolSpec): ToolRun {
   let child: ChildProcess;
   try {
-    child = spawn(spec.path, spec.args, {
+    const [command, args] = spec.dieWithParent && SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', spec.path, ...spec.args]] : [spec.path, spec.args];
+    child = spawn(command, args, {
       env: spec.env,
       stdio: [spec.stdin, spec.stdout ?? 'pipe', 'pipe'],
       shell: false,

@@ -4,11 +4,11 @@
  * readers (inspect.ts) on it. None of those bytes enter the main thread's event loop or
  * heap: no per-chunk callbacks, no garbage for the main thread's collector.
  *
- * One job at a time, then it waits for the next (store.ts keeps a few idle workers, so a
- * backup does not pay for starting a thread). It reads each FIFO to its end whatever
- * happens, so `tee` never blocks on it: the end comes when every writer has closed it (tee
- * exited or was killed; store.ts also opens and closes it once when tee never did, so that
- * the open below returns).
+ * One job at a time, then it waits for the next (store.ts keeps an idle worker, so a
+ * backup does not pay for starting a thread). It reads each stream to its end whatever
+ * happens: the end comes when tee exits or is killed (or store.ts closes the writing end it
+ * held, when tee never started). The descriptor is store.ts's, already open: tee writes
+ * into the pipe from the start without waiting for this thread (openRawChannel).
  */
 import fs from 'node:fs';
 import { parentPort } from 'node:worker_threads';
@@ -16,7 +16,8 @@ import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
 
 /** One stream to read. */
 export interface InspectJob {
-  fifo: string;
+  /** The reading end of the channel tee writes (store.ts openRawChannel): closed here at its end. */
+  fd: number;
   spec: InspectSpec;
   /** How often to report the bytes read so far. */
   progressIntervalMs: number;
@@ -30,7 +31,6 @@ export interface InspectJob {
 
 /** What the worker tells store.ts about the current job. */
 export type InspectWorkerMessage =
-  | { type: 'open' }
   | { type: 'progress'; bytes: number }
   /** The dump's binlog position went by now (store.ts stamps consistent_at with its clock). */
   | { type: 'seen' }
@@ -46,9 +46,7 @@ function run(job: InspectJob): void {
     post({ type: 'seen' });
     return new Date();
   });
-  // Blocks until the writer opens its end (or store.ts does, to release us).
-  const fd = fs.openSync(job.fifo, 'r');
-  post({ type: 'open' });
+  const fd = job.fd;
   let last = performance.now();
   const counter = job.counter ? new BigInt64Array(job.counter) : null;
   try {

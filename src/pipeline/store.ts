@@ -128,6 +128,8 @@ interface ProcessStage {
   command: string;
   args: string[];
   notFound: string;
+  /** A descriptor of this process the stage gets as its fd 3 (tee's side channel). */
+  fd3?: number;
   child?: ChildProcess;
 }
 type Stage = ProcessStage | { kind: 'node'; stream: Duplex };
@@ -215,6 +217,36 @@ function makeFifo(file: string): Promise<void> {
   });
 }
 
+/**
+ * The channel by which tee hands the raw dump to the reader worker: a FIFO opened at both
+ * ends here, then unlinked, so no name is left behind whatever happens next. The worker reads
+ * `readFd` (a descriptor of this process, blocking); tee writes `writeFd`, inherited as its
+ * fd 3. No open() can block (a non-blocking reading end first, so the writing end opens at
+ * once, so the blocking reading end does), and tee never waits for the worker: if this
+ * process dies (kill -9) at any moment, tee is left without a reader and dies of SIGPIPE at
+ * its next write, and the dump tool with it; and a short dump that tee passes on and ends
+ * before the worker is up is read all the same.
+ */
+async function openRawChannel(): Promise<{ readFd: number; writeFd: number }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-raw-'));
+  const opened: number[] = [];
+  try {
+    const fifo = path.join(dir, 'raw');
+    await makeFifo(fifo);
+    opened.push(fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
+    const writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
+    opened.push(writeFd);
+    const readFd = fs.openSync(fifo, fs.constants.O_RDONLY);
+    fs.closeSync(opened[0]);
+    return { readFd, writeFd };
+  } catch (e) {
+    for (const fd of opened) fs.closeSync(fd);
+    throw e;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const isPipeEcho = (e: unknown): boolean => {
   const code = (e as NodeJS.ErrnoException | null)?.code;
   return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED';
@@ -254,7 +286,8 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
       for (const c of children) if (!c.exited) c.child.kill('SIGKILL');
     }, KILL_GRACE_MS);
     killTimer.unref();
-    releaseWorker();
+    // tee never started: the worker sees the end of the channel.
+    closeChannelWriter();
   };
   const onAbort = (): void => fail(opts.signal!.reason ?? new Error('the operation was aborted'), 0);
 
@@ -269,21 +302,15 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
   /** The reader worker's live count of raw bytes (see InspectJob.counter), when a worker reads. */
   let rawCounter: BigInt64Array | null = null;
   let seenAt: Date | null = null;
-  let worker: Worker | null = null;
-  let workerOpened = false;
-  let workerExited = true;
-  let fifoDir: string | null = null;
-  let fifo: string | null = null;
-  const releaseWorker = (): void => {
-    // A worker still waiting in open() for a tee that never came: open and close the
-    // writing end once so that it sees the end of the stream.
-    if (worker === null || workerOpened || workerExited || fifo === null) return;
-    try {
-      fs.closeSync(fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
-    } catch {
-      // ENXIO: it has not reached open() yet; try again shortly.
-      setTimeout(releaseWorker, 20).unref();
-    }
+  /**
+   * The writing end of the raw side channel (openRawChannel) until tee has it as its fd 3:
+   * closed once tee started, or when nothing will start, so that the worker sees the end.
+   */
+  let channelWriteFd: number | null = null;
+  const closeChannelWriter = (): void => {
+    if (channelWriteFd === null) return;
+    fs.closeSync(channelWriteFd);
+    channelWriteFd = null;
   };
 
   const progress = (): void => {
@@ -303,29 +330,22 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       const isProcessSource = 'start' in source;
       if (isProcessSource) {
-        fifoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-raw-'));
-        fifo = path.join(fifoDir, 'raw');
-        await makeFifo(fifo);
+        const channel = await openRawChannel();
+        channelWriteFd = channel.writeFd;
         // Stopped meanwhile: start nothing that fail() could no longer reach.
-        if (stop.signal.aborted) throw stop.signal.reason;
+        if (stop.signal.aborted) {
+          fs.closeSync(channel.readFd);
+          throw stop.signal.reason;
+        }
         const w = takeWorker();
-        worker = w;
-        workerExited = false;
         waits.push(
           new Promise<void>((resolve) => {
             const finish = (reusable: boolean): void => {
-              workerExited = true;
               returnWorker(w, reusable);
               resolve();
             };
             w.on('message', (m: InspectWorkerMessage) => {
-              if (m.type === 'open') {
-                workerOpened = true;
-                // Both ends are open (the reader's open returns once tee opened its end): the
-                // name is no longer needed, so a process killed from here on leaves nothing behind.
-                if (fifoDir) fs.rmSync(fifoDir, { recursive: true, force: true });
-              }
-              else if (m.type === 'progress') rawBytes = m.bytes;
+              if (m.type === 'progress') rawBytes = m.bytes;
               else if (m.type === 'seen') seenAt ??= clock();
               else if (m.type === 'done') {
                 found.inspection = m.inspection;
@@ -344,9 +364,9 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
         );
         const shared = new SharedArrayBuffer(8);
         rawCounter = new BigInt64Array(shared);
-        const job: InspectJob = { fifo, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250), counter: shared };
+        const job: InspectJob = { fd: channel.readFd, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250), counter: shared };
         w.postMessage(job);
-        stages.unshift({ kind: 'process', name: 'tee', command: 'tee', args: [fifo], notFound: TEE_NOT_FOUND });
+        stages.unshift({ kind: 'process', name: 'tee', command: 'tee', args: ['/proc/self/fd/3'], notFound: TEE_NOT_FOUND, fd3: channel.writeFd });
       } else {
         const inspector = new RawInspector(opts.inspect ?? {}, () => (seenAt ??= clock()));
         stages.unshift({
@@ -374,8 +394,10 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
           next = null;
           continue;
         }
-        const child: ChildProcess = spawn(stage.command, stage.args, { stdio: ['pipe', next ?? 'pipe', 'pipe'] });
+        const child: ChildProcess = spawn(stage.command, stage.args, { stdio: ['pipe', next ?? 'pipe', 'pipe', ...(stage.fd3 === undefined ? [] : [stage.fd3])] });
         next?.destroy();
+        // tee holds its own copy now; ours would keep the worker from ever seeing the end.
+        if (stage.fd3 !== undefined) closeChannelWriter();
         stage.child = child;
         const entry = { name: stage.name, child, exited: false };
         children.push(entry);
@@ -433,7 +455,7 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
   if (ticker) clearInterval(ticker);
   if (killTimer) clearTimeout(killTimer);
   opts.signal?.removeEventListener('abort', onAbort);
-  if (fifoDir) fs.rmSync(fifoDir, { recursive: true, force: true });
+  closeChannelWriter();
 
   if (failures.length === 0 && results.every((r) => !r.ok)) {
     fail(new Error(`every destination failed: ${results.map((r) => `${r.id}: ${r.error?.message}`).join('; ')}`), 1);

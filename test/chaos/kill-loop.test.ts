@@ -245,7 +245,10 @@ describe(`kill -9 loop (${catalogKind()} catalog)`, () => {
 
     // No tool outlives the kills, no temporary file stays.
     const names = [sources.shop.name, sources.crm.name, ...restoredNames.map((r) => r.name)];
-    await until('orphaned dump and restore tools to exit', async () => (names.every((n) => processesMentioning(n).length === 0) ? true : undefined), 60_000);
+    const survivors = () => names.flatMap((n) => processesMentioning(n)).map((p) => `${p.pid} (parent ${p.ppid}, ${p.state}) ${p.argv.join(' ').slice(0, 300)}`);
+    await until('orphaned dump and restore tools to exit', async () => (survivors().length === 0 ? true : undefined), 60_000).catch((e) => {
+      throw new Error(say(`${e.message}; still running:\n${survivors().join('\n')}`));
+    });
     for (const p of cluster.processes) {
       const tmp = path.join(p.dataDir, 'tmp');
       assert.deepEqual(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], [], say(`no temporary file left in ${p.name}'s data dir`));

@@ -11,6 +11,7 @@
  *   (per-table digests) equal a single-stream backup's, full verification passes.
  * - Without Strongbox: the README's shell commands restore a downloaded parallel backup.
  * - A dump session killed mid-way fails the backup with its part named, and no part stays.
+ * - Strongbox killed -9 while parts are paused or wait at their gate: every part dies with it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +25,18 @@ import { assertSameLines, createMysqlAccounts, createMysqlNasty, dataDiff, dropM
 import { untar } from '../helpers/tar.js';
 import { planDataParts, processTcpPorts } from '../../src/engines/mysql/parallel.js';
 import { startPrivateMariadb, type PrivateServer } from '../helpers/private-servers.js';
+import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { waitForBackupOf } from '../helpers/chaos.js';
+import { allProcesses, isAlive, processInfo } from '../helpers/processes.js';
+
+/** Where a process sleeps in the kernel ("wait_for_partner": in open() of a FIFO nobody opened the other end of). */
+function wchanOf(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/wchan`, 'utf8');
+  } catch {
+    return '';
+  }
+}
 
 const PART_FILES = ['00-pre-data.sql.zst.age', '01-data.sql.zst.age', '02-data.sql.zst.age', '03-data.sql.zst.age', '04-data.sql.zst.age', '05-post-data.sql.zst.age', 'SHA256SUMS', 'manifest.json'];
 
@@ -412,5 +425,55 @@ describe('MariaDB with log_bin: a parallel backup records where binlog replay st
     assert.match(p.file, /\S/);
     assert.ok(p.position > 0);
     assert.deepEqual(p, await start(single.id), 'no writes between the two backups: the same coordinates');
+  });
+});
+
+describe('MariaDB: Strongbox killed -9 while parallel parts are paused or at their gate', () => {
+  let cluster: Cluster;
+  const source = uniqueName('sbx_parm_k');
+  let branchPath: string;
+
+  before(async () => {
+    await withMysqlConnection(mysqlUrl('mysql'), (c) => c.query(`CREATE DATABASE ${mysqlIdent(source)}`));
+    await withMysqlConnection(mysqlUrl(source), async (c) => {
+      for (const t of ['a', 'b', 'c', 'd']) {
+        await c.query(`CREATE TABLE ${t} (id INT PRIMARY KEY, v VARCHAR(200) NOT NULL) ENGINE=InnoDB`);
+        await c.query(`INSERT INTO ${t} SELECT seq, REPEAT(MD5(seq), 6) FROM seq_1_to_50000`);
+      }
+      await c.query('ANALYZE TABLE a, b, c, d');
+    });
+    cluster = await startCluster();
+    branchPath = await registerBranch(cluster, 'default', 'parallel-my-k', 'mysql', 'main', mysqlUrl(source));
+  });
+  after(async () => {
+    await cluster?.close();
+    await dropDatabase('mysql', source);
+  });
+
+  test('every part dies with it: no mariadb-dump left stopped or waiting, no session left open on the server', async () => {
+    const r = await api(cluster, 'POST', `${branchPath}/backups`, { jobs: 4 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    // The moment a part is paused (SIGSTOP, state T) with its snapshot open, or else waits at its
+    // gate (a FIFO): nothing but this process would ever let it go on.
+    const parts = () => allProcesses().filter((p) => p.name === 'mariadb-dump' && p.argv.includes(source));
+    const held = await until('a part paused or at its gate', async () => {
+      const p = parts().find((x) => x.state === 'T') ?? parts().find((x) => wchanOf(x.pid) === 'wait_for_partner');
+      return p ?? undefined;
+    }, 60_000, 2);
+    const seen = parts();
+    await cluster.serve.kill9();
+    await until('every part to exit', async () => (seen.some((p) => isAlive(p.pid)) ? undefined : true), 15_000, 50).catch((e) => {
+      const left = seen.filter((p) => isAlive(p.pid)).map((p) => `${p.pid} (${processInfo(p.pid)?.state}, in ${wchanOf(p.pid)})`);
+      for (const p of seen) if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL');
+      throw new Error(`${e.message} (killed while part ${held.pid} was ${held.state === 'T' ? 'paused' : 'at its gate'}): ${left.join(', ')}`);
+    });
+    await until('their sessions to end on the server', async () => {
+      const [rows] = await withMysqlConnection(mysqlUrl('mysql'), (c) => c.query('SELECT id FROM information_schema.processlist WHERE db = ?', [source])) as any;
+      return rows.length === 0 ? true : undefined;
+    }, 15_000, 100);
+    // At restart the backup is recovered as failed, with a reason.
+    await cluster.serve.start();
+    const b = await waitForBackupOf(cluster, branchPath, r.body.id, 60_000);
+    assert.equal(b.state, 'failed', JSON.stringify(b));
   });
 });

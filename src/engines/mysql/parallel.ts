@@ -443,6 +443,9 @@ export async function dumpPart(conn: ConnectionInfo, options: PartDumpOptions): 
     stdin: 'ignore',
     stdout: options.output,
     signal: options.signal,
+    // It waits at its gate, then may be paused (SIGSTOP) with its snapshot open: if this process
+    // dies meanwhile, nothing else would ever release it.
+    dieWithParent: true,
   });
   return { stdout: toolStdout(run), done: run.done, kill: run.kill, clientVersion: tools.dump.versionLine, pid: run.child.pid ?? -1 };
 }

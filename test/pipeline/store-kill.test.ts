@@ -1,0 +1,78 @@
+/**
+ * The process running a backup's pipeline (src/pipeline/store.ts) is killed with SIGKILL at
+ * any moment, from the instant `tee` exists (before the reader thread has opened its FIFO)
+ * to mid-stream: nothing it started (the dump tool, tee, zstd, age) outlives it. A tool left
+ * blocked keeps a database connection and its snapshot open for good.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { allProcesses, isAlive, processInfo } from '../helpers/processes.js';
+
+let dir: string;
+let recipient: string;
+before(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-store-kill-'));
+  const out = spawnSync('age-keygen', ['-o', path.join(dir, 'key.txt')], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  recipient = /public key: (age1\S+)/.exec(out.stderr + fs.readFileSync(path.join(dir, 'key.txt'), 'utf8'))![1];
+});
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const victimScript = path.join(import.meta.dirname, 'fixtures', 'store-victim.ts');
+
+/** Every live descendant of `pid`. */
+function descendants(pid: number): number[] {
+  const all = allProcesses().filter((p) => p.state !== 'Z');
+  const out: number[] = [];
+  const walk = (parent: number): void => {
+    for (const p of all) if (p.ppid === parent) {
+      out.push(p.pid);
+      walk(p.pid);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+const wchan = (pid: number): string => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/wchan`, 'utf8');
+  } catch {
+    return '?';
+  }
+};
+const describeAll = (pids: number[]): string => pids.map((p) => processInfo(p)).filter((p) => p && p.state !== 'Z').map((p) => `${p!.pid} ${p!.name} (${p!.state}, in ${wchan(p!.pid)}): ${p!.argv.join(' ').slice(0, 200)}`).join('\n');
+
+for (const afterTeeMs of [0, 0, 0, 30, 300]) {
+  test(`killed ${afterTeeMs} ms after tee started: every tool it started exits`, async () => {
+    const victim = spawn(process.execPath, ['--import', 'tsx', victimScript, path.join(dir, `out-${Date.now()}`), recipient], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    victim.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise((r) => victim.once('exit', r));
+    // Poll /proc tightly for tee among the victim's children: the moment it exists, the reader
+    // thread (started at the same time, in a new isolate) has usually not opened the FIFO yet.
+    const deadline = Date.now() + 30_000;
+    let tee: number | undefined;
+    while (tee === undefined) {
+      assert.ok(Date.now() < deadline && victim.exitCode === null, `tee never started: ${stderr}`);
+      tee = allProcesses().find((p) => p.ppid === victim.pid && p.name === 'tee')?.pid;
+      if (tee === undefined) await new Promise((r) => setImmediate(r));
+    }
+    if (afterTeeMs) await new Promise((r) => setTimeout(r, afterTeeMs));
+    const started = descendants(victim.pid!);
+    assert.ok(started.includes(tee), 'tee is among what it started');
+    victim.kill('SIGKILL');
+    await exited;
+    const until = Date.now() + 15_000;
+    while (started.some(isAlive) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const left = started.filter(isAlive);
+    const story = describeAll(left);
+    for (const pid of left) process.kill(pid, 'SIGKILL');
+    assert.deepEqual(left, [], `still running 15 s after the kill:\n${story}`);
+  });
+}
