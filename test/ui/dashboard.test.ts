@@ -147,11 +147,12 @@ test('a running backup shows a moving progress bar, then its stored copies with 
   assert.equal(digest, shown[0]);
 
   // Protect, as a button press (a write: the CSRF header goes with it).
-  await page.getByRole('button', { name: 'Protect' }).click();
-  await page.getByRole('button', { name: 'Unprotect' }).waitFor();
+  // exact: a name is otherwise matched as a substring, and "Unprotect" contains "protect".
+  await page.getByRole('button', { name: 'Protect', exact: true }).click();
+  await page.getByRole('button', { name: 'Unprotect', exact: true }).waitFor();
   assert.equal((await api(server, 'GET', `${mainPath}/backups/${backupId}`)).body.protected, true);
-  await page.getByRole('button', { name: 'Unprotect' }).click();
-  await page.getByRole('button', { name: 'Protect' }).waitFor();
+  await page.getByRole('button', { name: 'Unprotect', exact: true }).click();
+  await page.getByRole('button', { name: 'Protect', exact: true }).waitFor();
   assert.equal((await api(server, 'GET', `${mainPath}/backups/${backupId}`)).body.protected, false);
 
   // Verify: the verification appears and ends passed without reloading the page.
