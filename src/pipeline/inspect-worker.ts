@@ -16,7 +16,7 @@ import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
 
 /** One stream to read. */
 export interface InspectJob {
-  /** The reading end of the channel tee writes (store.ts openRawChannel): closed here at its end. */
+  /** The reading end of the channel tee writes (store.ts openRawChannel), closed by store.ts once this job is over. */
   fd: number;
   spec: InspectSpec;
   /** How often to report the bytes read so far. */
@@ -49,20 +49,17 @@ function run(job: InspectJob): void {
   const fd = job.fd;
   let last = performance.now();
   const counter = job.counter ? new BigInt64Array(job.counter) : null;
-  try {
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      inspector.update(buf.subarray(0, n));
-      if (counter) Atomics.store(counter, 0, BigInt(inspector.bytes));
-      const now = performance.now();
-      if (now - last >= job.progressIntervalMs) {
-        last = now;
-        post({ type: 'progress', bytes: inspector.bytes });
-      }
+  // The descriptor is store.ts's (opened by the main thread): it closes it after 'done'.
+  for (;;) {
+    const n = fs.readSync(fd, buf, 0, buf.length, null);
+    if (n === 0) break;
+    inspector.update(buf.subarray(0, n));
+    if (counter) Atomics.store(counter, 0, BigInt(inspector.bytes));
+    const now = performance.now();
+    if (now - last >= job.progressIntervalMs) {
+      last = now;
+      post({ type: 'progress', bytes: inspector.bytes });
     }
-  } finally {
-    fs.closeSync(fd);
   }
   post({ type: 'done', inspection: inspector.end() });
 }

@@ -340,7 +340,12 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
         const w = takeWorker();
         waits.push(
           new Promise<void>((resolve) => {
+            let closed = false;
             const finish = (reusable: boolean): void => {
+              // The worker no longer reads it ('done', or it is gone); closed by the thread that
+              // opened it (Node warns when another thread closes a descriptor it did not open).
+              if (!closed) fs.closeSync(channel.readFd);
+              closed = true;
               returnWorker(w, reusable);
               resolve();
             };
