@@ -16,12 +16,20 @@ import type { Page } from 'playwright-core';
 import { buildUi } from '../../ui/build.mjs';
 import { addLargeTable, createDatabase, dropDatabase, pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
+import { startThrottleProxy, type ThrottleProxy } from '../helpers/throttle-proxy.js';
 import { assertLabelled as labelled, launchBrowser, screenshot, watchForProblems, type TestBrowser } from './browser.js';
 
-/** Rows in the big table: a dump of it runs for several seconds, so the bar is seen moving. */
-const BIG_ROWS = 2_000_000;
+/** Rows in the big table (~165 MB as the dump reads them). */
+const BIG_ROWS = 1_000_000;
+/**
+ * The main branch's server is reached through a link of this speed (helpers/throttle-proxy.ts):
+ * its dump runs for about 10 s however fast the machine, so the progress bar is seen moving.
+ * (Unthrottled, a fast run finished within one progress update and the bar showed one value.)
+ */
+const LINK_BYTES_PER_SECOND = 16 * 1024 * 1024;
 
 let server: TestServer;
+let link: ThrottleProxy;
 let browser: TestBrowser;
 let page: Page;
 let uiDir: string;
@@ -49,7 +57,11 @@ before(async () => {
   await addLargeTable('postgresql', pgUrl(source), BIG_ROWS);
   await createDatabase('postgresql', gone);
   server = await startServer({ STRONGBOX_UI_DIR: uiDir });
-  mainPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', pgUrl(source), true);
+  const direct = new URL(pgUrl(source));
+  link = await startThrottleProxy({ host: direct.hostname, port: Number(direct.port || 5432) }, LINK_BYTES_PER_SECOND);
+  const throttled = new URL(direct);
+  throttled.port = String(link.port);
+  mainPath = await registerBranch(server, 'default', 'shop', 'postgresql', 'main', throttled.toString(), true);
   gonePath = await registerBranch(server, 'default', 'shop', 'postgresql', 'gone', pgUrl(gone));
   // The branch stays registered; its database does not: its next backup fails.
   await dropDatabase('postgresql', gone);
@@ -61,6 +73,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await server?.close();
+  await link?.close();
   for (const db of created) await dropDatabase('postgresql', db).catch(() => undefined);
   if (uiDir) fs.rmSync(uiDir, { recursive: true, force: true });
 });
