@@ -6,12 +6,12 @@
  * pipeline does:
  *
  *   dump tool ──► tee ──► zstd -T0 ──► age ──► this process: sha256, size, fan-out
- *                  └──► FIFO ──► worker thread: byte count, row counts, digests, …
+ *                  └──► FIFO ──► reader thread: byte count, row counts, digests, …
  *
  * Only the final (compressed, encrypted) bytes pass through the main thread, once; the raw
- * bytes that the readers need (inspect.ts) reach a worker thread through a FIFO in large
- * reads. Before, every raw byte entered the event loop in ~7 KiB chunks, was hashed for a
- * digest nobody used, written to zstd, read back, written to age and read back: most of the
+ * bytes that the readers need (inspect.ts) reach a reader thread through a FIFO that tee
+ * writes (one thread reads several streams: inspect-worker.ts). Before, every raw byte
+ * entered the event loop in ~7 KiB chunks, was hashed for a digest nobody used, written to zstd, read back, written to age and read back: most of the
  * backup's CPU time in this process, and most of its garbage.
  *
  * Guarantees: the result is good only when every process (the source included) exited 0,
@@ -164,51 +164,83 @@ function startWorker(): Worker {
   return new Worker(new URL('./inspect-worker.js', here), { resourceLimits });
 }
 
-/**
- * A worker that finished a job, kept a while for the next one: starting a thread and loading
- * the readers costs 50–300 ms, which every backup would otherwise pay (and which counts
- * against a dump's idle timeout, as tee waits for its reader). Only one: each is a V8 isolate
- * of ~10 MiB, and four kept after a parallel backup were carried by every restore and backup
- * of the next minute (issue 14's memory bound); the other parts of a parallel backup start
- * their threads while the dumps start.
- */
-const idleWorkers: Array<{ worker: Worker; timer: NodeJS.Timeout }> = [];
-const MAX_IDLE_WORKERS = 1;
-const IDLE_WORKER_MS = 60_000;
-
-function takeWorker(): Worker {
-  const idle = idleWorkers.pop();
-  if (!idle) return startWorker();
-  clearTimeout(idle.timer);
-  idle.worker.ref();
-  return idle.worker;
+/** What storeStream hears about its stream from the reader thread. */
+interface ReadHandlers {
+  message(m: InspectWorkerMessage): void;
+  /** The thread died or failed: the stream was not read to its end. */
+  gone(error: Error): void;
 }
 
-/** Back to the idle list after a job that ended with its 'done' (anything else: it is ended). */
-function returnWorker(worker: Worker, reusable: boolean): void {
-  worker.removeAllListeners('message');
-  worker.removeAllListeners('error');
-  worker.removeAllListeners('exit');
-  if (!reusable || idleWorkers.length >= MAX_IDLE_WORKERS) {
-    void worker.terminate();
+interface ReaderThread {
+  worker: Worker;
+  reads: Map<number, ReadHandlers>;
+  idleTimer: NodeJS.Timeout | null;
+}
+
+/**
+ * The reader threads, each reading several streams at once (inspect-worker.ts). As many as
+ * half the cores, at least one: on a small machine a second thread could only take CPU from
+ * the dumps, zstd and age, and each is a V8 isolate of ~10 MiB (a `jobs: 4` backup carried
+ * four). A thread left without streams is kept a minute for the next backup (starting one
+ * and loading the readers costs 50–300 ms), one at most.
+ */
+const readers: ReaderThread[] = [];
+const MAX_READERS = Math.max(1, Math.floor(os.availableParallelism() / 2));
+const IDLE_READER_MS = 60_000;
+let nextReadId = 1;
+
+function startReader(): ReaderThread {
+  const reader: ReaderThread = { worker: startWorker(), reads: new Map(), idleTimer: null };
+  const gone = (error: Error): void => {
+    const i = readers.indexOf(reader);
+    if (i >= 0) readers.splice(i, 1);
+    if (reader.idleTimer) clearTimeout(reader.idleTimer);
+    const reads = [...reader.reads.values()];
+    reader.reads.clear();
+    for (const r of reads) r.gone(error);
+  };
+  reader.worker.on('message', (m: InspectWorkerMessage) => {
+    const r = reader.reads.get(m.id);
+    if (r === undefined) return;
+    if (m.type === 'done' || m.type === 'failed') endRead(reader, m.id);
+    r.message(m);
+  });
+  reader.worker.on('error', (e) => gone(new Error(`the dump reader failed: ${e.message}`)));
+  reader.worker.on('exit', () => gone(new Error('the dump reader stopped before the end of the dump')));
+  readers.push(reader);
+  return reader;
+}
+
+/** Read `job` (its id is set here) on the least busy reader thread, or on a new one while there may be more. */
+function startRead(job: Omit<InspectJob, 'id'>, handlers: ReadHandlers): void {
+  const least = readers.reduce<ReaderThread | null>((a, b) => (a === null || b.reads.size < a.reads.size ? b : a), null);
+  const reader = least === null || (least.reads.size > 0 && readers.length < MAX_READERS) ? startReader() : least;
+  if (reader.idleTimer) {
+    clearTimeout(reader.idleTimer);
+    reader.idleTimer = null;
+    reader.worker.ref();
+  }
+  const id = nextReadId++;
+  reader.reads.set(id, handlers);
+  reader.worker.postMessage({ ...job, id } satisfies InspectJob);
+}
+
+function endRead(reader: ReaderThread, id: number): void {
+  reader.reads.delete(id);
+  if (reader.reads.size > 0) return;
+  // Without streams: kept a while (not keeping the process alive), unless another idle one is.
+  if (readers.some((r) => r !== reader && r.reads.size === 0)) {
+    readers.splice(readers.indexOf(reader), 1);
+    reader.worker.removeAllListeners('exit');
+    void reader.worker.terminate();
     return;
   }
-  worker.unref();
-  // An idle worker that dies is simply forgotten.
-  worker.on('error', () => {});
-  const entry = {
-    worker,
-    timer: setTimeout(() => {
-      idleWorkers.splice(idleWorkers.indexOf(entry), 1);
-      void worker.terminate();
-    }, IDLE_WORKER_MS).unref(),
-  };
-  worker.once('exit', () => {
-    const i = idleWorkers.indexOf(entry);
-    if (i >= 0) idleWorkers.splice(i, 1);
-    clearTimeout(entry.timer);
-  });
-  idleWorkers.push(entry);
+  reader.worker.unref();
+  reader.idleTimer = setTimeout(() => {
+    readers.splice(readers.indexOf(reader), 1);
+    reader.worker.removeAllListeners('exit');
+    void reader.worker.terminate();
+  }, IDLE_READER_MS).unref();
 }
 
 function makeFifo(file: string): Promise<void> {
@@ -218,14 +250,14 @@ function makeFifo(file: string): Promise<void> {
 }
 
 /**
- * The channel by which tee hands the raw dump to the reader worker: a FIFO opened at both
- * ends here, then unlinked, so no name is left behind whatever happens next. The worker reads
- * `readFd` (a descriptor of this process, blocking); tee writes `writeFd`, inherited as its
- * fd 3. No open() can block (a non-blocking reading end first, so the writing end opens at
- * once, so the blocking reading end does), and tee never waits for the worker: if this
- * process dies (kill -9) at any moment, tee is left without a reader and dies of SIGPIPE at
- * its next write, and the dump tool with it; and a short dump that tee passes on and ends
- * before the worker is up is read all the same.
+ * The channel by which tee hands the raw dump to a reader thread: a FIFO opened at both ends
+ * here, then unlinked, so no name is left behind whatever happens next. The reader thread
+ * reads `readFd` (a descriptor of this process, which it then owns and closes); tee writes
+ * `writeFd`, inherited as its fd 3. No open() can block (a non-blocking reading end first, so
+ * the writing end opens at once, so the blocking reading end does), and tee never waits for
+ * the thread: if this process dies (kill -9) at any moment, tee is left without a reader and
+ * dies of SIGPIPE at its next write, and the dump tool with it; and a short dump that tee
+ * passes on and ends before the thread is up is read all the same.
  */
 async function openRawChannel(): Promise<{ readFd: number; writeFd: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-raw-'));
@@ -337,40 +369,33 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
           fs.closeSync(channel.readFd);
           throw stop.signal.reason;
         }
-        const w = takeWorker();
-        waits.push(
-          new Promise<void>((resolve) => {
-            let closed = false;
-            const finish = (reusable: boolean): void => {
-              // The worker no longer reads it ('done', or it is gone); closed by the thread that
-              // opened it (Node warns when another thread closes a descriptor it did not open).
-              if (!closed) fs.closeSync(channel.readFd);
-              closed = true;
-              returnWorker(w, reusable);
-              resolve();
-            };
-            w.on('message', (m: InspectWorkerMessage) => {
-              if (m.type === 'progress') rawBytes = m.bytes;
-              else if (m.type === 'seen') seenAt ??= clock();
-              else if (m.type === 'done') {
-                found.inspection = m.inspection;
-                rawBytes = m.inspection.rawBytes;
-                finish(true);
-              }
-            });
-            w.on('error', (e) => {
-              fail(new Error(`the dump reader failed: ${e.message}`), 1);
-            });
-            w.on('exit', () => {
-              if (found.inspection === null) fail(new Error('the dump reader stopped before the end of the dump'), stop.signal.aborted ? 2 : 1);
-              finish(false);
-            });
-          }),
-        );
         const shared = new SharedArrayBuffer(8);
         rawCounter = new BigInt64Array(shared);
-        const job: InspectJob = { fd: channel.readFd, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250), counter: shared };
-        w.postMessage(job);
+        waits.push(
+          new Promise<void>((resolve) => {
+            startRead(
+              { fd: channel.readFd, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250), counter: shared },
+              {
+                message: (m) => {
+                  if (m.type === 'progress') rawBytes = m.bytes;
+                  else if (m.type === 'seen') seenAt ??= clock();
+                  else if (m.type === 'done') {
+                    found.inspection = m.inspection;
+                    rawBytes = m.inspection.rawBytes;
+                    resolve();
+                  } else if (m.type === 'failed') {
+                    fail(new Error(`the dump reader failed: ${m.message}`), 1);
+                    resolve();
+                  }
+                },
+                gone: (e) => {
+                  fail(e, stop.signal.aborted ? 2 : 1);
+                  resolve();
+                },
+              },
+            );
+          }),
+        );
         stages.unshift({ kind: 'process', name: 'tee', command: 'tee', args: ['/proc/self/fd/3'], notFound: TEE_NOT_FOUND, fd3: channel.writeFd });
       } else {
         const inspector = new RawInspector(opts.inspect ?? {}, () => (seenAt ??= clock()));
