@@ -399,7 +399,7 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
         for (const l of live) await l.writer.abort().catch(() => {});
       };
       // The shared data path (pipeline/store.ts): pg_dump writes into zstd and age directly,
-      // the row counter and digests read the raw bytes in a worker thread.
+      // the row counter and digests read the raw bytes in a reader thread.
       let stored: StoreResult;
       try {
         stored = await storeStream(
@@ -416,6 +416,8 @@ export async function runParallelBackup(ctx: AppContext, input: ParallelBackupIn
             recipients,
             targets: live.map((l) => ({ id: l.t.artifactId, stream: l.writer.stream })),
             inspect: held.inspect,
+            // The parts share reader threads (one per two cores) instead of a thread each.
+            sharedReader: true,
             signal: partSignal,
             clock: ctx.clock,
             onProgress: (p) => {

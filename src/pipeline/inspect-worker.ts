@@ -3,14 +3,19 @@
  * channels `tee` writes (store.ts openRawChannel) and runs the readers (inspect.ts) on them.
  * None of those bytes enter the main thread's event loop or heap.
  *
- * One thread reads several streams at once (the parts of a parallel backup, backups of
- * several branches): each channel is read without blocking, as a pipe in this thread's own
- * event loop, so a stream that stalls (a paused part, a dump waiting on a lock) never holds
- * up the others. Each stream is read to its end whatever happens: the end comes when tee
- * exits or is killed (or store.ts closes the writing end it held, when tee never started).
- * The descriptor is store.ts's, already open, and this thread closes it at the end of its
- * stream (the pipe handle owns it from the start).
+ * Two ways to read, chosen per stream by store.ts:
+ * - `blocking`: the thread is the stream's alone, in large blocking reads into one reused
+ *   buffer: the least CPU per byte (no event per write of tee, no garbage). For a dump read
+ *   as one stream. The descriptor stays store.ts's, which closes it after 'done'.
+ * - shared: several streams on one thread at once (the parts of a parallel backup), each
+ *   read without blocking, as a pipe in this thread's own event loop, so a part that stalls
+ *   (paused, or waiting on a lock) never holds up the others; one thread instead of an
+ *   isolate of ~10 MiB per part, at ~10 % more CPU per byte. The pipe handle owns the
+ *   descriptor and closes it at the end.
+ * Each stream is read to its end whatever happens: the end comes when tee exits or is killed
+ * (or store.ts closes the writing end it held, when tee never started).
  */
+import fs from 'node:fs';
 import net from 'node:net';
 import { parentPort } from 'node:worker_threads';
 import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
@@ -19,8 +24,10 @@ import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
 export interface InspectJob {
   /** Names the stream in the messages about it. */
   id: number;
-  /** The reading end of the channel tee writes (store.ts openRawChannel); closed here at its end. */
+  /** The reading end of the channel tee writes (store.ts openRawChannel). */
   fd: number;
+  /** Read it alone, in blocking reads (see above); store.ts then closes `fd`, else this thread does. */
+  blocking: boolean;
   spec: InspectSpec;
   /** How often to report the bytes read so far. */
   progressIntervalMs: number;
@@ -43,7 +50,36 @@ export type InspectWorkerMessage =
 const port = parentPort!;
 const post = (m: InspectWorkerMessage): void => port.postMessage(m);
 
-function start(job: InspectJob): void {
+// A pipe hands out at most what it holds (64 KiB by default) per read; the buffer is reused.
+let buf: Buffer | null = null;
+
+function readBlocking(job: InspectJob): void {
+  const inspector = new RawInspector(job.spec, () => {
+    post({ id: job.id, type: 'seen' });
+    return new Date();
+  });
+  const counter = job.counter ? new BigInt64Array(job.counter) : null;
+  buf ??= Buffer.allocUnsafe(1 << 20);
+  let last = performance.now();
+  try {
+    for (;;) {
+      const n = fs.readSync(job.fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      inspector.update(buf.subarray(0, n));
+      if (counter) Atomics.store(counter, 0, BigInt(inspector.bytes));
+      const now = performance.now();
+      if (now - last >= job.progressIntervalMs) {
+        last = now;
+        post({ id: job.id, type: 'progress', bytes: inspector.bytes });
+      }
+    }
+    post({ id: job.id, type: 'done', inspection: inspector.end() });
+  } catch (e) {
+    post({ id: job.id, type: 'failed', message: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+function readShared(job: InspectJob): void {
   const inspector = new RawInspector(job.spec, () => {
     post({ id: job.id, type: 'seen' });
     return new Date();
@@ -90,4 +126,4 @@ function start(job: InspectJob): void {
   pipe.on('error', failed);
 }
 
-port.on('message', (job: InspectJob) => start(job));
+port.on('message', (job: InspectJob) => (job.blocking ? readBlocking(job) : readShared(job)));

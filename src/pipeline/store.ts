@@ -76,6 +76,11 @@ export interface StoreOptions {
   targets: FanOutTarget[];
   /** What to read off the raw bytes (row counts, digests, …); the byte count is always read. */
   inspect?: InspectSpec;
+  /**
+   * Read the raw stream on a reader thread shared with other streams (a part of a parallel
+   * backup), not on one of its own (inspect-worker.ts says what each costs).
+   */
+  sharedReader?: boolean;
   signal?: AbortSignal;
   /** Called every `progressIntervalMs` (default 250) while the stream flows, and once at the end. Must not throw. */
   onProgress?: (progress: StoreProgress) => void;
@@ -174,23 +179,26 @@ interface ReadHandlers {
 interface ReaderThread {
   worker: Worker;
   reads: Map<number, ReadHandlers>;
+  /** Busy with one stream read in blocking reads (it can take no other until that ends). */
+  blocking: boolean;
   idleTimer: NodeJS.Timeout | null;
 }
 
 /**
- * The reader threads, each reading several streams at once (inspect-worker.ts). As many as
- * half the cores, at least one: on a small machine a second thread could only take CPU from
- * the dumps, zstd and age, and each is a V8 isolate of ~10 MiB (a `jobs: 4` backup carried
- * four). A thread left without streams is kept a minute for the next backup (starting one
- * and loading the readers costs 50–300 ms), one at most.
+ * The reader threads (inspect-worker.ts). A dump read as one stream gets a thread of its own
+ * (blocking reads: the least CPU per byte). The parts of a parallel backup share threads, as
+ * many as half the cores, at least one: on a small machine a second thread could only take
+ * CPU from the dumps, zstd and age, and each is a V8 isolate of ~10 MiB (a `jobs: 4` backup
+ * carried four). A thread left without streams is kept a minute for the next backup
+ * (starting one and loading the readers costs 50–300 ms), one at most.
  */
 const readers: ReaderThread[] = [];
-const MAX_READERS = Math.max(1, Math.floor(os.availableParallelism() / 2));
+const MAX_SHARED_READERS = Math.max(1, Math.floor(os.availableParallelism() / 2));
 const IDLE_READER_MS = 60_000;
 let nextReadId = 1;
 
 function startReader(): ReaderThread {
-  const reader: ReaderThread = { worker: startWorker(), reads: new Map(), idleTimer: null };
+  const reader: ReaderThread = { worker: startWorker(), reads: new Map(), blocking: false, idleTimer: null };
   const gone = (error: Error): void => {
     const i = readers.indexOf(reader);
     if (i >= 0) readers.splice(i, 1);
@@ -211,15 +219,22 @@ function startReader(): ReaderThread {
   return reader;
 }
 
-/** Read `job` (its id is set here) on the least busy reader thread, or on a new one while there may be more. */
+/** Read `job` (its id is set here): alone on an idle or new thread when blocking, else on the least busy shared one. */
 function startRead(job: Omit<InspectJob, 'id'>, handlers: ReadHandlers): void {
-  const least = readers.reduce<ReaderThread | null>((a, b) => (a === null || b.reads.size < a.reads.size ? b : a), null);
-  const reader = least === null || (least.reads.size > 0 && readers.length < MAX_READERS) ? startReader() : least;
+  let reader: ReaderThread;
+  if (job.blocking) {
+    reader = readers.find((r) => r.reads.size === 0) ?? startReader();
+  } else {
+    const shared = readers.filter((r) => !r.blocking);
+    const least = shared.reduce<ReaderThread | null>((a, b) => (a === null || b.reads.size < a.reads.size ? b : a), null);
+    reader = least === null || (least.reads.size > 0 && shared.length < MAX_SHARED_READERS) ? startReader() : least;
+  }
   if (reader.idleTimer) {
     clearTimeout(reader.idleTimer);
     reader.idleTimer = null;
     reader.worker.ref();
   }
+  reader.blocking = job.blocking;
   const id = nextReadId++;
   reader.reads.set(id, handlers);
   reader.worker.postMessage({ ...job, id } satisfies InspectJob);
@@ -228,6 +243,7 @@ function startRead(job: Omit<InspectJob, 'id'>, handlers: ReadHandlers): void {
 function endRead(reader: ReaderThread, id: number): void {
   reader.reads.delete(id);
   if (reader.reads.size > 0) return;
+  reader.blocking = false;
   // Without streams: kept a while (not keeping the process alive), unless another idle one is.
   if (readers.some((r) => r !== reader && r.reads.size === 0)) {
     readers.splice(readers.indexOf(reader), 1);
@@ -371,10 +387,19 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
         }
         const shared = new SharedArrayBuffer(8);
         rawCounter = new BigInt64Array(shared);
+        const blocking = opts.sharedReader !== true;
         waits.push(
           new Promise<void>((resolve) => {
+            let closed = false;
+            // A blocking read uses this thread's descriptor, closed here once the worker is
+            // through with it (a shared read's pipe handle closes it in the worker).
+            const release = (): void => {
+              if (blocking && !closed) fs.closeSync(channel.readFd);
+              closed = true;
+              resolve();
+            };
             startRead(
-              { fd: channel.readFd, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250), counter: shared },
+              { fd: channel.readFd, blocking, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250), counter: shared },
               {
                 message: (m) => {
                   if (m.type === 'progress') rawBytes = m.bytes;
@@ -382,15 +407,15 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
                   else if (m.type === 'done') {
                     found.inspection = m.inspection;
                     rawBytes = m.inspection.rawBytes;
-                    resolve();
+                    release();
                   } else if (m.type === 'failed') {
                     fail(new Error(`the dump reader failed: ${m.message}`), 1);
-                    resolve();
+                    release();
                   }
                 },
                 gone: (e) => {
                   fail(e, stop.signal.aborted ? 2 : 1);
-                  resolve();
+                  release();
                 },
               },
             );

@@ -120,6 +120,22 @@ describe('storeStream', () => {
     noneLeft();
   });
 
+  test('three streams at once on a shared reader thread (one of them paused a while): every raw byte read, each copy exact', async () => {
+    const run = async (i: number) => {
+      const out = collector();
+      const r = await storeStream(slowSource({ delayMs: i === 0 ? 30 : 0 }), { compression: 'zstd', recipients: [recipient], targets: [{ id: String(i), stream: out }], inspect: { statements: true }, sharedReader: true });
+      assert.equal(r.rawBytes, payload.length);
+      assert.equal(r.inspection.rawBytes, payload.length);
+      assert.ok((r.inspection.largestStatement ?? 0) > 50, 'the statement sizer ran');
+      assert.equal(sha(out.data()), r.sha256);
+      const file = path.join(dir, `shared-${i}`);
+      fs.writeFileSync(file, out.data());
+      assert.ok(decrypt(file).equals(payload), 'decrypts and decompresses to the payload');
+    };
+    await Promise.all([0, 1, 2].map(run));
+    noneLeft();
+  });
+
   test('a readable source and gzip, without encryption: the same bytes come back', async () => {
     const out = collector();
     const r = await storeStream({ readable: chunked(payload, 10_000) }, { compression: 'gzip', recipients: [], targets: [{ id: 'x', stream: out }], inspect: { statements: true } });
