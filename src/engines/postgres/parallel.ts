@@ -277,6 +277,9 @@ export async function restorePostDataFile(conn: ConnectionInfo, file: string, jo
     secrets: [conn.password],
     stdin: 'ignore',
     signal: options.signal,
+    // It reads a file, not a pipe from us: killed with us, rather than building indexes in a
+    // database that recovery is about to drop.
+    dieWithParent: true,
   });
   run.child.stdout!.resume();
   await run.done;
