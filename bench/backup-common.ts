@@ -92,6 +92,8 @@ export async function startServer(serverRoot = process.env.BENCH_SERVER_ROOT ?? 
   const token = `bench01:${crypto.randomBytes(18).toString('base64url')}`;
   const env = {
     ...process.env,
+    // As `npm start` runs it (package.json); MALLOC_ARENA_MAX=<n> in the bench's environment wins.
+    MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
     STRONGBOX_DATA_DIR: dataDir,
     STRONGBOX_PORT: String(port),
     STRONGBOX_BOOTSTRAP_TOKEN: token,

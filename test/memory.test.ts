@@ -104,7 +104,8 @@ describe('memory', () => {
     await build({ entryPoints, outdir: path.join(buildDir, 'src'), format: 'esm', platform: 'node', target: 'node20', logLevel: 'warning' });
     server = spawn(process.execPath, [path.join(buildDir, 'src/main.js'), 'serve'], {
       cwd: root,
-      env: { ...process.env, STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: String(port), STRONGBOX_BOOTSTRAP_TOKEN: token, STRONGBOX_LOG_LEVEL: 'warn' },
+      // MALLOC_ARENA_MAX=2 as `npm start` sets it (package.json).
+      env: { ...process.env, MALLOC_ARENA_MAX: '2', STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: String(port), STRONGBOX_BOOTSTRAP_TOKEN: token, STRONGBOX_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     for (let i = 0; ; i++) {
