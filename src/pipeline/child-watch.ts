@@ -11,6 +11,31 @@ export const STDERR_TAIL_BYTES = 4096;
 /** What a failure of the watched process is taken for. */
 export type FailureKind = 'cause' | 'echo';
 
+/** A child process of a pipeline, as the pipeline tracks it. */
+export interface PipelineChild {
+  child: ChildProcess;
+  exited: boolean;
+  /** The signals the pipeline sent it: its death by one of them is no news. */
+  sent?: NodeJS.Signals[];
+}
+
+/** Send `signal` to a child that has not exited, remembering it was ours. */
+export function signalChild(entry: PipelineChild, signal: NodeJS.Signals): void {
+  if (entry.exited) return;
+  (entry.sent ??= []).push(signal);
+  entry.child.kill(signal);
+}
+
+/**
+ * Whether a process killed by `signal` died of something else's failure: a broken pipe (its
+ * reader went away) or a signal the pipeline sent it. Killed by a signal from elsewhere (the
+ * OOM killer, an operator), it is a cause, even when it is noticed after the pipeline began
+ * to stop for the echo of it (a process's exit can be heard after its neighbours').
+ */
+export function killedAsEcho(entry: PipelineChild, signal: NodeJS.Signals | null): boolean {
+  return signal === 'SIGPIPE' || (signal !== null && (entry.sent ?? []).includes(signal));
+}
+
 /**
  * Settles when `entry.child` is gone (sets `entry.exited`); reports a non-zero exit, a signal,
  * or a failure to start through `fail`, quoting the tail of stderr. A process that failed to
@@ -18,7 +43,7 @@ export type FailureKind = 'cause' | 'echo';
  */
 export function watchChild(
   stage: { name: string; notFound: string },
-  entry: { child: ChildProcess; exited: boolean },
+  entry: PipelineChild,
   fail: (e: Error, kind: FailureKind) => void,
   kindOf: (exit: { code: number | null; signal: NodeJS.Signals | null; stderr: string }) => FailureKind,
 ): Promise<void> {

@@ -30,7 +30,7 @@ import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import type { Compression } from './compress.js';
-import { watchChild } from './child-watch.js';
+import { killedAsEcho, signalChild, watchChild, type PipelineChild } from './child-watch.js';
 import { fanOut, type FanOutResult, type FanOutTarget } from './fanout.js';
 import { HashCounter } from './hash.js';
 import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
@@ -295,6 +295,14 @@ async function openRawChannel(): Promise<{ readFd: number; writeFd: number }> {
   }
 }
 
+/**
+ * How a dump tool says that the process it wrote into went away (killed by SIGPIPE, or an
+ * error writing its output: a socket pair reports a reset, a pipe a broken pipe; pg_dump "could
+ * not write to output file", mariadb-dump "Got errno 32 on write"): the echo of a failure
+ * downstream, whichever exit is heard first.
+ */
+const SOURCE_WRITE_ECHO = /SIGPIPE|could not write to output file|broken pipe|Got errno (32|104) on write/i;
+
 const isPipeEcho = (e: unknown): boolean => {
   const code = (e as NodeJS.ErrnoException | null)?.code;
   return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED';
@@ -316,7 +324,7 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
   const failures: Failure[] = [];
   let seq = 0;
   const stop = new AbortController();
-  const children: Array<{ name: string; child: ChildProcess; exited: boolean }> = [];
+  const children: Array<PipelineChild & { name: string }> = [];
   let sourceProcess: SourceProcess | null = null;
   let killTimer: NodeJS.Timeout | null = null;
   const fail = (error: unknown, rank: number): void => {
@@ -329,9 +337,9 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
     stop.abort(err);
     // Stop everything: nothing may outlive a failure.
     sourceProcess?.kill();
-    for (const c of children) if (!c.exited) c.child.kill('SIGTERM');
+    for (const c of children) signalChild(c, 'SIGTERM');
     killTimer = setTimeout(() => {
-      for (const c of children) if (!c.exited) c.child.kill('SIGKILL');
+      for (const c of children) signalChild(c, 'SIGKILL');
     }, KILL_GRACE_MS);
     killTimer.unref();
     // tee never started: the worker sees the end of the channel.
@@ -456,8 +464,9 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
         stage.child = child;
         const entry = { name: stage.name, child, exited: false };
         children.push(entry);
-        // Killed by us, or of a broken pipe: the echo of a failure reported elsewhere.
-        waits.push(watchChild(stage, entry, (e, kind) => fail(e, kind === 'cause' ? 1 : 2), ({ signal }) => (stop.signal.aborted || signal === 'SIGPIPE' ? 'echo' : 'cause')));
+        // Killed by us, or of a broken pipe: the echo of a failure reported elsewhere; so is an
+        // error exit once the stream is stopped. Killed by anyone else: a cause, whenever heard.
+        waits.push(watchChild(stage, entry, (e, kind) => fail(e, kind === 'cause' ? 1 : 2), ({ signal }) => (killedAsEcho(entry, signal) || (signal === null && stop.signal.aborted) ? 'echo' : 'cause')));
         next = child.stdin;
       }
       // The source writes into the first stage (or into this process when that is a stream of ours).
@@ -478,7 +487,7 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
       } else {
         head = source.readable;
       }
-      if (sourceProcess) waits.push(sourceProcess.done.catch((e) => fail(e, stop.signal.aborted || /SIGPIPE/.test(String((e as Error)?.message)) ? 2 : 1)));
+      if (sourceProcess) waits.push(sourceProcess.done.catch((e) => fail(e, stop.signal.aborted || SOURCE_WRITE_ECHO.test(String((e as Error)?.message)) ? 2 : 1)));
 
       // The links that pass through this process: each run of streams between processes.
       let run: Array<Readable | Duplex | Writable> | null = [head];

@@ -28,11 +28,11 @@
  * - Errors say which tool failed and why (its exit status and the tail of its stderr); the
  *   echoes of a failure (SIGPIPE, EPIPE, processes we stopped) never hide its cause.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Compression } from './compress.js';
-import { watchChild } from './child-watch.js';
+import { killedAsEcho, signalChild, watchChild, type PipelineChild } from './child-watch.js';
 
 /** Options of {@link unpackStream}. */
 export interface UnpackOptions {
@@ -174,7 +174,7 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
   /** Our copy of the consumer's stdin when the last process writes into it: see start(). */
   let held: Writable | null = null;
   let killTimer: NodeJS.Timeout | null = null;
-  const children: Array<{ child: ChildProcess; exited: boolean }> = [];
+  const children: PipelineChild[] = [];
   /** The feed and the processes; `tail` (the forwarding of the last output) waits for them. */
   const waits: Array<Promise<unknown>> = [];
   let tail: Promise<void> = Promise.resolve();
@@ -198,9 +198,9 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
       // Stopping is best effort; the processes are stopped below all the same.
     }
     if (!out.destroyed) out.destroy(err);
-    for (const c of children) if (!c.exited) c.child.kill('SIGTERM');
+    for (const c of children) signalChild(c, 'SIGTERM');
     killTimer = setTimeout(() => {
-      for (const c of children) if (!c.exited) c.child.kill('SIGKILL');
+      for (const c of children) signalChild(c, 'SIGKILL');
     }, KILL_GRACE_MS);
     killTimer.unref();
     // Writes into the chain stop; the copy is still read to its end (unless aborted) for its checksum.
@@ -234,7 +234,7 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
         // of file only then (a process that dies closes only its own copy).
         if (next === target) held = target;
         else next?.destroy();
-        const entry = { child, exited: false };
+        const entry: PipelineChild = { child, exited: false };
         children.push(entry);
         waits.push(
           watchChild(
@@ -243,7 +243,7 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
             (e, kind) => fail(e, kind === 'cause' ? CAUSE : ECHO, i),
             // Stopped by us, or of a broken pipe (its reader went away): the echo of something
             // else. An input that ended too soon is a cause, but one downstream of its writer's.
-            ({ signal, stderr }) => ((signal !== null && (stopping || signal === 'SIGPIPE')) || /broken pipe|connection reset by peer/i.test(stderr) ? 'echo' : 'cause'),
+            ({ signal, stderr }) => (killedAsEcho(entry, signal) || /broken pipe|connection reset by peer/i.test(stderr) ? 'echo' : 'cause'),
           ),
         );
         if (i === stages.length - 1 && !direct) lastStdout = child.stdout!;
