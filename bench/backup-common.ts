@@ -216,3 +216,59 @@ export const mib = (n: number): string => (n / 1024 / 1024).toFixed(1);
 
 /** The machine's load average (1, 5, 15 min): every figure is reported with it (the machine is shared and noisy). */
 export const loadAverage = (): string => `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+
+/** A shell pipeline a backup is compared with; `script` may write to `out` (a scratch file) and encrypt to `recipient` (the server's). */
+export interface BackupBaseline {
+  name: string;
+  label: string;
+  script(out: string, recipient: string): string;
+}
+
+/**
+ * Backups of `url` through the API of a fresh server (and of BENCH_BEFORE_ROOT's server, as
+ * one more side, when set) against `baselines`, rounds interleaved in rotating order
+ * (BENCH_SKIP=name,name leaves baselines out); prints every ratio, the server's CPU per backup
+ * and its RSS. Stops the servers and removes its scratch folder at the end.
+ */
+export async function compareBackups(kind: 'postgresql' | 'mysql', url: string, baselines: BackupBaseline[], rounds: number): Promise<void> {
+  const server = await startServer();
+  const before = process.env.BENCH_BEFORE_ROOT ? await startServer(process.env.BENCH_BEFORE_ROOT) : null;
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-bench-out-'));
+  try {
+    const out = path.join(scratch, 'out');
+    const idle = rssMb(server.pid);
+    const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
+    const cpu: Record<'strongbox' | 'before', number[]> = { strongbox: [], before: [] };
+    let last: Awaited<ReturnType<typeof backupOnce>> | null = null;
+    const apiSide = async (name: 'strongbox' | 'before', s: BenchServer): Promise<Side> => {
+      const branch = await registerBranch(s, 'bench', kind, url);
+      return {
+        name,
+        run: async (round: number) => {
+          const r = await backupOnce(s, branch);
+          if (name === 'strongbox') last = r;
+          if (round >= 0) cpu[name].push(r.cpu);
+          return r.seconds;
+        },
+      };
+    };
+    const sides: Side[] = [await apiSide('strongbox', server), ...(before ? [await apiSide('before', before)] : [])];
+    for (const b of baselines) if (!skip.has(b.name)) sides.push({ name: b.name, run: () => timeShell(b.script(out, server.recipient)) });
+    const times = await interleave(sides, rounds);
+    const rss = rssMb(server.pid);
+    printRatios(times, 'strongbox', [
+      ...baselines.map(({ name, label }) => ({ name, label })),
+      ...(before ? [{ name: 'before', label: `the server of ${process.env.BENCH_BEFORE_ROOT} (the code before a change)` }] : []),
+    ]);
+    const b = last!;
+    const c = cpu.strongbox;
+    console.log(`stored ${mib(b.backup.size)} MiB from ${mib(b.progress.bytes_read)} MiB dumped; server CPU per backup: median ${median(c).toFixed(2)} s (spread ${Math.min(...c).toFixed(2)}–${Math.max(...c).toFixed(2)})`);
+    console.log(`server RSS: peak ${rss.peak.toFixed(0)} MiB (idle ${idle.current.toFixed(0)} MiB before the first backup; limit 200 MiB)`);
+    console.log(`at the end: ${loadAverage()}`);
+    if (before) console.log(`before: server CPU per backup median ${median(cpu.before).toFixed(2)} s, peak RSS ${rssMb(before.pid).peak.toFixed(0)} MiB`);
+  } finally {
+    await server.stop();
+    await before?.stop();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}

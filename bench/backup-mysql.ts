@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { backupOnce, interleave, loadAverage, mariadb, median, mib, printRatios, registerBranch, root, rssMb, startServer, timeShell } from './backup-common.js';
+import { compareBackups, loadAverage, mariadb, mib, root, timeShell } from './backup-common.js';
 
 const rows = Number(process.env.BENCH_MY_ROWS ?? 1_000_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -41,66 +41,22 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   await ensureMysqlDataset();
   const size = mariadb(`select sum(data_length + index_length) from information_schema.tables where table_schema = '${dbName}'`);
   console.log(`database ${dbName}: ${mib(Number(size))} MiB on disk; ${os.cpus().length} cores, ${os.cpus()[0].model}; ${loadAverage()}`);
-  const server = await startServer();
-  const before = process.env.BENCH_BEFORE_ROOT ? await startServer(process.env.BENCH_BEFORE_ROOT) : null;
-  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-bench-out-'));
+  const dump = `mariadb-dump -h 127.0.0.1 -uroot --single-transaction`;
   try {
-    const branch = await registerBranch(server, 'bench', 'mysql', `mysql://root@127.0.0.1:3306/${dbName}`);
-    const beforeBranch = before ? await registerBranch(before, 'bench', 'mysql', `mysql://root@127.0.0.1:3306/${dbName}`) : '';
-    const beforeCpu: number[] = [];
-    const idle = rssMb(server.pid);
-    const out = path.join(scratch, 'out');
-    const dump = `mariadb-dump -h 127.0.0.1 -uroot --single-transaction`;
-    let last: Awaited<ReturnType<typeof backupOnce>> | null = null;
-    const cpu: number[] = [];
-    // BENCH_SKIP=cron,raw (names of baselines): leave those out, for shorter runs.
-    const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
-    const times = await interleave(
+    await compareBackups(
+      'mysql',
+      `mysql://root@127.0.0.1:3306/${dbName}`,
       [
-        {
-            name: 'strongbox',
-            run: async (round: number) => {
-              last = await backupOnce(server, branch);
-              if (round >= 0) cpu.push(last.cpu);
-              return last.seconds;
-            },
-          },
-        ...(before
-          ? [
-              {
-                name: 'before',
-                run: async (round: number) => {
-                  const r = await backupOnce(before, beforeBranch);
-                  if (round >= 0) beforeCpu.push(r.cpu);
-                  return r.seconds;
-                },
-              },
-            ]
-          : []),
-        { name: 'issue', run: () => timeShell(`${dump} ${dbName} | zstd -q -3 -T0 > ${out}; sync ${out}`) },
+        { name: 'issue', label: 'mariadb-dump --single-transaction | zstd -3 -T0 > file', script: (out) => `${dump} ${dbName} | zstd -q -3 -T0 > ${out}; sync ${out}` },
         {
           name: 'byhand',
-          run: () =>
-            timeShell(`${dump} --quick --routines --triggers --events --default-character-set=utf8mb4 ${dbName} | zstd -q -3 -T0 | age -r ${server.recipient} | tee >(sha256sum > ${out}.sha) > ${out}; sync ${out}`),
+          label: 'the same work by hand (same dump options | zstd | age | tee >(sha256sum) > file)',
+          script: (out, recipient) => `${dump} --quick --routines --triggers --events --default-character-set=utf8mb4 ${dbName} | zstd -q -3 -T0 | age -r ${recipient} | tee >(sha256sum > ${out}.sha) > ${out}; sync ${out}`,
         },
-      ].filter((side) => !skip.has(side.name)),
+      ],
       rounds,
     );
-    const rss = rssMb(server.pid);
-    printRatios(times, 'strongbox', [
-      { name: 'issue', label: 'mariadb-dump --single-transaction | zstd -3 -T0 > file' },
-      { name: 'byhand', label: 'the same work by hand (same dump options | zstd | age | tee >(sha256sum) > file)' },
-      ...(before ? [{ name: 'before', label: `the server of ${process.env.BENCH_BEFORE_ROOT} (the code before a change)` }] : []),
-    ]);
-    const b = last!;
-    console.log(`stored ${mib(b.backup.size)} MiB from ${mib(b.progress.bytes_read)} MiB dumped; server CPU per backup: median ${median(cpu).toFixed(2)} s (spread ${Math.min(...cpu).toFixed(2)}–${Math.max(...cpu).toFixed(2)})`);
-    console.log(`server RSS: peak ${rss.peak.toFixed(0)} MiB (idle ${idle.current.toFixed(0)} MiB before the first backup; limit 200 MiB)`);
-    console.log(`at the end: ${loadAverage()}`);
-    if (before) console.log(`before: server CPU per backup median ${median(beforeCpu).toFixed(2)} s, peak RSS ${rssMb(before.pid).peak.toFixed(0)} MiB`);
   } finally {
-    await server.stop();
-    await before?.stop();
-    fs.rmSync(scratch, { recursive: true, force: true });
     if (!process.env.BENCH_KEEP) mariadb(`drop database ${dbName}`);
   }
 }
