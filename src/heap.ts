@@ -46,8 +46,8 @@ if (!own) {
  * Dead Buffers are freed only when V8 collects, and V8 hardly notices them: each chunk a
  * backup or a restore moves through this process (64 KiB read from a pipe or a file) is a
  * few hundred bytes of heap and 64 KiB outside it, so scavenges come rarely, and V8 waits for
- * ~64 MiB of such outside memory before it forces a collection. That was most of what a
- * restore added to the RSS (a MariaDB restore peaked at 210 MiB against 135 idle). Here a
+ * ~64 MiB of such outside memory before it forces a collection (test/memory.test.ts: a
+ * 217 MiB dump to two destinations added 45-48 MiB to the peak RSS, 34 with this). Here a
  * scavenge (about half a millisecond with the young generation above) runs whenever the
  * memory held by ArrayBuffers has grown by EXTERNAL_SLACK_MIB since the last look; Buffers
  * still in use survive it and raise the floor, so a large live Buffer causes no repeats.

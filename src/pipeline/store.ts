@@ -10,9 +10,9 @@
  *
  * Only the final (compressed, encrypted) bytes pass through the main thread, once; the raw
  * bytes that the readers need (inspect.ts) reach a reader thread through a FIFO that tee
- * writes (one thread reads several streams: inspect-worker.ts). Before, every raw byte
- * entered the event loop in ~7 KiB chunks, was hashed for a digest nobody used, written to zstd, read back, written to age and read back: most of the
- * backup's CPU time in this process, and most of its garbage.
+ * writes (inspect-worker.ts). Before, every raw byte entered the event loop in ~7 KiB
+ * chunks, was hashed for a digest nobody used, written to zstd, read back, written to age
+ * and read back: most of the backup's CPU time in this process, and most of its garbage.
  *
  * Guarantees: the result is good only when every process (the source included) exited 0,
  * the readers read the whole stream and every live destination finished writing; anything
