@@ -20,10 +20,21 @@ export interface PipelineChild {
 }
 
 /** Send `signal` to a child that has not exited, remembering it was ours. */
-export function signalChild(entry: PipelineChild, signal: NodeJS.Signals): void {
+function signalChild(entry: PipelineChild, signal: NodeJS.Signals): void {
   if (entry.exited) return;
   (entry.sent ??= []).push(signal);
   entry.child.kill(signal);
+}
+
+/**
+ * Stop every child that has not exited: SIGTERM now, SIGKILL to those still there after
+ * `graceMs`. Returns that timer (unref'd), to clear once they are all gone.
+ */
+export function stopChildren(children: PipelineChild[], graceMs: number): NodeJS.Timeout {
+  for (const c of children) signalChild(c, 'SIGTERM');
+  return setTimeout(() => {
+    for (const c of children) signalChild(c, 'SIGKILL');
+  }, graceMs).unref();
 }
 
 /**

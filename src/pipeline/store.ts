@@ -30,7 +30,7 @@ import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import type { Compression } from './compress.js';
-import { killedAsEcho, signalChild, watchChild, type PipelineChild } from './child-watch.js';
+import { killedAsEcho, stopChildren, watchChild, type PipelineChild } from './child-watch.js';
 import { fanOut, type FanOutResult, type FanOutTarget } from './fanout.js';
 import { HashCounter } from './hash.js';
 import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
@@ -337,11 +337,7 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
     stop.abort(err);
     // Stop everything: nothing may outlive a failure.
     sourceProcess?.kill();
-    for (const c of children) signalChild(c, 'SIGTERM');
-    killTimer = setTimeout(() => {
-      for (const c of children) signalChild(c, 'SIGKILL');
-    }, KILL_GRACE_MS);
-    killTimer.unref();
+    killTimer = stopChildren(children, KILL_GRACE_MS);
     // tee never started: the worker sees the end of the channel.
     closeChannelWriter();
   };

@@ -32,7 +32,7 @@ import { spawn } from 'node:child_process';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Compression } from './compress.js';
-import { killedAsEcho, signalChild, watchChild, type PipelineChild } from './child-watch.js';
+import { killedAsEcho, stopChildren, watchChild, type PipelineChild } from './child-watch.js';
 
 /** Options of {@link unpackStream}. */
 export interface UnpackOptions {
@@ -198,11 +198,7 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
       // Stopping is best effort; the processes are stopped below all the same.
     }
     if (!out.destroyed) out.destroy(err);
-    for (const c of children) signalChild(c, 'SIGTERM');
-    killTimer = setTimeout(() => {
-      for (const c of children) signalChild(c, 'SIGKILL');
-    }, KILL_GRACE_MS);
-    killTimer.unref();
+    killTimer = stopChildren(children, KILL_GRACE_MS);
     // Writes into the chain stop; the copy is still read to its end (unless aborted) for its checksum.
     sink?.destroy();
     tailSource?.destroy();
