@@ -31,7 +31,7 @@ import { catalogKind } from '../helpers/catalog.js';
 import { chaosSeed, seededRandom, startCluster, type Cluster, type ClusterProcess } from '../helpers/cluster.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3server.js';
 import { dropDatabase, uniqueName } from '../helpers/databases.js';
-import { processesMentioning } from '../helpers/processes.js';
+import { describeProcess, processesMentioning } from '../helpers/processes.js';
 import {
   createSource,
   databaseExists,
@@ -245,7 +245,7 @@ describe(`kill -9 loop (${catalogKind()} catalog)`, () => {
 
     // No tool outlives the kills, no temporary file stays.
     const names = [sources.shop.name, sources.crm.name, ...restoredNames.map((r) => r.name)];
-    const survivors = () => names.flatMap((n) => processesMentioning(n)).map((p) => `${p.pid} (parent ${p.ppid}, ${p.state}) ${p.argv.join(' ').slice(0, 300)}`);
+    const survivors = () => names.flatMap((n) => processesMentioning(n)).map(describeProcess);
     await until('orphaned dump and restore tools to exit', async () => (survivors().length === 0 ? true : undefined), 60_000).catch((e) => {
       throw new Error(say(`${e.message}; still running:\n${survivors().join('\n')}`));
     });

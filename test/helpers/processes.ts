@@ -52,6 +52,20 @@ export function isAlive(pid: number): boolean {
   return info !== null && info.state !== 'Z';
 }
 
+/** Where a process sleeps in the kernel ('' when unreadable): "wait_for_partner" is open() of a FIFO whose other end nobody opened. */
+export function wchanOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/wchan`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** One line for a failure message: pid, name, parent, state, where it sleeps, command line. */
+export function describeProcess(p: ProcessInfo): string {
+  return `${p.pid} ${p.name} (parent ${p.ppid}, ${p.state}, in ${wchanOf(p.pid) || '?'}): ${p.argv.join(' ').slice(0, 300)}`;
+}
+
 /** Live processes anywhere on the machine whose command line contains `text`. */
 export function processesMentioning(text: string): ProcessInfo[] {
   return allProcesses().filter((p) => p.pid !== process.pid && p.state !== 'Z' && p.argv.some((a) => a.includes(text)));

@@ -27,16 +27,7 @@ import { planDataParts, processTcpPorts } from '../../src/engines/mysql/parallel
 import { startPrivateMariadb, type PrivateServer } from '../helpers/private-servers.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { waitForBackupOf } from '../helpers/chaos.js';
-import { allProcesses, isAlive, processInfo } from '../helpers/processes.js';
-
-/** Where a process sleeps in the kernel ("wait_for_partner": in open() of a FIFO nobody opened the other end of). */
-function wchanOf(pid: number): string {
-  try {
-    return fs.readFileSync(`/proc/${pid}/wchan`, 'utf8');
-  } catch {
-    return '';
-  }
-}
+import { allProcesses, describeProcess, isAlive, processInfo, wchanOf } from '../helpers/processes.js';
 
 const PART_FILES = ['00-pre-data.sql.zst.age', '01-data.sql.zst.age', '02-data.sql.zst.age', '03-data.sql.zst.age', '04-data.sql.zst.age', '05-post-data.sql.zst.age', 'SHA256SUMS', 'manifest.json'];
 
@@ -463,9 +454,9 @@ describe('MariaDB: Strongbox killed -9 while parallel parts are paused or at the
     const seen = parts();
     await cluster.serve.kill9();
     await until('every part to exit', async () => (seen.some((p) => isAlive(p.pid)) ? undefined : true), 15_000, 50).catch((e) => {
-      const left = seen.filter((p) => isAlive(p.pid)).map((p) => `${p.pid} (${processInfo(p.pid)?.state}, in ${wchanOf(p.pid)})`);
+      const left = seen.filter((p) => isAlive(p.pid)).map((p) => describeProcess(processInfo(p.pid) ?? p));
       for (const p of seen) if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL');
-      throw new Error(`${e.message} (killed while part ${held.pid} was ${held.state === 'T' ? 'paused' : 'at its gate'}): ${left.join(', ')}`);
+      throw new Error(`${e.message} (killed while part ${held.pid} was ${held.state === 'T' ? 'paused' : 'at its gate'}): ${left.join('; ')}`);
     });
     await until('their sessions to end on the server', async () => {
       const [rows] = await withMysqlConnection(mysqlUrl('mysql'), (c) => c.query('SELECT id FROM information_schema.processlist WHERE db = ?', [source])) as any;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { allProcesses, isAlive, processInfo } from '../helpers/processes.js';
+import { allProcesses, describeProcess, isAlive, processInfo } from '../helpers/processes.js';
 
 let dir: string;
 let recipient: string;
@@ -39,14 +39,12 @@ function descendants(pid: number): number[] {
   return out;
 }
 
-const wchan = (pid: number): string => {
-  try {
-    return fs.readFileSync(`/proc/${pid}/wchan`, 'utf8');
-  } catch {
-    return '?';
-  }
-};
-const describeAll = (pids: number[]): string => pids.map((p) => processInfo(p)).filter((p) => p && p.state !== 'Z').map((p) => `${p!.pid} ${p!.name} (${p!.state}, in ${wchan(p!.pid)}): ${p!.argv.join(' ').slice(0, 200)}`).join('\n');
+const describeAll = (pids: number[]): string =>
+  pids
+    .map(processInfo)
+    .filter((p) => p !== null && p.state !== 'Z')
+    .map((p) => describeProcess(p!))
+    .join('\n');
 
 for (const afterTeeMs of [0, 0, 0, 30, 300]) {
   test(`killed ${afterTeeMs} ms after tee started: every tool it started exits`, async () => {
