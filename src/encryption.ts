@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import type { AppContext } from './context.js';
 import type { Organization } from './catalog/schema.js';
 import { nowIso } from './catalog/ids.js';
+import { unnamedFile } from './unnamed-file.js';
 
 const run = promisify(execFile);
 
@@ -118,13 +119,11 @@ export function identityFilesFor(ctx: AppContext, orgId: string): string[] {
 }
 
 /**
- * Write an identity given with a request to a private temporary file for the one job
- * that needs it; the returned function removes it.
+ * An identity given with a request, for the one job that needs it: a file with no name
+ * (unnamed-file.ts) that age opens through /proc, so the key is never on disk under a name
+ * and nothing is left of it if this process is killed. The returned function closes it.
  */
 export function temporaryIdentityFile(ctx: AppContext, identity: string): { file: string; remove: () => void } {
-  const dir = path.join(ctx.config.dataDir, 'tmp');
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const file = path.join(dir, `identity-${crypto.randomBytes(8).toString('hex')}.key`);
-  fs.writeFileSync(file, identity.trim() + '\n', { mode: 0o600, flag: 'wx' });
-  return { file, remove: () => fs.rmSync(file, { force: true }) };
+  const file = unnamedFile(path.join(ctx.config.dataDir, 'tmp'), identity.trim() + '\n');
+  return { file: file.path, remove: file.close };
 }

@@ -16,7 +16,6 @@
  */
 import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -34,6 +33,7 @@ import { openDestinationById } from '../destinations.js';
 import { markDamaged } from './artifacts.js';
 import { partKey, partsOf, type BackupPart } from './parallel-parts.js';
 import { DamagedCopyError, DecryptionError } from './restore.js';
+import { unnamedFile } from '../unnamed-file.js';
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -167,13 +167,12 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
   }
   // Post-data holds no rows (indexes, constraints, triggers): a small file pg_restore -j can seek in.
   for (const part of parts.filter((p) => p.section === 'post-data')) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-post-data-'));
+    // A file with no name (unnamed-file.ts): nothing is left of it if this process is killed.
+    const file = unnamedFile(path.join(ctx.config.dataDir, 'tmp'));
     try {
-      const file = path.join(dir, 'post-data.pgdump');
-      await withPart(part, (input) => pipeline(input, fs.createWriteStream(file, { mode: 0o600 }), { signal: opts.signal }));
-      await restorePostDataFile(conn, file, jobs, restoreOpts);
+      await withPart(part, (input) => pipeline(input, fs.createWriteStream('', { fd: file.fd, autoClose: false }), { signal: opts.signal }));
+      await restorePostDataFile(conn, file.path, jobs, restoreOpts);
     } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
+      file.close();
     }
-  }
-}
+  }}

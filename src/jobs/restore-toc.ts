@@ -16,7 +16,6 @@
  * the stored object were replaced between the two reads.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -26,19 +25,20 @@ import type { Compression } from '../pipeline/compress.js';
 import { unpackStream } from '../pipeline/unpack.js';
 import { PgCustomRowCounter } from '../pipeline/rowcount/pgcustom.js';
 import { openVerifiedArtifact } from './artifacts.js';
+import { unnamedFile } from '../unnamed-file.js';
 
 /** A table of contents larger than this is not captured (the restore builds post-data in its one stream). */
 const MAX_TOC_BYTES = 64 * 1024 * 1024;
 
 /** The captured header and table of contents of a stored archive, and how to check them against the full read. */
 export interface TocPrefix {
-  /** The archive file holding only the header and the table of contents (mode 0600). */
+  /** The archive file holding only the header and the table of contents (an unnamed file's /proc path). */
   file: string;
   /** A pass-through for the full read of the same copy: it checks that the copy starts with the bytes the capture read. */
   check(): Transform;
   /** Whether the full read's first bytes were those of the capture (known once it passed them). */
   readonly matched: boolean | null;
-  /** Remove the file. Never throws. */
+  /** Close (and so remove) the file. Never throws. */
   remove(): void;
 }
 
@@ -53,9 +53,10 @@ export async function captureToc(
   artifact: Artifact,
   opts: { identityFiles: string[]; signal: AbortSignal },
 ): Promise<TocPrefix | null> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-toc-'));
-  const file = path.join(dir, 'toc.pgdump');
-  const remove = () => fs.rmSync(dir, { recursive: true, force: true });
+  // A file with no name (unnamed-file.ts): nothing is left of it if this process is killed.
+  const tmp = unnamedFile(path.join(ctx.config.dataDir, 'tmp'));
+  const file = tmp.path;
+  const remove = tmp.close;
   const stop = new AbortController();
   const signal = AbortSignal.any([opts.signal, stop.signal]);
   // What of the stored copy this read saw: the full read must start with the same bytes.
@@ -81,7 +82,7 @@ export async function captureToc(
     const reader = new PgCustomRowCounter({ digests: false });
     unpack.readable.on('error', (e) => reader.destroy(e));
     unpack.readable.pipe(reader);
-    out = fs.createWriteStream(file, { mode: 0o600 });
+    out = fs.createWriteStream('', { fd: tmp.fd, autoClose: false });
     let written = 0;
     let head: number | null = null;
     try {

@@ -6,6 +6,7 @@
  * share one PostgreSQL catalog.
  */
 import os from 'node:os';
+import path from 'node:path';
 import type { Kysely } from 'kysely';
 import type { AppContext } from '../context.js';
 import type { Backup, Job } from '../catalog/schema.js';
@@ -15,6 +16,7 @@ import { JobStopped, runBackup } from './backup.js';
 import { runRestore, undoInterruptedRestore } from './restore.js';
 import { runVerify } from './verify.js';
 import { dropLeftoverScratch } from './scratch.js';
+import { sweepUnnamedLeftovers } from '../unnamed-file.js';
 import { runRepair } from './repair.js';
 import { manifestKey } from './artifacts.js';
 import { copyKeys } from './parallel-parts.js';
@@ -46,6 +48,8 @@ export class JobRunner {
   /** Recover abandoned work, then start claiming. */
   async start(): Promise<void> {
     await this.recoverInterrupted(this.#ctx.catalog.dialect === 'sqlite');
+    const swept = sweepUnnamedLeftovers(path.join(this.#ctx.config.dataDir, 'tmp'));
+    if (swept.length) this.#ctx.log.warn({ files: swept }, 'removed temporary files left by a process that was killed');
     this.#stopped = false;
     this.#ctx.nudge = () => this.nudge();
     this.#ctx.cancelLocal = (id) => this.cancelLocal(id);
