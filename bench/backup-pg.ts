@@ -7,7 +7,7 @@
  *   cron     `pg_dump -Fc > file` (pg_dump's own zlib: what most cron scripts run)
  * Every file is fsynced, as Strongbox's local destination does before it reports a backup
  * good. Prints each ratio's median and spread, and the server's peak RSS (VmHWM), on data that
- * compresses like real data (../shared/bench/pg-realistic.sql), not pgbench's 50:1 filler.
+ * compresses like real data (bench/pg-realistic.sql), not pgbench's 50:1 filler.
  *
  *   node --import tsx bench/backup-pg.ts          # 2,000,000 orders (~540 MB on disk)
  *   BENCH_ROWS=6000000 ...                        # the issue's 1.6 GB
@@ -23,7 +23,7 @@ import { compareBackups, loadAverage, mib, pgTool, psql, root, sh } from './back
 const rows = Number(process.env.BENCH_ROWS ?? 2_000_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const dbName = `sbx_bench_${rows}`;
-const sqlFile = path.resolve(root, '../shared/bench/pg-realistic.sql');
+const sqlFile = path.resolve(root, 'bench/pg-realistic.sql');
 
 if (psql(`select count(*) from pg_database where datname = '${dbName}'`) !== '1') {
   console.log(`building ${dbName} from pg-realistic.sql with ${rows} rows (once; BENCH_KEEP=1 keeps it)...`);

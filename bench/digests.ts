@@ -31,7 +31,7 @@ const myRows = Number(process.env.BENCH_MY_ROWS ?? 500_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const pgDb = `sbx_bench_${rows}`;
 const myDb = `sbx_bench_my_${myRows}`;
-const sqlFile = path.resolve(root, '../shared/bench/pg-realistic.sql');
+const sqlFile = path.resolve(root, 'bench/pg-realistic.sql');
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26 });

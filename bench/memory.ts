@@ -30,7 +30,7 @@ const requests = Number(process.env.BENCH_REQUESTS ?? 2000);
 const beforeRoot = process.env.BENCH_BEFORE_ROOT ? path.resolve(process.env.BENCH_BEFORE_ROOT) : null;
 // BENCH_DB: an existing database instead (e.g. one of four similar tables, so that jobs 4 runs four data parts at once).
 const dbName = process.env.BENCH_DB ?? `sbx_membench_${rows}`;
-const sqlFile = path.resolve(root, '../shared/bench/pg-realistic.sql');
+const sqlFile = path.resolve(root, 'bench/pg-realistic.sql');
 
 if (psql(`select count(*) from pg_database where datname = '${dbName}'`) !== '1') {
   console.log(`building ${dbName} from pg-realistic.sql with ${rows} rows (once; BENCH_KEEP=1 keeps it)...`);

@@ -7,7 +7,7 @@
  *            {backup_id, jobs: 4} of the parallel one, into new databases, until success
  * Prints the medians, the ratio parallel/single of each pair (median and spread) and the
  * server's peak RSS (VmHWM) over the whole run, on data that compresses like real data
- * (../shared/bench/pg-realistic.sql: two tables, orders ~2/3 of the bytes, events ~1/3; with
+ * (bench/pg-realistic.sql: two tables, orders ~2/3 of the bytes, events ~1/3; with
  * BENCH_ENGINE=mariadb, bench/mysql-realistic.sql: customers, orders, events, attachments).
  *
  *   node --import tsx bench/parallel.ts             # 1,000,000 orders (~250 MB on disk)
@@ -31,7 +31,7 @@ const jobs = Number(process.env.BENCH_JOBS ?? 4);
 const maria = process.env.BENCH_ENGINE === 'mariadb';
 // A name of its own: bench/backup.ts drops its database when it ends.
 const dbName = `sbx_parbench_${maria ? 'my_' : ''}${rows}`;
-const sqlFile = maria ? path.resolve(root, 'bench/mysql-realistic.sql') : path.resolve(root, '../shared/bench/pg-realistic.sql');
+const sqlFile = maria ? path.resolve(root, 'bench/mysql-realistic.sql') : path.resolve(root, 'bench/pg-realistic.sql');
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26 });

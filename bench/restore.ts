@@ -87,7 +87,7 @@ try {
       built.push(db);
       console.log(`building ${db} from pg-realistic.sql with ${pgRows} rows (once; BENCH_KEEP=1 keeps it)...`);
       psql(`create database ${db}`);
-      sh('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', db, '-q', '-v', `rows=${pgRows}`, '-f', path.resolve(root, '../shared/bench/pg-realistic.sql')]);
+      sh('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', db, '-q', '-v', `rows=${pgRows}`, '-f', path.resolve(root, 'bench/pg-realistic.sql')]);
     }
     console.log(`PostgreSQL ${db}: ${mib(Number(psql(`select pg_database_size('${db}')`)))} MiB on disk; ${os.cpus().length} cores`);
     const branch = await registerBranch(server, 'pgbench', 'postgresql', `postgresql://postgres@127.0.0.1:5432/${db}`);
