@@ -37,6 +37,7 @@ import { yandexRoutes } from './api/compat/yandex/index.js';
 import { backupmanRoutes } from './api/compat/backupman/index.js';
 import { metricsRoutes } from './api/metrics-route.js';
 import { ResponseCache, useResponseCache } from './api/response-cache.js';
+import { takeTurn } from './api/turns.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -130,6 +131,9 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   const limiter = new RateLimiter(ctx.config.rateLimitPerMinute);
   app.addHook('onRequest', async (req, reply) => {
     if (req.routeOptions.config?.public) return;
+    // The loop is shared fairly: a burst of requests does not hold it for long (api/turns.ts).
+    const turn = takeTurn();
+    if (turn !== null) await turn;
     const dialect = dialectOf(req);
     const creds = credentialsFrom(req, dialect);
     // The dashboard's session cookie stands in for the token when no header names one (api/session.ts).

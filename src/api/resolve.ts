@@ -6,22 +6,19 @@ import type { CatalogDb } from '../catalog/db.js';
 import type { Backup, Branch, Database, Organization } from '../catalog/schema.js';
 import { canSeeOrganization, type Principal } from './auth.js';
 import { notFound } from './errors.js';
+import { memoized } from '../catalog/memo.js';
 
 export async function resolveOrganization(db: CatalogDb, p: Principal, name: string): Promise<Organization> {
-  const org = await db.selectFrom('organizations').selectAll().where('name', '=', name).executeTakeFirst();
+  const org = await memoized(db, `org\u0000${name}`, () => db.selectFrom('organizations').selectAll().where('name', '=', name).executeTakeFirst());
   if (!org || !canSeeOrganization(p, org.id)) throw notFound(`Organization "${name}" not found`);
   return org;
 }
 
 export async function resolveDatabase(db: CatalogDb, p: Principal, orgName: string, dbName: string): Promise<{ org: Organization; database: Database }> {
   const org = await resolveOrganization(db, p, orgName);
-  const database = await db
-    .selectFrom('databases')
-    .selectAll()
-    .where('organization_id', '=', org.id)
-    .where('name', '=', dbName)
-    .where('deleted_at', 'is', null)
-    .executeTakeFirst();
+  const database = await memoized(db, `database\u0000${org.id}\u0000${dbName}`, () =>
+    db.selectFrom('databases').selectAll().where('organization_id', '=', org.id).where('name', '=', dbName).where('deleted_at', 'is', null).executeTakeFirst(),
+  );
   if (!database) throw notFound(`Database "${dbName}" not found`);
   return { org, database };
 }
@@ -34,13 +31,9 @@ export async function resolveBranch(
   branchName: string,
 ): Promise<{ org: Organization; database: Database; branch: Branch }> {
   const { org, database } = await resolveDatabase(db, p, orgName, dbName);
-  const branch = await db
-    .selectFrom('branches')
-    .selectAll()
-    .where('database_id', '=', database.id)
-    .where('name', '=', branchName)
-    .where('deleted_at', 'is', null)
-    .executeTakeFirst();
+  const branch = await memoized(db, `branch\u0000${database.id}\u0000${branchName}`, () =>
+    db.selectFrom('branches').selectAll().where('database_id', '=', database.id).where('name', '=', branchName).where('deleted_at', 'is', null).executeTakeFirst(),
+  );
   if (!branch) throw notFound(`Branch "${branchName}" not found`);
   return { org, database, branch };
 }

@@ -15,10 +15,11 @@
  *     over the indexes of 0018 instead, keys first as well.
  * The result is the same page OFFSET gives (test/api/list-paging.test.ts compares them).
  */
-import { sql } from 'kysely';
+import { sql, type ExpressionBuilder } from 'kysely';
 import type { CatalogDb } from './db.js';
-import type { Backup } from './schema.js';
+import type { Backup, CatalogSchema } from './schema.js';
 import type { BackupFilter } from './backups.js';
+import { memoized } from './memo.js';
 
 /** Rows of `backups` that pass the filter, as a query to add to (select, order, limit). */
 function filtered(db: CatalogDb, f: BackupFilter) {
@@ -44,23 +45,28 @@ function counted(f: BackupFilter): boolean {
 }
 
 /** Per month ('YYYY-MM' of created_at), newest first, how many backups pass the filter. */
-async function monthCounts(db: CatalogDb, f: BackupFilter): Promise<Array<{ month: string; n: number }>> {
-  let q = db.selectFrom('backup_counts').where('branch_id', '=', f.branchId);
-  if (!f.includeDeleted) q = q.where('live', '=', 1);
-  if (f.state) q = q.where('state', '=', f.state);
-  if (f.policyId) q = q.where('policy_key', '=', f.policyId);
-  const rows = await q
-    .select((eb) => ['month', eb.fn.sum<number | string>('n').as('n')])
-    .groupBy('month')
-    .orderBy('month', 'desc')
-    .execute();
-  return rows.map((r) => ({ month: r.month, n: Number(r.n) })).filter((r) => r.n > 0);
+async function monthCounts(db: CatalogDb, f: BackupFilter): Promise<ReadonlyArray<{ month: string; n: number }>> {
+  const key = `months\u0000${f.branchId}\u0000${f.includeDeleted ? 1 : 0}\u0000${f.state ?? ''}\u0000${f.policyId ?? ''}`;
+  return memoized(db, key, async () => {
+    let q = db.selectFrom('backup_counts').where('branch_id', '=', f.branchId);
+    if (!f.includeDeleted) q = q.where('live', '=', 1);
+    if (f.state) q = q.where('state', '=', f.state);
+    if (f.policyId) q = q.where('policy_key', '=', f.policyId);
+    const rows = await q
+      .select((eb) => ['month', eb.fn.sum<number | string>('n').as('n')])
+      .groupBy('month')
+      .orderBy('month', 'desc')
+      .execute();
+    return rows.map((r) => ({ month: r.month, n: Number(r.n) })).filter((r) => r.n > 0);
+  });
 }
 
 /**
  * Page `page` (from 1) of `perPage` backups passing `f`, newest first, with only `columns` of
- * each (what the caller shows; the wide JSON columns cost more to read than the rest), and
- * the number of backups passing `f`.
+ * each (what the caller shows; the wide JSON columns cost more to read than the rest) and
+ * `stored_bytes` (the bytes of its good stored copies, summed in the same query from the
+ * artifacts index: a second query for a page's copies cost as much as the page), and the
+ * number of backups passing `f`.
  */
 export async function listBackups<C extends keyof Backup>(
   db: CatalogDb,
@@ -68,7 +74,7 @@ export async function listBackups<C extends keyof Backup>(
   page: number,
   perPage: number,
   columns: readonly C[],
-): Promise<{ rows: Array<Pick<Backup, C>>; total: number }> {
+): Promise<{ rows: Array<Pick<Backup, C> & StoredBytes>; total: number }> {
   const cols = columns as unknown as Array<keyof Backup>;
   const skip = (page - 1) * perPage;
   let total: number;
@@ -98,16 +104,16 @@ export async function listBackups<C extends keyof Backup>(
     // range of a few thousand backups is read from the expression index alone and sorted here.
     const all = await filtered(db, f).select(['id', 'created_at']).execute();
     all.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
-    return { rows: await rowsByIds<Pick<Backup, C>>(db, all.slice(skip, skip + perPage).map((r) => r.id), cols), total };
+    return { rows: await rowsByIds<Pick<Backup, C> & StoredBytes>(db, all.slice(skip, skip + perPage).map((r) => r.id), cols), total };
   }
   let keys = filtered(db, f);
   if (before !== null) keys = keys.where('created_at', '<', before);
   const ordered = keys.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(perPage);
   // No row to skip: the page itself. Else the keys of the page first (an index-only skip; the
   // skipped rows are never read), then its rows.
-  if (offset === 0) return { rows: (await ordered.select(cols).execute()) as Array<Pick<Backup, C>>, total };
+  if (offset === 0) return { rows: storedAsNumber(await ordered.select(cols).select(storedBytes).execute()) as Array<Pick<Backup, C> & StoredBytes>, total };
   const ids = (await ordered.select('id').offset(offset).execute()).map((r) => r.id);
-  return { rows: await rowsByIds<Pick<Backup, C>>(db, ids, cols), total };
+  return { rows: await rowsByIds<Pick<Backup, C> & StoredBytes>(db, ids, cols), total };
 }
 
 /** Below this many backups in a range of times, its keys are sorted in memory (see listBackups). */
@@ -116,6 +122,27 @@ const SORT_KEYS_BELOW = 5000;
 /** The rows of these ids, in this order. */
 async function rowsByIds<R>(db: CatalogDb, ids: string[], cols: Array<keyof Backup>): Promise<R[]> {
   if (ids.length === 0) return [];
-  const byId = new Map((await db.selectFrom('backups').select([...new Set([...cols, 'id' as const])]).where('id', 'in', ids).execute()).map((b) => [b.id, b]));
+  const rows = await db.selectFrom('backups').select([...new Set([...cols, 'id' as const])]).select(storedBytes).where('id', 'in', ids).execute();
+  const byId = new Map(storedAsNumber(rows).map((b) => [b.id, b]));
   return ids.flatMap((id) => (byId.has(id) ? [byId.get(id) as R] : []));
+}
+
+export interface StoredBytes {
+  /** The bytes of the backup's stored copies in state success (what storage costs for it). */
+  stored_bytes: number;
+}
+
+/** `stored_bytes` of a row of `backups`: a correlated sum over the artifacts index (backup_id, state). */
+const storedBytes = (eb: ExpressionBuilder<CatalogSchema, 'backups'>) =>
+  eb
+    .selectFrom('artifacts')
+    .select((a) => a.fn.coalesce(a.fn.sum<number | string>('artifacts.size'), a.lit(0)).as('n'))
+    .whereRef('artifacts.backup_id', '=', 'backups.id')
+    .where('artifacts.state', '=', 'success')
+    .as('stored_bytes');
+
+/** PostgreSQL sums bigints as numeric, which arrives as a string. */
+function storedAsNumber<R extends { stored_bytes: number | string | null }>(rows: R[]): Array<R & StoredBytes> {
+  for (const r of rows) (r as { stored_bytes: number }).stored_bytes = Number(r.stored_bytes ?? 0);
+  return rows as Array<R & StoredBytes>;
 }

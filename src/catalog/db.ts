@@ -10,7 +10,8 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration, type 
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { CatalogSchema } from './schema.js';
-import { reusePreparedStatements } from './sqlite-statements.js';
+import { kyselySqliteDatabase, reusePreparedStatements } from './sqlite-statements.js';
+import { enableMemo } from './memo.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_jobs_restore_verify.js';
 import * as m0003 from './migrations/0003_backup_policies.js';
@@ -225,15 +226,18 @@ export async function openCatalog(url: string, opts: OpenCatalogOptions = {}): P
         /* best effort: the file may be on a filesystem without modes */
       }
     }
-    const db = new Kysely<CatalogSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<CatalogSchema>({ dialect: new SqliteDialect({ database: kyselySqliteDatabase(sqlite) as unknown as SQLite.Database }) });
     // Read outside Kysely's connection mutex on purpose (synchronously): a transaction in
     // progress holds the mutex, and the reads of a response wait for it to end anyway.
     const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
     const totalChanges = sqlite.prepare('SELECT total_changes()').pluck();
+    const stamp = () => `${dataVersion.get() as number}:${totalChanges.get() as number}`;
+    // Small lookups (names, counts, policies) are reused under the stamp (memo.ts).
+    enableMemo(db, stamp);
     catalog = {
       db,
       dialect: 'sqlite',
-      changeStamp: async () => `${dataVersion.get() as number}:${totalChanges.get() as number}`,
+      changeStamp: async () => stamp(),
       close: async () => {
         try {
           await db.destroy();

@@ -5,6 +5,9 @@ import { archiversOf } from '../../archive/archivers.js';
 import { progressSnapshot } from '../../pipeline/progress.js';
 import { organizationRecipients } from '../../encryption.js';
 import type { BackupJson } from './schemas.js';
+import type { CatalogDb } from '../../catalog/db.js';
+import { memoized } from '../../catalog/memo.js';
+import type { StoredBytes } from '../../catalog/backup-list.js';
 
 export function presentOrganization(o: Organization) {
   return { id: o.id, name: o.name, encryption_recipients: organizationRecipients(o), created_at: o.created_at, updated_at: o.updated_at };
@@ -211,15 +214,41 @@ export type PresentedBackup = Pick<Backup, (typeof PRESENTED_BACKUP_COLUMNS)[num
  * `origin` ("http://host:port" of the request) makes the schema snapshot URL absolute, as
  * PlanetScale's is.
  */
-export async function presentBackups(ctx: AppContext, rows: PresentedBackup[], branch: Branch, origin = ''): Promise<BackupJson[]> {
+type RestoredBranch = Pick<Branch, 'id' | 'name' | 'created_at' | 'updated_at' | 'deleted_at' | 'restored_from_backup_id'>;
+
+/** Above this many restored branches in the catalog, they are looked up per page instead of kept whole. */
+const RESTORED_KEPT_BELOW = 2000;
+
+/**
+ * The branches restored from these backups, oldest first. Few backups ever are restored: the
+ * catalog's whole list (up to RESTORED_KEPT_BELOW) is kept until the next write (memo.ts) and
+ * a page looks its backups up in it, instead of one query per page.
+ */
+async function restoredBranchesOf(db: CatalogDb, ids: string[]): Promise<readonly RestoredBranch[]> {
+  const columns = ['id', 'name', 'created_at', 'updated_at', 'deleted_at', 'restored_from_backup_id'] as const;
+  const byBackup = await memoized(db, 'restored-branches', async () => {
+    const rows = await db.selectFrom('branches').select(columns).where('restored_from_backup_id', 'is not', null).orderBy('created_at').limit(RESTORED_KEPT_BELOW).execute();
+    if (rows.length >= RESTORED_KEPT_BELOW) return null;
+    const map = new Map<string, RestoredBranch[]>();
+    for (const r of rows) map.set(r.restored_from_backup_id!, [...(map.get(r.restored_from_backup_id!) ?? []), r]);
+    return map;
+  });
+  if (byBackup === null) return db.selectFrom('branches').select(columns).where('restored_from_backup_id', 'in', ids).orderBy('created_at').execute();
+  return ids.flatMap((id) => byBackup.get(id) ?? []);
+}
+
+export async function presentBackups(ctx: AppContext, rows: Array<PresentedBackup & Partial<StoredBytes>>, branch: Branch, origin = ''): Promise<BackupJson[]> {
   const ids = rows.map((r) => r.id);
-  // Only what the price needs: the stored bytes of each good copy.
-  const artifacts = ids.length ? await ctx.db.selectFrom('artifacts').select(['backup_id', 'state', 'size']).where('backup_id', 'in', ids).execute() : [];
-  const restored = ids.length
-    ? await ctx.db.selectFrom('branches').select(['id', 'name', 'created_at', 'updated_at', 'deleted_at', 'restored_from_backup_id']).where('restored_from_backup_id', 'in', ids).orderBy('created_at').execute()
-    : [];
+  // Only what the price needs: the stored bytes of each good copy (the list reads them with its rows).
+  const summed = rows.every((r) => r.stored_bytes !== undefined);
+  const artifacts = ids.length && !summed ? await ctx.db.selectFrom('artifacts').select(['backup_id', 'state', 'size']).where('backup_id', 'in', ids).execute() : [];
+  const restored = ids.length ? await restoredBranchesOf(ctx.db, ids) : [];
   const policyIds = [...new Set(rows.map((r) => r.backup_policy_id).filter((x): x is string => x !== null))];
-  const policies = policyIds.length ? await ctx.db.selectFrom('backup_policies').selectAll().where('id', 'in', policyIds).execute() : [];
+  const policies: BackupPolicy[] = [];
+  for (const id of policyIds) {
+    const p = await memoized(ctx.db, `policy\u0000${id}`, () => ctx.db.selectFrom('backup_policies').selectAll().where('id', '=', id).executeTakeFirst());
+    if (p !== undefined) policies.push(p);
+  }
   const snapshotIds = [...new Set(rows.map((r) => r.schema_snapshot_id).filter((x): x is string => x !== null))];
   const snapshots = snapshotIds.length
     ? await ctx.db.selectFrom('schema_snapshots').select(['id', 'name', 'created_at', 'updated_at', 'linted_at', 'database_id']).where('id', 'in', snapshotIds).execute()
@@ -227,6 +256,7 @@ export async function presentBackups(ctx: AppContext, rows: PresentedBackup[], b
   const db = snapshots.length ? await ctx.db.selectFrom('databases').select('name').where('id', '=', branch.database_id).executeTakeFirst() : undefined;
   const org = snapshots.length ? await ctx.db.selectFrom('organizations').select('name').where('id', '=', branch.organization_id).executeTakeFirst() : undefined;
   const storedBytes = new Map<string, number>();
+  if (summed) for (const r of rows) storedBytes.set(r.id, r.stored_bytes!);
   for (const a of artifacts) {
     if (a.state === 'success') storedBytes.set(a.backup_id, (storedBytes.get(a.backup_id) ?? 0) + a.size);
   }
