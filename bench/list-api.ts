@@ -27,6 +27,11 @@
  *   BENCH_ONLY=deep ...    # only the scenarios whose name contains this
  *   BENCH_KEEP=1 ...       # keep the data directory (and PostgreSQL database)
  *   BENCH_PROFILE=/tmp/prof ...   # the server's CPU profile, written when it stops
+ *   BENCH_WRITES_PER_SECOND=1 ...  # while each scenario runs, another connection writes to the
+ *                                  # catalog this often (a running backup's progress: 1 a second);
+ *                                  # 1000: about one write per request, so that neither the
+ *                                  # response cache nor the lookups kept under the catalog's
+ *                                  # change stamp (src/catalog/memo.ts) are of any help
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -40,6 +45,7 @@ import pg from 'pg';
 import { sql, type Insertable } from 'kysely';
 import { loadConfig } from '../src/config.js';
 import { createContext } from '../src/context.js';
+import { openCatalog } from '../src/catalog/db.js';
 import { bootstrap } from '../src/bootstrap.js';
 import { createDefaultPolicies } from '../src/catalog/policies.js';
 import { encodePageToken } from '../src/api/compat/yandex/paging.js';
@@ -53,6 +59,9 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
 const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? '10,50').split(',').map(Number);
 const ONLY = process.env.BENCH_ONLY ?? '';
+const WRITES_PER_SECOND = Number(process.env.BENCH_WRITES_PER_SECOND ?? 0);
+/** The writes a second each scenario's writer reached (startWriter). */
+const writesDone: number[] = [];
 const usePostgres = process.argv.includes('--postgres') || !!process.env.BENCH_CATALOG_URL;
 const MIN = 60_000;
 
@@ -329,11 +338,13 @@ async function measure(): Promise<void> {
     for (const s of chosen) {
       const startAt = Date.now() + 300;
       const cpu0 = cpuMs(server);
+      const writer = WRITES_PER_SECOND > 0 ? startWriter(startAt) : null;
       const [main, probe] = await Promise.all([
         load({ base, paths: s.paths, headers: s.headers ?? headers, connections: s.connections, seconds: SECONDS, startAt, timeoutMs: 60_000 }),
         load({ base, paths: ['/health'], connections: 1, seconds: SECONDS, everyMs: 10, startAt }),
       ]);
       const cpu = cpuMs(server) - cpu0;
+      if (writer) writesDone.push(await writer.stop());
       const r = results.get(s.name) ?? { load: [], probe: [], cpu: [], counts: [], bytes: [] };
       r.bytes.push(main.bytes / Math.max(1, main.samples.length));
       r.load.push(statsOf(...sampleOf(main)));
@@ -358,6 +369,7 @@ async function measure(): Promise<void> {
   const probeCost = healthCpu.size ? Math.min(...healthCpu.values()) : 0;
   const cpuPerRequest = (r: { cpu: number[]; counts: Array<[number, number]> }) => med(r.cpu.map((cpu, i) => Math.max(0, cpu - r.counts[i][1] * probeCost) / Math.max(1, r.counts[i][0])));
   const spread = (xs: number[]) => (xs.length > 1 ? ` (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})` : '');
+  if (writesDone.length) console.log(`\ncatalog writes from another connection during the scenarios: ${med(writesDone).toFixed(0)} a second (asked: ${WRITES_PER_SECOND})`);
   console.log(`\n${SECONDS} s per scenario, ${ROUNDS} round(s) (medians; spread over rounds in brackets); /health probe every 10 ms from its own process`);
   console.log(`idle server: /health p50 ${idle.p50.toFixed(2)} ms, p99 ${idle.p99.toFixed(2)} ms, max ${idle.max.toFixed(1)} ms`);
   console.log(`${'scenario'.padEnd(52)} ${'req/s'.padStart(14)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'max ms'.padStart(8)} ${'err'.padStart(5)} ${'CPU ms/req'.padStart(11)}   /health p99 / max during`);
@@ -402,6 +414,39 @@ async function measure(): Promise<void> {
   const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
   console.log(`\nload average (1/5/15 min): ${la(loadAtStart)} at the start, ${la(os.loadavg())} at the end`);
   console.log(`\nserver peak RSS: ${rss} MB; machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, node ${process.version}`);
+}
+
+/**
+ * Write to the catalog WRITES_PER_SECOND times a second from this process's own connection
+ * (another connection than the server's, as a worker's would be) until stopped: the progress
+ * of a backup of another branch. Resolves to the writes a second it reached.
+ */
+function startWriter(startAt: number): { stop(): Promise<number> } {
+  let stopped = false;
+  let writes = 0;
+  const interval = 1000 / WRITES_PER_SECOND;
+  const running = (async () => {
+    await new Promise((r) => setTimeout(r, Math.max(0, startAt - Date.now())));
+    const began = performance.now();
+    const writerCatalog = await openCatalog(ctx.config.catalogUrl);
+    const db = writerCatalog.db;
+    const target = (await db.selectFrom('backups').select('id').where('branch_id', '!=', first!.id).limit(1).executeTakeFirstOrThrow()).id;
+    while (!stopped) {
+      await db.updateTable('backups').set({ progress_bytes: writes, progress_at: nowIso() }).where('id', '=', target).execute();
+      writes++;
+      const next = began + writes * interval;
+      await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
+    }
+    const rate = writes / ((performance.now() - began) / 1000);
+    await writerCatalog.close();
+    return rate;
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      return running;
+    },
+  };
 }
 
 function sampleOf(r: LoadResult): [LoadResult['samples'], number] {
