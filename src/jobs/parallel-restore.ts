@@ -175,4 +175,5 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
     } finally {
       file.close();
     }
-  }}
+  }
+}
