@@ -44,14 +44,21 @@ export function unnamedFile(dir: string, content?: string | Buffer): UnnamedFile
   return { fd, path: `/proc/${process.pid}/fd/${fd}`, close };
 }
 
+/** Whether process `pid` (of this machine) is alive. */
+function alive(pid: number): boolean {
+  return pid === process.pid || fs.existsSync(`/proc/${pid}`);
+}
+
 /**
- * Remove from `dir` what an unnamed file can leave: a name from a process killed between
- * its create and unlink (a microsecond, but possible), once that process is gone; and the
- * named identity files (`identity-*.key`) earlier versions wrote for a request's key and
- * left behind when killed, once a minute old (those versions read them at a job's start).
- * Returns the names removed. Never throws.
+ * Remove from `dir` (the data dir's `tmp/`) what a killed process left there: the name of an
+ * unnamed file whose process died between its create and unlink (a microsecond, but
+ * possible); the private folder of a parallel MariaDB dump's start gate (`gate-<pid>-…`, a
+ * FIFO); both only once the process that made them is gone, so processes sharing a data dir
+ * never sweep each other's. And the named identity files (`identity-*.key`) earlier versions
+ * wrote for a request's key and left behind when killed, once a minute old (those versions
+ * read them when a job starts). Returns the names removed. Never throws.
  */
-export function sweepUnnamedLeftovers(dir: string, now = Date.now()): string[] {
+export function sweepLeftovers(dir: string, now = Date.now()): string[] {
   let entries: string[];
   try {
     entries = fs.readdirSync(dir);
@@ -61,9 +68,9 @@ export function sweepUnnamedLeftovers(dir: string, now = Date.now()): string[] {
   const removed: string[] = [];
   for (const entry of entries) {
     const file = path.join(dir, entry);
-    const unnamed = /^\.unnamed-(\d+)-[0-9a-f]+$/.exec(entry);
+    const owner = /^(?:\.unnamed|gate)-(\d+)-[0-9A-Za-z]+$/.exec(entry);
     let stale = false;
-    if (unnamed) stale = Number(unnamed[1]) !== process.pid && !fs.existsSync(`/proc/${unnamed[1]}`);
+    if (owner) stale = !alive(Number(owner[1]));
     else if (/^identity-[0-9a-f]+\.key$/.test(entry)) {
       try {
         stale = now - fs.statSync(file).mtimeMs > 60_000;
@@ -73,7 +80,7 @@ export function sweepUnnamedLeftovers(dir: string, now = Date.now()): string[] {
     }
     if (!stale) continue;
     try {
-      fs.rmSync(file, { force: true });
+      fs.rmSync(file, { recursive: true, force: true });
       removed.push(entry);
     } catch {
       // another process swept it first, or it is not ours to remove: leave it

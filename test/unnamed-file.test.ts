@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { sweepUnnamedLeftovers, unnamedFile } from '../src/unnamed-file.js';
+import { sweepLeftovers, unnamedFile } from '../src/unnamed-file.js';
 
 let dir: string;
 before(() => {
@@ -74,7 +74,7 @@ test('a process killed with -9 while it holds an unnamed file leaves nothing in 
   assert.throws(() => fs.readFileSync(proc), /ENOENT/);
 });
 
-test('the sweep at start removes names left by dead processes and old named identity files, nothing else', () => {
+test('the sweep at start removes what dead processes left (names, gate folders) and old named identity files, nothing else', () => {
   const tmp = path.join(dir, 'tmp-sweep');
   fs.mkdirSync(tmp);
   const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
@@ -89,10 +89,17 @@ test('the sweep at start removes names left by dead processes and old named iden
     other: 'restore-something.dat',
   };
   for (const name of Object.values(files)) fs.writeFileSync(path.join(tmp, name), 'x', { mode: 0o600 });
+  // A parallel MariaDB dump's start gate: a private folder holding a FIFO.
+  const deadGate = `gate-${deadPid}-Ab12Cd`;
+  const liveGate = `gate-${process.ppid}-Ef34Gh`;
+  for (const g of [deadGate, liveGate]) {
+    fs.mkdirSync(path.join(tmp, g));
+    assert.equal(spawnSync('mkfifo', [path.join(tmp, g, 'options.cnf')]).status, 0);
+  }
   const old = new Date(Date.now() - 5 * 60_000);
   fs.utimesSync(path.join(tmp, files.oldIdentity), old, old);
   fs.utimesSync(path.join(tmp, files.other), old, old);
-  assert.deepEqual(sweepUnnamedLeftovers(tmp).sort(), [files.deadUnnamed, files.oldIdentity].sort());
-  assert.deepEqual(fs.readdirSync(tmp).sort(), [files.liveUnnamed, files.ownUnnamed, files.youngIdentity, files.other].sort());
-  assert.deepEqual(sweepUnnamedLeftovers(path.join(dir, 'no-such-folder')), []);
+  assert.deepEqual(sweepLeftovers(tmp).sort(), [files.deadUnnamed, files.oldIdentity, deadGate].sort());
+  assert.deepEqual(fs.readdirSync(tmp).sort(), [files.liveUnnamed, files.ownUnnamed, files.youngIdentity, files.other, liveGate].sort());
+  assert.deepEqual(sweepLeftovers(path.join(dir, 'no-such-folder')), []);
 });

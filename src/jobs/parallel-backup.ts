@@ -16,6 +16,7 @@
  * destination keeps half a backup.
  */
 import { setMaxListeners } from 'node:events';
+import path from 'node:path';
 import type { AppContext } from '../context.js';
 import type { Backup, BackupUpdate, Branch, Database, Organization, StorageDestination } from '../catalog/schema.js';
 import { newId, nowIso } from '../catalog/ids.js';
@@ -156,7 +157,7 @@ async function openSource(ctx: AppContext, input: ParallelBackupInput): Promise<
       concurrency: total,
       start: async (part, index, output, signal) => {
         // Started now, held at its gate until commits are blocked (StartGate).
-        const gate = await makeStartGate();
+        const gate = await makeStartGate(path.join(ctx.config.dataDir, 'tmp'));
         gates.push(gate);
         let exited = false;
         const dump = await dumpPart(conn, {

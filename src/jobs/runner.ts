@@ -16,7 +16,7 @@ import { JobStopped, runBackup } from './backup.js';
 import { runRestore, undoInterruptedRestore } from './restore.js';
 import { runVerify } from './verify.js';
 import { dropLeftoverScratch } from './scratch.js';
-import { sweepUnnamedLeftovers } from '../unnamed-file.js';
+import { sweepLeftovers } from '../unnamed-file.js';
 import { runRepair } from './repair.js';
 import { manifestKey } from './artifacts.js';
 import { copyKeys } from './parallel-parts.js';
@@ -48,7 +48,7 @@ export class JobRunner {
   /** Recover abandoned work, then start claiming. */
   async start(): Promise<void> {
     await this.recoverInterrupted(this.#ctx.catalog.dialect === 'sqlite');
-    const swept = sweepUnnamedLeftovers(path.join(this.#ctx.config.dataDir, 'tmp'));
+    const swept = sweepLeftovers(path.join(this.#ctx.config.dataDir, 'tmp'));
     if (swept.length) this.#ctx.log.warn({ files: swept }, 'removed temporary files left by a process that was killed');
     this.#stopped = false;
     this.#ctx.nudge = () => this.nudge();

@@ -462,9 +462,15 @@ describe('MariaDB: Strongbox killed -9 while parallel parts are paused or at the
       const [rows] = await withMysqlConnection(mysqlUrl('mysql'), (c) => c.query('SELECT id FROM information_schema.processlist WHERE db = ?', [source])) as any;
       return rows.length === 0 ? true : undefined;
     }, 15_000, 100);
+    // The parts' gates (FIFOs in private folders) were in the data dir's tmp/, named after the
+    // killed process; the restart sweeps them.
+    const tmp = path.join(cluster.serve.dataDir, 'tmp');
+    const gates = () => fs.readdirSync(tmp).filter((e) => e.startsWith('gate-'));
+    assert.ok(gates().length > 0, 'the killed process left its gates behind');
     // At restart the backup is recovered as failed, with a reason.
     await cluster.serve.start();
     const b = await waitForBackupOf(cluster, branchPath, r.body.id, 60_000);
     assert.equal(b.state, 'failed', JSON.stringify(b));
+    assert.deepEqual(gates(), [], 'swept at restart');
   });
 });

@@ -32,7 +32,6 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import mysql2 from 'mysql2/promise';
@@ -378,8 +377,14 @@ export interface StartGate {
   remove(): Promise<void>;
 }
 
-export async function makeStartGate(): Promise<StartGate> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'strongbox-gate-'));
+/**
+ * Make a gate in a private folder under `parent` (the data dir's `tmp/`), named after this
+ * process (`gate-<pid>-…`): one left behind by a process that was killed is removed by the
+ * next start's sweep (unnamed-file.ts sweepLeftovers), never one of a live process.
+ */
+export async function makeStartGate(parent: string): Promise<StartGate> {
+  await fs.mkdir(parent, { recursive: true, mode: 0o700 });
+  const dir = await fs.mkdtemp(path.join(parent, `gate-${process.pid}-`));
   const file = path.join(dir, 'options.cnf');
   await new Promise<void>((resolve, reject) =>
     execFile('mkfifo', ['-m', '600', file], (err, _o, stderr) => (err ? reject(new Error(`cannot make a FIFO for a parallel dump: ${stderr.trim() || err.message}`)) : resolve())),
