@@ -38,6 +38,7 @@ import { backupmanRoutes } from './api/compat/backupman/index.js';
 import { metricsRoutes } from './api/metrics-route.js';
 import { ResponseCache, useResponseCache } from './api/response-cache.js';
 import { takeTurn } from './api/turns.js';
+import { requestScope } from './catalog/memo.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -123,6 +124,13 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => sendError(req, reply, notFound(`no route ${req.method} ${pathOf(req).slice(0, 200)}`)));
 
   app.decorateRequest('principal', null as unknown as Principal);
+  // A GET is served in a scope of its own: on PostgreSQL its catalog lookups share one change
+  // stamp, read once (catalog/memo.ts). Entered first, so that every later hook and the
+  // handler run inside it.
+  app.addHook('onRequest', (req, _reply, done) => {
+    if (req.method === 'GET' || req.method === 'HEAD') requestScope.run({}, done);
+    else done();
+  });
   // A NUL character (%00) in a path segment or the query can be stored in no text column
   // of PostgreSQL: refuse it up front instead of failing as a 500 deep in a query.
   app.addHook('onRequest', async (req) => {

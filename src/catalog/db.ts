@@ -11,7 +11,7 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { CatalogSchema } from './schema.js';
 import { kyselySqliteDatabase, reusePreparedStatements } from './sqlite-statements.js';
-import { enableMemo } from './memo.js';
+import { enableMemo, requestScope, writesEndRequestMemo } from './memo.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_jobs_restore_verify.js';
 import * as m0003 from './migrations/0003_backup_policies.js';
@@ -43,7 +43,9 @@ export interface Catalog {
    * - SQLite: `PRAGMA data_version` (commits by other connections, other processes) and
    *   `total_changes()` (rows this connection changed, triggers included).
    * - PostgreSQL: the current transaction snapshot (`txid_current_snapshot()`): any commit,
-   *   in any database of the cluster, assigns a transaction id or ends one in progress.
+   *   in any database of the cluster, assigns a transaction id or ends one in progress. Inside
+   *   an API request (memo.ts requestScope) it is read once, at the first call, and the same
+   *   value is returned for the rest of the request.
    */
   changeStamp(): Promise<string>;
   /** Close the catalog and release the process lock taken with it, if any. */
@@ -254,11 +256,20 @@ export async function openCatalog(url: string, opts: OpenCatalogOptions = {}): P
     // process. The pool has already dropped that client and the next query opens a new one;
     // a catalog that is really gone fails that query, where the caller reports it.
     pool.on('error', () => {});
-    const db = new Kysely<CatalogSchema>({ dialect: new PostgresDialect({ pool }) });
+    const db = new Kysely<CatalogSchema>({ dialect: new PostgresDialect({ pool }), plugins: [writesEndRequestMemo] });
+    const readStamp = async () => (await pool.query<{ s: string }>('select txid_current_snapshot()::text as s')).rows[0].s;
+    // One round trip per API request, shared by its lookups (memo.ts) and the response cache.
+    const requestStamp = () => {
+      const scope = requestScope.getStore();
+      if (scope === undefined || scope.wrote) return null;
+      scope.stamp ??= readStamp();
+      return scope.stamp;
+    };
+    enableMemo(db, requestStamp);
     catalog = {
       db,
       dialect: 'postgres',
-      changeStamp: async () => (await pool.query<{ s: string }>('select txid_current_snapshot()::text as s')).rows[0].s,
+      changeStamp: () => requestStamp() ?? readStamp(),
       close: async () => {
         try {
           await db.destroy();

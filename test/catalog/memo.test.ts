@@ -12,6 +12,7 @@ import { newId, nowIso } from '../../src/catalog/ids.js';
 import { secretBox } from '../../src/secrets.js';
 import { resolveBranch } from '../../src/api/resolve.js';
 import { listBackups } from '../../src/catalog/backup-list.js';
+import { requestScope } from '../../src/catalog/memo.js';
 import { createBackup } from '../../src/catalog/backups.js';
 import type { Principal } from '../../src/api/auth.js';
 import type { ServiceToken } from '../../src/catalog/schema.js';
@@ -115,4 +116,36 @@ test("a list's total_count and pages follow backups written by another connectio
   assert.equal(after.total, 5);
   assert.ok(!after.rows.some((r) => r.id === made[0].id));
   assert.equal((await listBackups(catalog.db, filter, 3, 2, cols)).rows.length, 1, 'the last page, after a skip by the month counts');
+});
+
+// An API request's scope (app.ts): on PostgreSQL its lookups share one stamp, read once.
+const inRequest = <T>(fn: () => Promise<T>): Promise<T> => requestScope.run({}, fn);
+
+test('each request sees what was committed before it began, whoever wrote it', async () => {
+  assert.equal((await inRequest(() => resolve('main'))).branch.name, 'main');
+  await inRequest(async () => {
+    assert.equal((await resolve('main')).branch.id, branchId);
+    assert.equal((await resolve('main')).branch.id, branchId, 'asked twice in one request');
+  });
+  await other.db.updateTable('branches').set({ name: 'moved' }).where('id', '=', branchId).execute();
+  await inRequest(async () => {
+    await assert.rejects(resolve('main'), /not found/);
+    assert.equal((await resolve('moved')).branch.id, branchId);
+  });
+  await other.db.updateTable('branches').set({ name: 'main' }).where('id', '=', branchId).execute();
+  assert.equal((await inRequest(() => resolve('main'))).branch.id, branchId);
+});
+
+test('a request that writes reads its own writes, even what it looked up before writing', async () => {
+  await inRequest(async () => {
+    await assert.rejects(resolve('made-here'), /not found/, 'looked up (and kept as missing) first');
+    await catalog.db.updateTable('branches').set({ name: 'made-here' }).where('id', '=', branchId).execute();
+    assert.equal((await resolve('made-here')).branch.id, branchId);
+    await assert.rejects(resolve('main'), /not found/);
+  });
+  await inRequest(() => catalog.db.updateTable('branches').set({ name: 'main' }).where('id', '=', branchId).execute());
+  await inRequest(async () => {
+    assert.equal((await resolve('main')).branch.id, branchId);
+    await assert.rejects(resolve('made-here'), /not found/);
+  });
 });
