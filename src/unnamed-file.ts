@@ -5,7 +5,8 @@
  * unlinked at once, and only then written: its content never has a name. Other processes
  * of ours (age, pg_restore and the workers it forks) open it as `/proc/<our pid>/fd/<fd>`,
  * each with its own offset, for as long as we hold the descriptor. Whatever ends this
- * process, kill -9 included, the kernel frees the file with it: nothing to sweep.
+ * process, kill -9 included, the kernel frees the file with it. (What a killed process can
+ * still leave in the folder, the job runner removes when it starts: sweepLeftovers.)
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
