@@ -2,7 +2,9 @@
  * Lookups reused under the catalog's change stamp (src/catalog/memo.ts) never answer with
  * what a write changed, whoever wrote: this process through the catalog, another connection
  * (another process), or a transaction in progress reading its own writes. Runs on the
- * matrix's catalog (on PostgreSQL nothing is memoized; the answers must be the same).
+ * matrix's catalog: SQLite keeps lookups wherever they are made; PostgreSQL only inside an
+ * API request's scope (the last two tests), where a request sees what was committed before
+ * it began, and its own writes.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
