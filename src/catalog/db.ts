@@ -28,6 +28,7 @@ import * as m0013 from './migrations/0013_overview_index.js';
 import * as m0014 from './migrations/0014_archiving.js';
 import * as m0018 from './migrations/0018_backup_list_indexes.js';
 import * as m0019 from './migrations/0019_parallel_parts.js';
+import * as m0020 from './migrations/0020_pending_artifacts.js';
 
 export type CatalogDb = Kysely<CatalogSchema>;
 
@@ -193,6 +194,7 @@ const migrations: Record<string, Migration> = {
   '0014_archiving': m0014,
   '0018_backup_list_indexes': m0018,
   '0019_parallel_parts': m0019,
+  '0020_pending_artifacts': m0020,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

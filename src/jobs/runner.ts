@@ -7,9 +7,9 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { AppContext } from '../context.js';
-import type { Backup, Job } from '../catalog/schema.js';
+import type { Artifact, Backup, Job } from '../catalog/schema.js';
 import { newId, nowIso } from '../catalog/ids.js';
 import { openDestinationById } from '../destinations.js';
 import { JobStopped, runBackup } from './backup.js';
@@ -270,25 +270,34 @@ export class JobRunner {
       recovered++;
       leaseTakeovers.inc();
       jobFailures.inc({ kind: 'backup', reason: 'interrupted' });
-      const artifacts = await db.selectFrom('artifacts').selectAll().where('backup_id', '=', b.id).where('state', '=', 'pending').execute();
-      for (const a of artifacts) {
-        try {
-          const { provider } = await openDestinationById(this.#ctx, a.destination_id);
-          // A parallel backup's copy: every planned part and its SHA256SUMS; else the one dump.
-          for (const key of copyKeys(a)) {
-            await provider.delete(key);
-            await provider.removePartials(key);
-          }
-          // Killed while or after writing the manifest, before the copy was recorded: a
-          // manifest without its dump would describe a backup that is not there.
-          await provider.delete(manifestKey(a.path));
-          await provider.removePartials(manifestKey(a.path));
-        } catch (e) {
-          log.warn({ err: e, artifact: a.id }, 'could not remove a partial artifact');
-        }
-        await db.updateTable('artifacts').set({ state: 'failed', error: 'interrupted', updated_at: now }).where('id', '=', a.id).execute();
-      }
+      await this.#abandonCopies(await db.selectFrom('artifacts').selectAll().where('backup_id', '=', b.id).where('state', '=', 'pending').execute(), now);
       log.warn({ backup: b.id }, 'marked an interrupted backup as failed');
+    }
+    // Copies left pending by a backup that has ended: the process that failed it (its own, or
+    // the one that took it over above) was killed before it cleared them. Once the backup has
+    // been over for a lease, nobody is still clearing them.
+    const ended = nowIso(new Date(clock().getTime() - this.#ctx.config.leaseSeconds * 1000));
+    // The pending copies first (a literal, not a parameter: only then can the planner use the
+    // partial index artifacts_pending of migration 0020), then which of their backups ended.
+    const pending = await db.selectFrom('artifacts').selectAll().where('state', '=', sql.lit('pending')).execute();
+    const over =
+      pending.length === 0
+        ? new Set<string>()
+        : new Set(
+            (
+              await db
+                .selectFrom('backups')
+                .select('id')
+                .where('id', 'in', [...new Set(pending.map((a) => a.backup_id))])
+                .where('state', 'in', ['failed', 'canceled'])
+                .where('updated_at', '<', ended)
+                .execute()
+            ).map((b) => b.id),
+          );
+    const leftover = pending.filter((a) => over.has(a.backup_id));
+    if (leftover.length > 0) {
+      await this.#abandonCopies(leftover, now);
+      log.warn({ artifacts: leftover.map((a) => a.id) }, 'cleared the unfinished copies of backups that had ended');
     }
 
     let jq = db.selectFrom('jobs').selectAll().where('state', '=', 'running');
@@ -307,6 +316,31 @@ export class JobRunner {
     // drop failed before) are dropped: a restore drill never leaves one behind.
     await dropLeftoverScratch(this.#ctx).catch((e) => log.error({ err: e }, 'could not look for leftover scratch databases'));
     return recovered;
+  }
+
+  /**
+   * Remove what an unfinished copy may have left in storage (its parts or dump, partial
+   * uploads, its manifest) and mark it failed ("interrupted"). Removal is best effort and
+   * idempotent: two processes doing it at once do no harm.
+   */
+  async #abandonCopies(artifacts: Artifact[], now: string): Promise<void> {
+    for (const a of artifacts) {
+      try {
+        const { provider } = await openDestinationById(this.#ctx, a.destination_id);
+        // A parallel backup's copy: every planned part and its SHA256SUMS; else the one dump.
+        for (const key of copyKeys(a)) {
+          await provider.delete(key);
+          await provider.removePartials(key);
+        }
+        // Killed while or after writing the manifest, before the copy was recorded: a
+        // manifest without its dump would describe a backup that is not there.
+        await provider.delete(manifestKey(a.path));
+        await provider.removePartials(manifestKey(a.path));
+      } catch (e) {
+        this.#ctx.log.warn({ err: e, artifact: a.id }, 'could not remove a partial artifact');
+      }
+      await this.#ctx.db.updateTable('artifacts').set({ state: 'failed', error: 'interrupted', updated_at: now }).where('id', '=', a.id).where('state', '=', 'pending').execute();
+    }
   }
 
   /** Fail an abandoned item, only if nobody else took it over in the meantime. */

@@ -148,5 +148,43 @@ function contextFor(catalog: Catalog, dataDir: string): AppContext {
       // A second worker looking at the same moment finds nothing left to take over.
       assert.equal(await new JobRunner(contextFor(catalog, dataDir)).recoverInterrupted(false), 0);
     });
+
+    test('copies left pending by a process killed after it failed their backup are cleared once the backup has been over for a lease', async () => {
+      const { database, branch, org } = await seed(catalog, dataDir);
+      const dest = await catalog.db.selectFrom('storage_destinations').selectAll().where('organization_id', '=', org.id).executeTakeFirstOrThrow();
+      const root = path.join(dataDir, 'backups');
+      const copyOf = async (state: 'failed' | 'running', endedAgoMs: number) => {
+        const b = await createBackup(catalog.db, { database, branch, retentionValue: 1, retentionUnit: 'day', emergency: false, actor: null, compression: 'zstd', now: new Date() });
+        const at = new Date(Date.now() - endedAgoMs).toISOString();
+        const lease = state === 'running' ? { lease_owner: 'live-host:1:abc', lease_expires_at: new Date(Date.now() + 60_000).toISOString() } : { lease_owner: null, lease_expires_at: null };
+        await catalog.db.updateTable('backups').set({ state, updated_at: at, ...lease }).where('id', '=', b.id).execute();
+        const key = `leftover/${b.id}/dump.pgdump.zst`;
+        fs.mkdirSync(path.join(root, path.dirname(key)), { recursive: true });
+        fs.writeFileSync(path.join(root, key), 'half a dump');
+        fs.writeFileSync(path.join(root, `leftover/${b.id}/manifest.json`), '{}');
+        const id = newId();
+        await catalog.db
+          .insertInto('artifacts')
+          .values({ id, backup_id: b.id, destination_id: dest.id, destination_name: dest.name, provider: 'local', path: key, state: 'pending', sha256: null, error: null, created_at: at, updated_at: at })
+          .execute();
+        return { id, file: path.join(root, key) };
+      };
+      const lease = contextFor(catalog, dataDir).config.leaseSeconds * 1000;
+      // Killed between failing its backup and clearing its copy (the kill -9 loop found one).
+      const orphan = await copyOf('failed', lease + 60_000);
+      // Failed a moment ago: whoever failed it may still be clearing its copies.
+      const recent = await copyOf('failed', 0);
+      // Still running under a live lease: being written.
+      const writing = await copyOf('running', 0);
+      await new JobRunner(contextFor(catalog, dataDir)).recoverInterrupted(false);
+      const state = async (id: string) => (await catalog.db.selectFrom('artifacts').select(['state', 'error']).where('id', '=', id).executeTakeFirstOrThrow());
+      assert.deepEqual(await state(orphan.id), { state: 'failed', error: 'interrupted' });
+      assert.ok(!fs.existsSync(orphan.file), 'the half-written copy is removed from storage');
+      assert.ok(!fs.existsSync(path.join(path.dirname(orphan.file), 'manifest.json')), 'and its manifest');
+      assert.equal((await state(recent.id)).state, 'pending');
+      assert.ok(fs.existsSync(recent.file));
+      assert.equal((await state(writing.id)).state, 'pending');
+      assert.ok(fs.existsSync(writing.file));
+    });
   });
 }
