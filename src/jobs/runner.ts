@@ -280,24 +280,20 @@ export class JobRunner {
     // The pending copies first (a literal, not a parameter: only then can the planner use the
     // partial index artifacts_pending of migration 0020), then which of their backups ended.
     const pending = await db.selectFrom('artifacts').selectAll().where('state', '=', sql.lit('pending')).execute();
-    const over =
-      pending.length === 0
-        ? new Set<string>()
-        : new Set(
-            (
-              await db
-                .selectFrom('backups')
-                .select('id')
-                .where('id', 'in', [...new Set(pending.map((a) => a.backup_id))])
-                .where('state', 'in', ['failed', 'canceled'])
-                .where('updated_at', '<', ended)
-                .execute()
-            ).map((b) => b.id),
-          );
-    const leftover = pending.filter((a) => over.has(a.backup_id));
-    if (leftover.length > 0) {
-      await this.#abandonCopies(leftover, now);
-      log.warn({ artifacts: leftover.map((a) => a.id) }, 'cleared the unfinished copies of backups that had ended');
+    if (pending.length > 0) {
+      const over = await db
+        .selectFrom('backups')
+        .select('id')
+        .where('id', 'in', [...new Set(pending.map((a) => a.backup_id))])
+        .where('state', 'in', ['failed', 'canceled'])
+        .where('updated_at', '<', ended)
+        .execute();
+      const ids = new Set(over.map((b) => b.id));
+      const leftover = pending.filter((a) => ids.has(a.backup_id));
+      if (leftover.length > 0) {
+        await this.#abandonCopies(leftover, now);
+        log.warn({ artifacts: leftover.map((a) => a.id) }, 'cleared the unfinished copies of backups that had ended');
+      }
     }
 
     let jq = db.selectFrom('jobs').selectAll().where('state', '=', 'running');

@@ -230,7 +230,11 @@ async function restoredBranchesOf(db: CatalogDb, ids: string[]): Promise<readonl
     const rows = await db.selectFrom('branches').select(columns).where('restored_from_backup_id', 'is not', null).orderBy('created_at').limit(RESTORED_KEPT_BELOW).execute();
     if (rows.length >= RESTORED_KEPT_BELOW) return null;
     const map = new Map<string, RestoredBranch[]>();
-    for (const r of rows) map.set(r.restored_from_backup_id!, [...(map.get(r.restored_from_backup_id!) ?? []), r]);
+    for (const r of rows) {
+      const list = map.get(r.restored_from_backup_id!);
+      if (list) list.push(r);
+      else map.set(r.restored_from_backup_id!, [r]);
+    }
     return map;
   });
   if (byBackup === null) return db.selectFrom('branches').select(columns).where('restored_from_backup_id', 'in', ids).orderBy('created_at').execute();
