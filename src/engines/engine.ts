@@ -57,10 +57,11 @@ export interface DumpOptions {
   dumpHistory?: boolean;
   /**
    * Write the dump straight into this stream's pipe (the stdin of another child process,
-   * e.g. the compressor's), not through this process: `DumpProcess.stdout` is then an
-   * empty stream and `done` still reports the tool's exit. See pipeline/store.ts.
+   * e.g. the compressor's) or this descriptor (a FIFO a reader thread reads), not through
+   * this process: `DumpProcess.stdout` is then an empty stream and `done` still reports the
+   * tool's exit. See pipeline/store.ts.
    */
-  output?: Writable;
+  output?: Writable | number;
 }
 
 /**

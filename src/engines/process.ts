@@ -96,9 +96,10 @@ export interface ToolSpec {
    * Where the tool's stdout goes: a pipe we read (`child.stdout`, the default) or the stdin
    * of another child process (a Socket from `spawn`), which the tool then writes into
    * directly, OS pipe to OS pipe, without passing through this process (`child.stdout` is
-   * then null). The caller closes its own copy of that stream after the call.
+   * then null); or a descriptor of this process (a FIFO), which it writes the same way. The
+   * caller closes its own copy of that stream or descriptor after the call.
    */
-  stdout?: Writable;
+  stdout?: Writable | number;
   signal?: AbortSignal;
   /**
    * Killed (SIGKILL) by the kernel if this process dies first, even by kill -9 (Linux's parent

@@ -89,6 +89,9 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
   const targets: Target[] = [];
 
   const fail = (error: string): BackupUpdate => ({ state: 'failed', error, completed_at: nowIso(ctx.clock()) });
+  // Reads that run beside the dump (they never reject); every way out waits for them, so that
+  // no connection to the database outlives the job.
+  const beside: Array<Promise<unknown>> = [];
   try {
     if (branch.connection_url_enc === null) return fail('the branch has no connection URL; set it again (catalog rebuilt from storage?)');
     const conn = parseConnectionUrl(ctx.secrets.open(branch.connection_url_enc)).info;
@@ -101,8 +104,9 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     await ctx.db.updateTable('backups').set({ server_version: server.version, pvc_size: server.sizeBytes, updated_at: nowIso(ctx.clock()) }).where('id', '=', backup.id).execute();
     // What the dump does not carry (the database's own encoding, locale, settings; the roles
     // its objects need), so that a restore can make the database again as it was. Losing
-    // them costs that fidelity, not the backup.
-    const extras = await databaseExtras(ctx, engine, conn, backup.id);
+    // them costs that fidelity, not the backup. Read while the dump starts and runs.
+    const extrasRead = databaseExtras(ctx, engine, conn, backup.id);
+    beside.push(extrasRead);
     const options = await ctx.db.selectFrom('branch_options').select(['dump_history', 'jobs']).where('branch_id', '=', branch.id).executeTakeFirst();
     const dumpHistory = database.kind === 'mysql' && options?.dump_history === 1;
     // An archived PostgreSQL branch gets base backups (pg_basebackup, the whole cluster):
@@ -118,7 +122,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     // (jobs/parallel-backup.ts). A base backup is one pg_basebackup stream whatever it says.
     const jobs = backup.jobs ?? options?.jobs ?? 1;
     if (jobs > 1 && !base) {
-      return await runParallelBackup(ctx, { backup, branch, database, org, conn, server, extras, dests, folder, recipients, encryption, jobs, dumpHistory, signal });
+      return await runParallelBackup(ctx, { backup, branch, database, org, conn, server, extras: await extrasRead, dests, folder, recipients, encryption, jobs, dumpHistory, signal });
     }
     const now = nowIso(ctx.clock());
     for (const dest of dests) {
@@ -181,6 +185,8 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     let clientVersion = '';
     let baseRange: (() => BaseBackupRange | null) | null = null;
     let stored: StoreResult;
+    let schemaRead: Promise<string | Error> | null = null;
+    const schemaStop = new AbortController();
     try {
       jobSignal.throwIfAborted();
       let source: RawSource;
@@ -201,6 +207,10 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
         };
       }
       mark('dump started');
+      // The schema (DDL only) as a snapshot beside the backup, dumped while the data is: a
+      // failure here costs the snapshot, not the backup; a failed backup stops it.
+      schemaRead = engine.schemaDump(conn, { serverMajor: server.major, signal: AbortSignal.any([jobSignal, schemaStop.signal]) }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      beside.push(schemaRead);
       stored = await storeStream(source, {
         compression,
         level: ctx.config.zstdLevel,
@@ -213,6 +223,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
       });
       mark('dump finished');
     } catch (e) {
+      schemaStop.abort();
       // When every destination failed, the dump was stopped because of it: say so. Otherwise
       // the first cause (a stop, the dump tool's own error, a compressor that died) says what
       // went wrong, on the backup and on every copy that it kept from being stored.
@@ -229,16 +240,18 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     for (const r of stored.targets) if (!r.ok) targets.find((x) => x.artifactId === r.id)!.error = `write failed: ${messageOf(r.error)}`;
     const inspection = stored.inspection;
 
-    // The schema (DDL only) as a snapshot beside the backup; a failure here costs the
-    // snapshot, not the backup.
+    // The schema snapshot, dumped beside the data (above).
     let snapshotId: string | null = null;
     try {
-      const ddl = await engine.schemaDump(conn, { serverMajor: server.major, signal });
+      const ddl = await schemaRead!;
+      signal.throwIfAborted();
+      if (ddl instanceof Error) throw ddl;
       snapshotId = (await recordSnapshot(ctx.db, branch, ddl, ctx.clock())).id;
     } catch (e) {
       if (signal.aborted) throw e;
       ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
     }
+    const extras = await extrasRead;
     const rowCounts = base ? null : inspection.counts;
     // Null when the server does not write binlogs (log_bin off): the dump then has no position.
     const range = baseRange?.() ?? null;
@@ -327,6 +340,8 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     if (stop?.reason === 'canceled') return await finish(ctx, backup, targets, { state: 'canceled', error: stop.message, completed_at: nowIso(ctx.clock()) }, null);
     const message = stop ? stop.message : e instanceof EngineError ? e.message : `backup failed: ${messageOf(e)}`;
     return await finish(ctx, backup, targets, null, message);
+  } finally {
+    await Promise.all(beside);
   }
 }
 
@@ -340,10 +355,8 @@ async function databaseExtras(ctx: AppContext, engine: Engine, conn: ConnectionI
       return null;
     }
   };
-  return {
-    properties: await read('database properties', () => engine.databaseProperties(conn)),
-    ownership: await read('owners and grants', () => engine.ownership(conn)),
-  };
+  const [properties, ownership] = await Promise.all([read('database properties', () => engine.databaseProperties(conn)), read('owners and grants', () => engine.ownership(conn))]);
+  return { properties, ownership };
 }
 
 function describeFailures(targets: Target[]): string {

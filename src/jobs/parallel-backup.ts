@@ -78,7 +78,7 @@ interface ParallelSource {
   /** How many parts may dump at a time. */
   concurrency: number;
   /** Start the dump of `part` (`dataIndex`: its index among the data parts) writing into `output`. */
-  start(part: BackupPart, dataIndex: number, output: Writable, signal: AbortSignal): Promise<DumpProcess>;
+  start(part: BackupPart, dataIndex: number, output: Writable | number, signal: AbortSignal): Promise<DumpProcess>;
   /** The key of a table in the part's row counts. */
   rowKey(t: { schema: string; table: string }): string;
   inspect: InspectSpec;

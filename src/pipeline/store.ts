@@ -3,16 +3,24 @@
  * (`storeStream`): the data path of dumps, base backups and the parts of parallel dumps.
  *
  * The child processes pipe into each other directly, as OS pipes, the way a shell
- * pipeline does:
+ * pipeline does. A dump read as one stream:
  *
- *   dump tool ──► tee ──► zstd -T0 ──► age ──► this process: sha256, size, fan-out
- *                  └──► FIFO ──► reader thread: byte count, row counts, digests, …
+ *   dump tool ──► FIFO ──► reader thread ──► FIFO ──► zstd -T0 ──► age ──► this process:
+ *                          (passes every byte on,                    sha256, size, fan-out
+ *                           then reads it: byte count, row counts, digests, …)
  *
- * Only the final (compressed, encrypted) bytes pass through the main thread, once; the raw
- * bytes that the readers need (inspect.ts) reach a reader thread through a FIFO that tee
- * writes (inspect-worker.ts). Before, every raw byte entered the event loop in ~7 KiB
- * chunks, was hashed for a digest nobody used, written to zstd, read back, written to age
- * and read back: most of the backup's CPU time in this process, and most of its garbage.
+ * The parts of a parallel backup, whose readers share a thread that must never block:
+ *
+ *   dump tool ──► tee ──► zstd -T0 ──► age ──► this process
+ *                  └──► FIFO ──► reader thread
+ *
+ * Only the final (compressed, encrypted) bytes pass through the main thread's event loop,
+ * once; the raw bytes that the readers need (inspect.ts) reach a reader thread
+ * (inspect-worker.ts) in blocking reads of a FIFO. Before, every raw byte entered the event
+ * loop in ~7 KiB chunks, was hashed for a digest nobody used, written to zstd, read back,
+ * written to age and read back: most of the backup's CPU time in this process, and most of
+ * its garbage. Then tee copied it for the reader thread: two more pipe crossings of every raw
+ * byte, which on a 2-core machine cost a tenth of the backup's time.
  *
  * Guarantees: the result is good only when every process (the source included) exited 0,
  * the readers read the whole stream and every live destination finished writing; anything
@@ -55,7 +63,7 @@ export interface SourceProcess {
  *   (e.g. a base backup, whose tar is read as it passes); its exit is checked like the others'.
  * - `readable`: any stream, read and passed on.
  */
-export type RawSource = { start(output: Writable): Promise<SourceProcess> } | { process: SourceProcess } | { readable: Readable };
+export type RawSource = { start(output: Writable | number): Promise<SourceProcess> } | { process: SourceProcess } | { readable: Readable };
 
 /** Figures for a progress report. */
 export interface StoreProgress {
@@ -259,34 +267,47 @@ function endRead(reader: ReaderThread, id: number): void {
   }, IDLE_READER_MS).unref();
 }
 
-function makeFifo(file: string): Promise<void> {
+function makeFifos(files: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile('mkfifo', ['-m', '600', file], (err, _stdout, stderr) => (err ? reject(new Error(`cannot make a FIFO for the dump readers: ${stderr.trim() || err.message}`)) : resolve()));
+    execFile('mkfifo', ['-m', '600', ...files], (err, _stdout, stderr) => (err ? reject(new Error(`cannot make a FIFO for the dump readers: ${stderr.trim() || err.message}`)) : resolve()));
   });
 }
 
+/** Both ends of a FIFO, blocking, as descriptors of this process (see openFifos). */
+interface FifoEnds {
+  readFd: number;
+  writeFd: number;
+}
+
 /**
- * The channel by which tee hands the raw dump to a reader thread: a FIFO opened at both ends
- * here, then unlinked, so no name is left behind whatever happens next. The reader thread
- * reads `readFd` (a descriptor of this process, which it then owns and closes); tee writes
- * `writeFd`, inherited as its fd 3. No open() can block (a non-blocking reading end first, so
- * the writing end opens at once, so the blocking reading end does), and tee never waits for
- * the thread: if this process dies (kill -9) at any moment, tee is left without a reader and
- * dies of SIGPIPE at its next write, and the dump tool with it; and a short dump that tee
- * passes on and ends before the thread is up is read all the same.
+ * `count` FIFOs (one mkfifo), each opened at both ends here, then unlinked, so no name is
+ * left behind whatever happens next. No open() can block (a non-blocking reading end first,
+ * so the writing end opens at once, so the blocking reading end does). Both ends are blocking
+ * descriptors (a child process given one must never see EAGAIN).
+ *
+ * The raw dump reaches the reader thread through one: the thread reads `readFd`; the dump
+ * tool (or tee) writes `writeFd`. Nobody waits for the thread: if this process dies (kill -9)
+ * at any moment, the writer is left without a reader and dies of SIGPIPE at its next write,
+ * and a short dump that ends before the thread is up is read all the same. When the thread
+ * passes the dump on, it writes a second one's `writeFd`, which zstd reads: this process's
+ * death ends zstd's input, and zstd, age and the dump tool end with it.
  */
-async function openRawChannel(): Promise<{ readFd: number; writeFd: number }> {
+async function openFifos(count: number): Promise<FifoEnds[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-raw-'));
   const opened: number[] = [];
   try {
-    const fifo = path.join(dir, 'raw');
-    await makeFifo(fifo);
-    opened.push(fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
-    const writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
-    opened.push(writeFd);
-    const readFd = fs.openSync(fifo, fs.constants.O_RDONLY);
-    fs.closeSync(opened[0]);
-    return { readFd, writeFd };
+    const files = Array.from({ length: count }, (_, i) => path.join(dir, `raw${i}`));
+    await makeFifos(files);
+    return files.map((fifo) => {
+      const probe = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      opened.push(probe);
+      const writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
+      opened.push(writeFd);
+      const readFd = fs.openSync(fifo, fs.constants.O_RDONLY);
+      opened.push(readFd);
+      fs.closeSync(opened.splice(opened.indexOf(probe), 1)[0]);
+      return { readFd, writeFd };
+    });
   } catch (e) {
     for (const fd of opened) fs.closeSync(fd);
     throw e;
@@ -338,8 +359,10 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
     // Stop everything: nothing may outlive a failure.
     sourceProcess?.kill();
     killTimer = stopChildren(children, KILL_GRACE_MS);
-    // tee never started: the worker sees the end of the channel.
-    closeChannelWriter();
+    // The writer of the raw channel never started: the worker sees the end (a source being
+    // started has it; its start's end closes it). zstd never started: the worker's writes fail.
+    if (!sourceStarting) closeChannelWriter();
+    closeFirstInput();
   };
   const onAbort = (): void => fail(opts.signal!.reason ?? new Error('the operation was aborted'), 0);
 
@@ -355,14 +378,23 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
   let rawCounter: BigInt64Array | null = null;
   let seenAt: Date | null = null;
   /**
-   * The writing end of the raw side channel (openRawChannel) until tee has it as its fd 3:
-   * closed once tee started, or when nothing will start, so that the worker sees the end.
+   * The writing end of the raw channel (openFifos) until its writer has it: the dump tool's
+   * stdout (the reader thread passes the dump on), or tee's fd 3. Closed once that started,
+   * or when nothing will start, so that the worker sees the end.
    */
   let channelWriteFd: number | null = null;
+  let sourceStarting = false;
   const closeChannelWriter = (): void => {
     if (channelWriteFd === null) return;
     fs.closeSync(channelWriteFd);
     channelWriteFd = null;
+  };
+  /** The reading end of the channel the reader thread passes the dump on to, until zstd has it as its stdin. */
+  let firstInputFd: number | null = null;
+  const closeFirstInput = (): void => {
+    if (firstInputFd === null) return;
+    fs.closeSync(firstInputFd);
+    firstInputFd = null;
   };
 
   const progress = (): void => {
@@ -381,29 +413,38 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
     } else {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       const isProcessSource = 'start' in source;
+      const blocking = opts.sharedReader !== true;
+      // The reader thread passes the dump on to zstd itself when it reads it alone and the first
+      // stage is a process; else tee copies the dump for it (module comment).
+      const passOn = isProcessSource && blocking && stages[0]?.kind === 'process';
       if (isProcessSource) {
-        const channel = await openRawChannel();
+        const [channel, onward] = await openFifos(passOn ? 2 : 1);
         channelWriteFd = channel.writeFd;
+        if (onward) firstInputFd = onward.readFd;
         // Stopped meanwhile: start nothing that fail() could no longer reach.
         if (stop.signal.aborted) {
           fs.closeSync(channel.readFd);
+          if (onward) fs.closeSync(onward.writeFd);
+          closeChannelWriter();
+          closeFirstInput();
           throw stop.signal.reason;
         }
         const shared = new SharedArrayBuffer(8);
         rawCounter = new BigInt64Array(shared);
-        const blocking = opts.sharedReader !== true;
         waits.push(
           new Promise<void>((resolve) => {
             let closed = false;
-            // A blocking read uses this thread's descriptor, closed here once the worker is
-            // through with it (a shared read's pipe handle closes it in the worker).
+            // A blocking read uses this thread's descriptors, closed here once the worker is
+            // through with them (a shared read's pipe handle closes it in the worker). Closing
+            // the onward end is what ends zstd's input.
             const release = (): void => {
               if (blocking && !closed) fs.closeSync(channel.readFd);
+              if (onward && !closed) fs.closeSync(onward.writeFd);
               closed = true;
               resolve();
             };
             startRead(
-              { fd: channel.readFd, blocking, spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250), counter: shared },
+              { fd: channel.readFd, blocking, ...(onward ? { outFd: onward.writeFd } : {}), spec: opts.inspect ?? {}, progressIntervalMs: Math.min(interval, 250), counter: shared },
               {
                 message: (m) => {
                   if (m.type === 'progress') rawBytes = m.bytes;
@@ -413,7 +454,7 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
                     rawBytes = m.inspection.rawBytes;
                     release();
                   } else if (m.type === 'failed') {
-                    fail(new Error(`the dump reader failed: ${m.message}`), 1);
+                    fail(new Error(`the dump reader failed: ${m.message}`), m.echo ? 2 : 1);
                     release();
                   }
                 },
@@ -425,7 +466,7 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
             );
           }),
         );
-        stages.unshift({ kind: 'process', name: 'tee', command: 'tee', args: ['/proc/self/fd/3'], notFound: TEE_NOT_FOUND, fd3: channel.writeFd });
+        if (!passOn) stages.unshift({ kind: 'process', name: 'tee', command: 'tee', args: ['/proc/self/fd/3'], notFound: TEE_NOT_FOUND, fd3: channel.writeFd });
       } else {
         const inspector = new RawInspector(opts.inspect ?? {}, () => (seenAt ??= clock()));
         stages.unshift({
@@ -453,10 +494,13 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
           next = null;
           continue;
         }
-        const child: ChildProcess = spawn(stage.command, stage.args, { stdio: ['pipe', next ?? 'pipe', 'pipe', ...(stage.fd3 === undefined ? [] : [stage.fd3])] });
+        const stdin = i === 0 && firstInputFd !== null ? firstInputFd : 'pipe';
+        const child: ChildProcess = spawn(stage.command, stage.args, { stdio: [stdin, next ?? 'pipe', 'pipe', ...(stage.fd3 === undefined ? [] : [stage.fd3])] });
         next?.destroy();
         // tee holds its own copy now; ours would keep the worker from ever seeing the end.
         if (stage.fd3 !== undefined) closeChannelWriter();
+        // zstd holds its own copy: ours would keep the worker's writes from ever failing.
+        if (stdin !== 'pipe') closeFirstInput();
         stage.child = child;
         const entry = { name: stage.name, child, exited: false };
         children.push(entry);
@@ -468,11 +512,15 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
       // The source writes into the first stage (or into this process when that is a stream of ours).
       let head: Readable;
       if (isProcessSource) {
-        const output = next!;
+        // Straight into the raw channel when the reader thread passes the dump on; else into tee.
+        const output = passOn ? channelWriteFd! : next!;
+        sourceStarting = true;
         try {
           sourceProcess = await source.start(output);
         } finally {
-          output.destroy();
+          sourceStarting = false;
+          if (typeof output === 'number') closeChannelWriter();
+          else output.destroy();
         }
         if (stop.signal.aborted) sourceProcess.kill();
         head = sourceProcess.stdout;
@@ -516,6 +564,7 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
   if (killTimer) clearTimeout(killTimer);
   opts.signal?.removeEventListener('abort', onAbort);
   closeChannelWriter();
+  closeFirstInput();
 
   if (failures.length === 0 && results.every((r) => !r.ok)) {
     fail(new Error(`every destination failed: ${results.map((r) => `${r.id}: ${r.error?.message}`).join('; ')}`), 1);

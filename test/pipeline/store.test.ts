@@ -102,11 +102,17 @@ function noneLeft(): void {
 }
 
 describe('storeStream', () => {
-  test('a process source: piped through tee, zstd and age into two files; sha256, sizes and raw bytes exact', async () => {
+  test('a process source: passed on by the reader thread (no tee) through zstd and age into two files; sha256, sizes and raw bytes exact', async () => {
     const files = [path.join(dir, 'a'), path.join(dir, 'b')];
     const targets = files.map((f, i) => ({ id: String(i), stream: fs.createWriteStream(f) }));
     const reports: number[] = [];
-    const r = await storeStream(slowSource(), { compression: 'zstd', recipients: [recipient], targets, inspect: {}, onProgress: (p) => reports.push(p.rawBytes), progressIntervalMs: 20 });
+    const seen = new Set<string>();
+    const onProgress = (p: { rawBytes: number }): void => {
+      reports.push(p.rawBytes);
+      for (const comm of ['tee', 'zstd', 'age']) if (childProcesses(comm).length) seen.add(comm);
+    };
+    const r = await storeStream(slowSource(), { compression: 'zstd', recipients: [recipient], targets, inspect: {}, onProgress, progressIntervalMs: 20 });
+    assert.deepEqual([...seen].sort(), ['age', 'zstd'], 'zstd and age ran, tee did not');
     assert.equal(r.rawBytes, payload.length);
     assert.equal(r.inspection.rawBytes, payload.length);
     assert.ok(r.targets.every((t) => t.ok));
@@ -168,11 +174,13 @@ describe('storeStream', () => {
     assert.equal(viaWorker.inspection.reason, here.inspection.reason);
   });
 
-  for (const comm of ['zstd', 'age', 'tee'] as const) {
-    test(`${comm} killed mid-stream: rejected with ${comm}'s own failure, no target good, nothing left running`, async () => {
-      const files = [path.join(dir, `${comm}-1`), path.join(dir, `${comm}-2`)];
+  // zstd killed while the reader thread writes into it: the thread's broken pipe is an echo.
+  // tee runs only for a shared reader thread.
+  for (const [comm, sharedReader] of [['zstd', false], ['age', false], ['zstd', true], ['tee', true]] as const) {
+    test(`${comm} killed mid-stream${sharedReader ? ' (shared reader, tee)' : ''}: rejected with ${comm}'s own failure, no target good, nothing left running`, async () => {
+      const files = [path.join(dir, `${comm}-${sharedReader}-1`), path.join(dir, `${comm}-${sharedReader}-2`)];
       const targets = files.map((f, i) => ({ id: String(i), stream: fs.createWriteStream(f) }));
-      const store = storeStream(slowSource({ delayMs: 5 }), { compression: 'zstd', recipients: [recipient], targets, inspect: { rows: 'postgresql' } });
+      const store = storeStream(slowSource({ delayMs: 5 }), { compression: 'zstd', recipients: [recipient], targets, inspect: { rows: 'postgresql' }, sharedReader });
       await killWhenRunning(comm);
       const err = await store.then(
         () => assert.fail('must not succeed'),

@@ -425,8 +425,8 @@ export interface PartDumpOptions {
   tables?: string[];
   dumpHistory?: boolean;
   signal?: AbortSignal;
-  /** Write the dump straight into this stream's pipe (see DumpOptions.output). */
-  output?: Writable;
+  /** Write the dump straight into this stream's pipe or descriptor (see DumpOptions.output). */
+  output?: Writable | number;
 }
 
 /** Start mariadb-dump of one part; `pid` is for HeldPoint.confirm. */

@@ -190,8 +190,8 @@ export interface SectionDumpOptions {
   selection?: string[];
   serverMajor: number;
   signal?: AbortSignal;
-  /** Write the dump straight into this stream's pipe (another process's stdin): see DumpOptions.output. */
-  output?: Writable;
+  /** Write the dump straight into this stream's pipe (another process's stdin) or descriptor: see DumpOptions.output. */
+  output?: Writable | number;
 }
 
 /** Start pg_dump of one section (and selection) of `conn.database` in the held snapshot. */
