@@ -1,6 +1,7 @@
 /**
- * storeStream (src/pipeline/store.ts): the processes piped into each other (source → tee →
- * zstd → age), the raw bytes read in a worker, the final bytes hashed and fanned out; and
+ * storeStream (src/pipeline/store.ts): the processes piped into each other (source → the
+ * reader thread → zstd → age; or source → tee → zstd → age with a shared reader thread), the
+ * raw bytes read in a worker, the final bytes hashed and fanned out; and
  * what happens when any of them dies mid-stream: the first cause is reported, nothing is
  * good, and no process is left behind.
  */
@@ -37,7 +38,7 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
  * A source process like a dump tool: writes the payload file to `output` in small pieces,
  * `delayMs` apart (so that a test can act mid-stream), then exits with `exitCode`.
  */
-function slowSource(opts: { delayMs?: number; exitCode?: number; stopAfter?: number } = {}): { start(output: WritableType): Promise<SourceProcess> } {
+function slowSource(opts: { delayMs?: number; exitCode?: number; stopAfter?: number } = {}): { start(output: WritableType | number): Promise<SourceProcess> } {
   const script = `
     const fs = require('fs');
     const data = fs.readFileSync(process.argv[1]);
@@ -237,6 +238,48 @@ describe('storeStream', () => {
     assert.ok(err instanceof StoreError);
     assert.match(err.message, /^every destination failed/);
     assert.ok(err.targets.every((t) => !t.ok && /ENOSPC/.test(String(t.error?.message))));
+    noneLeft();
+  });
+
+  test('no descriptor is left open: after a stored stream, a killed zstd, an abort, a source that cannot start', async () => {
+    const openFds = (): string[] => fs.readdirSync('/proc/self/fd').sort((a, b) => Number(a) - Number(b));
+    const describeFds = (fds: string[]): string =>
+      fds.map((fd) => {
+        try {
+          return `${fd} → ${fs.readlinkSync(`/proc/self/fd/${fd}`)}`;
+        } catch {
+          return fd;
+        }
+      }).join(', ');
+    const opts = () => ({ compression: 'zstd' as const, recipients: [recipient], targets: [{ id: 'x', stream: collector() }], inspect: { rows: 'postgresql' as const } });
+    const settle = (p: Promise<unknown>): Promise<unknown> => p.then((v) => v, (e: unknown) => e);
+    // The reader thread's own event loop opens descriptors once; a first stream starts it.
+    await storeStream(slowSource(), opts());
+    await new Promise((r) => setTimeout(r, 100));
+    const before = openFds();
+
+    await storeStream(slowSource(), opts());
+    const killed = storeStream(slowSource({ delayMs: 5 }), opts());
+    await killWhenRunning('zstd');
+    assert.ok((await settle(killed)) instanceof StoreError);
+    const ac = new AbortController();
+    const aborted = storeStream(slowSource({ delayMs: 5 }), { ...opts(), signal: ac.signal });
+    setTimeout(() => ac.abort(new Error('stop')), 200);
+    assert.ok((await settle(aborted)) instanceof StoreError);
+    const cannot = storeStream({ start: async () => Promise.reject(new Error('no pg_dump')) }, opts());
+    assert.ok((await settle(cannot)) instanceof StoreError);
+    const early = new AbortController();
+    early.abort(new Error('stopped before it began'));
+    assert.ok((await settle(storeStream(slowSource(), { ...opts(), signal: early.signal }))) instanceof StoreError);
+
+    // Descriptors of exited children's pipes close as their handles do: give them a moment.
+    let after = openFds();
+    for (let i = 0; i < 50 && after.length > before.length; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = openFds();
+    }
+    const extra = after.filter((fd) => !before.includes(fd));
+    assert.deepEqual(extra, [], `left open: ${describeFds(extra)}`);
     noneLeft();
   });
 
