@@ -48,6 +48,29 @@ describe('local storage', () => {
       for (const f of ['org/db/obj', 'org/db/streamed']) assert.equal((await stat(path.join(root, f))).mode & 0o777, 0o600, f);
     }));
 
+  test('chunks written faster than the disk takes them (one writev each time) arrive whole and in order', () =>
+    withDir(async (root) => {
+      const provider = localProvider(root);
+      const writer = await provider.create('burst.bin');
+      // A thousand chunks of odd sizes in one burst: all but the first queue up behind it.
+      const chunks = Array.from({ length: 1000 }, (_, i) => randomBytes(1 + ((i * 7919) % 9000)));
+      let calls = 0;
+      const writev = writer.stream._writev!.bind(writer.stream);
+      writer.stream._writev = (batch, cb) => {
+        calls++;
+        writev(batch, cb);
+      };
+      for (const c of chunks) writer.stream.write(c);
+      writer.stream.end();
+      await new Promise((resolve, reject) => {
+        writer.stream.once('finish', resolve);
+        writer.stream.once('error', reject);
+      });
+      await writer.commit();
+      assert.ok(calls > 0 && calls < 100, `queued chunks went out in a few writev calls (${calls})`);
+      assert.ok((await readFile(path.join(root, 'burst.bin'))).equals(Buffer.concat(chunks)));
+    }));
+
   test('a write in progress is a hidden partial file that list() skips, and abort removes it', () =>
     withDir(async (root) => {
       const provider = localProvider(root);

@@ -60,6 +60,23 @@ async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
 }
 
 /**
+ * The chunks that queued up while the last write was out, in one writev: each write is a
+ * round trip to libuv's thread pool (a thread woken, then this one), which costs more than
+ * the copy on a virtual machine. A short write finishes chunk by chunk.
+ */
+async function writeAllv(handle: FileHandle, chunks: Buffer[]): Promise<void> {
+  let { bytesWritten: skip } = await handle.writev(chunks);
+  for (const chunk of chunks) {
+    if (skip >= chunk.length) {
+      skip -= chunk.length;
+      continue;
+    }
+    await writeAll(handle, chunk.subarray(skip));
+    skip = 0;
+  }
+}
+
+/**
  * Why nothing can be written under `dir`, in plain words, or null when that is not the
  * reason. Needed because a recursive mkdir on a read-only file system reports ENOENT for
  * the first folder it could not make, which reads as "a folder is missing". Looks at the
@@ -134,6 +151,15 @@ class LocalObjectWriter implements ObjectWriter {
       highWaterMark: 256 * 1024,
       write(chunk: Buffer, _encoding, callback) {
         writeAll(handle, chunk).then(
+          () => callback(),
+          (err: unknown) => callback(fsError('write', key, err)),
+        );
+      },
+      writev(chunks, callback) {
+        writeAllv(
+          handle,
+          chunks.map((c) => c.chunk as Buffer),
+        ).then(
           () => callback(),
           (err: unknown) => callback(fsError('write', key, err)),
         );
