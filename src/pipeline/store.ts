@@ -512,6 +512,8 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
       // The source writes into the first stage (or into this process when that is a stream of ours).
       let head: Readable;
       if (isProcessSource) {
+        // Stopped while the stages started: their failure closed the raw channel; start no source.
+        if (stop.signal.aborted) throw stop.signal.reason;
         // Straight into the raw channel when the reader thread passes the dump on; else into tee.
         const output = passOn ? channelWriteFd! : next!;
         sourceStarting = true;
