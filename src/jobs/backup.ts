@@ -89,8 +89,8 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
   const targets: Target[] = [];
 
   const fail = (error: string): BackupUpdate => ({ state: 'failed', error, completed_at: nowIso(ctx.clock()) });
-  // Reads that run beside the dump (they never reject); every way out waits for them, so that
-  // no connection to the database outlives the job.
+  // The schema dump that runs beside the data dump (it never rejects); every way out waits for
+  // it, so that no connection to the database outlives the job.
   const beside: Array<Promise<unknown>> = [];
   try {
     if (branch.connection_url_enc === null) return fail('the branch has no connection URL; set it again (catalog rebuilt from storage?)');
@@ -104,9 +104,9 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     await ctx.db.updateTable('backups').set({ server_version: server.version, pvc_size: server.sizeBytes, updated_at: nowIso(ctx.clock()) }).where('id', '=', backup.id).execute();
     // What the dump does not carry (the database's own encoding, locale, settings; the roles
     // its objects need), so that a restore can make the database again as it was. Losing
-    // them costs that fidelity, not the backup. Read while the dump starts and runs.
-    const extrasRead = databaseExtras(ctx, engine, conn, backup.id);
-    beside.push(extrasRead);
+    // them costs that fidelity, not the backup. One connection at a time, before the dump: a
+    // role allowed a single connection still gets everything.
+    const extras = await databaseExtras(ctx, engine, conn, backup.id);
     const options = await ctx.db.selectFrom('branch_options').select(['dump_history', 'jobs']).where('branch_id', '=', branch.id).executeTakeFirst();
     const dumpHistory = database.kind === 'mysql' && options?.dump_history === 1;
     // An archived PostgreSQL branch gets base backups (pg_basebackup, the whole cluster):
@@ -122,7 +122,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     // (jobs/parallel-backup.ts). A base backup is one pg_basebackup stream whatever it says.
     const jobs = backup.jobs ?? options?.jobs ?? 1;
     if (jobs > 1 && !base) {
-      return await runParallelBackup(ctx, { backup, branch, database, org, conn, server, extras: await extrasRead, dests, folder, recipients, encryption, jobs, dumpHistory, signal });
+      return await runParallelBackup(ctx, { backup, branch, database, org, conn, server, extras, dests, folder, recipients, encryption, jobs, dumpHistory, signal });
     }
     const now = nowIso(ctx.clock());
     for (const dest of dests) {
@@ -143,12 +143,27 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const live = targets.filter((t) => t.writer !== null);
     if (live.length === 0) return await finish(ctx, backup, targets, null, 'every destination failed: ' + describeFailures(targets));
 
+    // The schema (DDL only) as a snapshot beside the backup: dumped while the data is, once the
+    // dump tool has written its first bytes (it holds its connection by then; the schema dump
+    // takes a second one). A failure here costs the snapshot, not the backup; a failed backup
+    // stops it.
+    let schemaRead: Promise<string | Error> | null = null;
+    const schemaStop = new AbortController();
+    const dumpSchema = (): Promise<string | Error> =>
+      engine.schemaDump(conn, { serverMajor: server.major, signal: AbortSignal.any([signal, schemaStop.signal]) }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    const startSchemaDump = (): void => {
+      if (schemaRead !== null || schemaStop.signal.aborted) return;
+      schemaRead = dumpSchema();
+      beside.push(schemaRead);
+    };
+
     // Progress goes to the catalog at most once a second: enough for a progress bar,
     // cheap enough for a catalog shared by many workers.
     let lastWrite = 0;
     let rawBytes = 0;
     const onProgress = (p: StoreProgress): void => {
       rawBytes = p.rawBytes;
+      if (rawBytes > 0) startSchemaDump();
       const t = Date.now();
       if (t - lastWrite < 900) return;
       lastWrite = t;
@@ -185,8 +200,6 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     let clientVersion = '';
     let baseRange: (() => BaseBackupRange | null) | null = null;
     let stored: StoreResult;
-    let schemaRead: Promise<string | Error> | null = null;
-    const schemaStop = new AbortController();
     try {
       jobSignal.throwIfAborted();
       let source: RawSource;
@@ -207,10 +220,6 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
         };
       }
       mark('dump started');
-      // The schema (DDL only) as a snapshot beside the backup, dumped while the data is: a
-      // failure here costs the snapshot, not the backup; a failed backup stops it.
-      schemaRead = engine.schemaDump(conn, { serverMajor: server.major, signal: AbortSignal.any([jobSignal, schemaStop.signal]) }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
-      beside.push(schemaRead);
       stored = await storeStream(source, {
         compression,
         level: ctx.config.zstdLevel,
@@ -240,18 +249,24 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     for (const r of stored.targets) if (!r.ok) targets.find((x) => x.artifactId === r.id)!.error = `write failed: ${messageOf(r.error)}`;
     const inspection = stored.inspection;
 
-    // The schema snapshot, dumped beside the data (above).
+    // The schema snapshot, dumped beside the data (above); once more alone if that failed (a
+    // role allowed one connection refuses the second), or now if the dump was too short to start it.
     let snapshotId: string | null = null;
     try {
-      const ddl = await schemaRead!;
+      startSchemaDump();
+      let ddl = await schemaRead!;
       signal.throwIfAborted();
+      if (ddl instanceof Error) {
+        ctx.log.debug({ backup: backup.id, err: messageOf(ddl) }, 'the schema dump beside the data failed; dumping it again alone');
+        ddl = await dumpSchema();
+        signal.throwIfAborted();
+      }
       if (ddl instanceof Error) throw ddl;
       snapshotId = (await recordSnapshot(ctx.db, branch, ddl, ctx.clock())).id;
     } catch (e) {
       if (signal.aborted) throw e;
       ctx.log.warn({ backup: backup.id, err: messageOf(e) }, 'could not take the schema snapshot');
     }
-    const extras = await extrasRead;
     const rowCounts = base ? null : inspection.counts;
     // Null when the server does not write binlogs (log_bin off): the dump then has no position.
     const range = baseRange?.() ?? null;
@@ -355,8 +370,10 @@ async function databaseExtras(ctx: AppContext, engine: Engine, conn: ConnectionI
       return null;
     }
   };
-  const [properties, ownership] = await Promise.all([read('database properties', () => engine.databaseProperties(conn)), read('owners and grants', () => engine.ownership(conn))]);
-  return { properties, ownership };
+  return {
+    properties: await read('database properties', () => engine.databaseProperties(conn)),
+    ownership: await read('owners and grants', () => engine.ownership(conn)),
+  };
 }
 
 function describeFailures(targets: Target[]): string {

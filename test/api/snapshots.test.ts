@@ -2,7 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
-import { createMysqlFixture, createPgFixture, dropDatabase, uniqueName, urlFor, withMysqlConnection, withPgClient } from '../helpers/databases.js';
+import { createMysqlFixture, createPgFixture, dropDatabase, pgUrl, uniqueName, urlFor, withMysqlConnection, withPgClient } from '../helpers/databases.js';
 import { assertMatches, listBackupsSchema } from '../helpers/reference.js';
 
 for (const kind of ['postgresql', 'mysql'] as const) {
@@ -60,3 +60,43 @@ for (const kind of ['postgresql', 'mysql'] as const) {
     });
   });
 }
+
+describe('postgresql: a role allowed one connection', () => {
+  let server: TestServer;
+  const source = uniqueName('sbx_snap1');
+  const role = uniqueName('sbx_one');
+  let branchPath: string;
+
+  before(async () => {
+    server = await startServer();
+    // The database belongs to a role that may hold one connection at a time; its table is big
+    // enough that the dump runs for a while, so that the schema dump beside it (a second
+    // connection) is refused and must be taken again alone.
+    await withPgClient(pgUrl('postgres'), async (c) => {
+      await c.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 1`);
+      await c.query(`CREATE DATABASE ${source} OWNER ${role}`);
+    });
+    const url = new URL(pgUrl(source));
+    url.username = role;
+    await withPgClient(url.toString(), (c) =>
+      c.query(`CREATE TABLE events (id bigint PRIMARY KEY, body text NOT NULL);
+               INSERT INTO events SELECT g, md5(g::text) || repeat(' event text', 20) FROM generate_series(1, 400000) g`),
+    );
+    branchPath = await registerBranch(server, 'default', 'one', 'postgresql', 'main', url.toString());
+  });
+  after(async () => {
+    await server?.close();
+    await dropDatabase('postgresql', source);
+    await withPgClient(pgUrl('postgres'), (c) => c.query(`DROP ROLE IF EXISTS ${role}`));
+  });
+
+  test('the backup succeeds with its schema snapshot, and nothing beside the dump took its connection', async () => {
+    for (let i = 0; i < 2; i++) {
+      const b = await waitForBackup(server, branchPath, (await api(server, 'POST', `${branchPath}/backups`, {})).body.id);
+      assert.equal(b.state, 'success', JSON.stringify(b));
+      assert.ok(b.schema_snapshot, 'the snapshot is set');
+      const r = await fetch(b.schema_snapshot.url, { headers: { authorization: server.token } });
+      assert.match(await r.text(), /CREATE TABLE public\.events/);
+    }
+  });
+});
