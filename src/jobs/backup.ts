@@ -89,9 +89,9 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
   const targets: Target[] = [];
 
   const fail = (error: string): BackupUpdate => ({ state: 'failed', error, completed_at: nowIso(ctx.clock()) });
-  // The schema dump that runs beside the data dump (it never rejects); every way out waits for
-  // it, so that no connection to the database outlives the job.
-  const beside: Array<Promise<unknown>> = [];
+  // The schema dump that runs beside the data dump (below; it never rejects): every way out
+  // waits for it, so that no connection to the database outlives the job.
+  let schemaRead: Promise<string | Error> | null = null;
   try {
     if (branch.connection_url_enc === null) return fail('the branch has no connection URL; set it again (catalog rebuilt from storage?)');
     const conn = parseConnectionUrl(ctx.secrets.open(branch.connection_url_enc)).info;
@@ -147,14 +147,12 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     // dump tool has written its first bytes (it holds its connection by then; the schema dump
     // takes a second one). A failure here costs the snapshot, not the backup; a failed backup
     // stops it.
-    let schemaRead: Promise<string | Error> | null = null;
     const schemaStop = new AbortController();
     const dumpSchema = (): Promise<string | Error> =>
       engine.schemaDump(conn, { serverMajor: server.major, signal: AbortSignal.any([signal, schemaStop.signal]) }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
     const startSchemaDump = (): void => {
       if (schemaRead !== null || schemaStop.signal.aborted) return;
       schemaRead = dumpSchema();
-      beside.push(schemaRead);
     };
 
     // Progress goes to the catalog at most once a second: enough for a progress bar,
@@ -356,7 +354,7 @@ export async function runBackup(ctx: AppContext, backup: Backup, signal: AbortSi
     const message = stop ? stop.message : e instanceof EngineError ? e.message : `backup failed: ${messageOf(e)}`;
     return await finish(ctx, backup, targets, null, message);
   } finally {
-    await Promise.all(beside);
+    await schemaRead;
   }
 }
 
