@@ -271,7 +271,7 @@ export class JobRunner {
       leaseTakeovers.inc();
       jobFailures.inc({ kind: 'backup', reason: 'interrupted' });
       await this.#abandonCopies(await db.selectFrom('artifacts').selectAll().where('backup_id', '=', b.id).where('state', '=', 'pending').execute(), now);
-      log.warn({ backup: b.id }, 'marked an interrupted backup as failed');
+      log.warn({ backup: b.id, owner: b.lease_owner }, 'marked an interrupted backup as failed');
     }
     // Copies left pending by a backup that has ended: the process that failed it (its own, or
     // the one that took it over above) was killed before it cleared them. Once the backup has
@@ -306,7 +306,7 @@ export class JobRunner {
       if (j.kind === 'restore') {
         await undoInterruptedRestore(this.#ctx, j).catch((e) => log.error({ err: e, job: j.id }, 'could not drop the database of an interrupted restore'));
       }
-      log.warn({ job: j.id, kind: j.kind }, 'marked an interrupted job as failed');
+      log.warn({ job: j.id, kind: j.kind, owner: j.lease_owner }, 'marked an interrupted job as failed');
     }
     // Scratch databases of verifications that no longer run (taken over just now, or whose
     // drop failed before) are dropped: a restore drill never leaves one behind.
