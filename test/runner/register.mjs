@@ -28,6 +28,6 @@ after(() => {
 const ledger = process.env.STRONGBOX_TEST_LEDGER;
 if (ledger) {
   process.on('exit', (code) => {
-    fs.appendFileSync(ledger, JSON.stringify({ file: process.argv[1], started, code }) + '\n');
+    fs.appendFileSync(ledger, JSON.stringify({ file: process.argv[1], started, code, seconds: Math.round(process.uptime() * 10) / 10 }) + '\n');
   });
 }

@@ -132,6 +132,9 @@ for (const leg of legs) {
     totals.skip += c.skip;
   }
   if (r.code !== 0) problems.push(`${leg.name}: the test runner exited with ${r.signal ?? `code ${r.code}`}`);
+  // Where the leg's time went: the ten slowest files (the run must stay well under 30 minutes).
+  const slowest = [...started.values()].filter((c) => typeof c.seconds === 'number').sort((a, b) => b.seconds - a.seconds).slice(0, 10);
+  if (slowest.length) process.stdout.write(`\n${leg.name}: slowest files (${Math.round([...started.values()].reduce((n, c) => n + (c.seconds ?? 0), 0))} s in all):\n${slowest.map((c) => `  ${String(c.seconds).padStart(6)} s  ${path.relative(root, c.file)}`).join('\n')}\n`);
 }
 fs.rmSync(work, { recursive: true, force: true });
 
