@@ -2,7 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { api, registerBranch, startServer, waitForBackup, type TestServer } from '../helpers/server.js';
-import { createMysqlFixture, createPgFixture, dropDatabase, pgUrl, uniqueName, urlFor, withMysqlConnection, withPgClient } from '../helpers/databases.js';
+import { createMysqlFixture, createPgFixture, dropDatabase, mysqlUrl, pgUrl, uniqueName, urlFor, withMysqlConnection, withPgClient } from '../helpers/databases.js';
 import { assertMatches, listBackupsSchema } from '../helpers/reference.js';
 
 for (const kind of ['postgresql', 'mysql'] as const) {
@@ -97,6 +97,50 @@ describe('postgresql: a role allowed one connection', () => {
       assert.ok(b.schema_snapshot, 'the snapshot is set');
       const r = await fetch(b.schema_snapshot.url, { headers: { authorization: server.token } });
       assert.match(await r.text(), /CREATE TABLE public\.events/);
+    }
+  });
+});
+
+describe('mysql: a user allowed one connection', () => {
+  let server: TestServer;
+  const source = uniqueName('sbx_snap1m');
+  const user = uniqueName('sbx_onem');
+  let branchPath: string;
+
+  before(async () => {
+    server = await startServer();
+    // MariaDB's MAX_USER_CONNECTIONS 1: the dump holds the user's one connection, so the schema
+    // dump beside it is refused (ER_TOO_MANY_USER_CONNECTIONS) and must be taken again alone.
+    await withMysqlConnection(mysqlUrl('mysql'), async (c) => {
+      await c.query(`CREATE DATABASE ${source}`);
+      await c.query(`CREATE USER '${user}'@'%' IDENTIFIED BY 'one-pass' WITH MAX_USER_CONNECTIONS 1`);
+      await c.query(`CREATE USER '${user}'@'localhost' IDENTIFIED BY 'one-pass' WITH MAX_USER_CONNECTIONS 1`);
+      for (const host of ['%', 'localhost']) await c.query(`GRANT ALL PRIVILEGES ON ${source}.* TO '${user}'@'${host}'`);
+    });
+    const url = new URL(mysqlUrl(source));
+    url.username = user;
+    url.password = 'one-pass';
+    await withMysqlConnection(url.toString(), async (c) => {
+      await c.query('CREATE TABLE events (id BIGINT PRIMARY KEY, body TEXT NOT NULL)');
+      await c.query("INSERT INTO events SELECT seq, CONCAT(MD5(seq), REPEAT(' event text', 20)) FROM seq_1_to_300000");
+    });
+    branchPath = await registerBranch(server, 'default', 'one', 'mysql', 'main', url.toString());
+  });
+  after(async () => {
+    await server?.close();
+    await dropDatabase('mysql', source);
+    await withMysqlConnection(mysqlUrl('mysql'), async (c) => {
+      for (const host of ['%', 'localhost']) await c.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
+    });
+  });
+
+  test('the backup succeeds with its schema snapshot, and nothing beside the dump took its connection', async () => {
+    for (let i = 0; i < 2; i++) {
+      const b = await waitForBackup(server, branchPath, (await api(server, 'POST', `${branchPath}/backups`, {})).body.id);
+      assert.equal(b.state, 'success', JSON.stringify(b));
+      assert.ok(b.schema_snapshot, 'the snapshot is set');
+      const r = await fetch(b.schema_snapshot.url, { headers: { authorization: server.token } });
+      assert.match(await r.text(), /CREATE TABLE `events`/);
     }
   });
 });
