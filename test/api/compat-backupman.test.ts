@@ -12,6 +12,9 @@ import path from 'node:path';
 import { api, registerBranch, startServer, until, waitForBackup, type TestServer } from '../helpers/server.js';
 import { createPgFixture, dropDatabase, pgUrl, uniqueName, withPgClient } from '../helpers/databases.js';
 import { assertBackupmanList, backupmanReference } from '../helpers/compat-reference.js';
+import type { Insertable } from 'kysely';
+import { newId, nowIso } from '../../src/catalog/ids.js';
+import type { BackupsTable } from '../../src/catalog/schema.js';
 
 const REF = backupmanReference();
 const sha256 = (b: Buffer | Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
@@ -258,5 +261,60 @@ describe('backupman compatible view', () => {
     } finally {
       await dropDatabase('postgresql', name);
     }
+  });
+});
+
+describe('backupman list across many batches', () => {
+  let server: TestServer;
+  let key: string;
+  const branchIds: string[] = [];
+
+  before(async () => {
+    server = await startServer({}, { runner: false });
+    await registerBranch(server, 'default', 'many', 'postgresql', 'main', pgUrl('postgres'));
+    await registerBranch(server, 'default', 'many', 'postgresql', 'other', pgUrl('postgres'));
+    const db = server.ctx.db;
+    const branches = await db.selectFrom('branches').selectAll().where('name', 'in', ['main', 'other']).orderBy('name').execute();
+    branchIds.push(...branches.map((b) => b.id));
+    // 530 backups over the two branches (the route sends 100 at a time): interleaved in time,
+    // some sharing a created_at (the order then goes by id), some deleted, some skipped runs.
+    const states = ['success', 'success', 'failed', 'canceled', 'ignored', 'running'] as const;
+    const start = Date.UTC(2026, 0, 1);
+    const rows: Array<Insertable<BackupsTable>> = [];
+    for (let k = 0; k < 530; k++) {
+      const b = branches[k % 3 === 0 ? 1 : 0];
+      const t = nowIso(new Date(start + Math.floor(k / 2) * 3_600_000));
+      rows.push({
+        id: newId(), organization_id: b.organization_id, database_id: b.database_id, branch_id: b.id, name: `b${k}`, state: states[k % states.length],
+        retention_value: 2, retention_unit: 'day', created_at: t, updated_at: t, started_at: t, completed_at: t, expires_at: nowIso(new Date(start + 400 * 86_400_000)),
+        deleted_at: k % 13 === 0 ? t : null, engine: 'postgresql', compression: 'zstd', required: 0, protected: 0, emergency: 0,
+      });
+    }
+    await db.transaction().execute(async (trx) => {
+      for (let i = 0; i < rows.length; i += 100) await trx.insertInto('backups').values(rows.slice(i, i + 100)).execute();
+    });
+    const t = await api(server, 'POST', '/v1/organizations/default/service-tokens', { name: 'bm-many' });
+    assert.equal((await api(server, 'POST', `/v1/organizations/default/service-tokens/${t.body.id}/accesses`, { accesses: ['read_backups'] })).status, 200);
+    key = `${t.body.id}:${t.body.token}`;
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  test('every live backup once, newest first, as one JSON document', async () => {
+    const r = await api(server, 'GET', '/api/backups', undefined, null, { 'x-api-key': key });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assertBackupmanList(REF, r.body);
+    const expected = await server.ctx.db
+      .selectFrom('backups')
+      .select('id')
+      .where('branch_id', 'in', branchIds)
+      .where('deleted_at', 'is', null)
+      .where('state', '!=', 'ignored')
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .execute();
+    assert.ok(expected.length > 300, `${expected.length} backups listed: more than three batches`);
+    assert.deepEqual(r.body.Results.map((b: { Id: string }) => b.Id), expected.map((e) => e.id));
   });
 });

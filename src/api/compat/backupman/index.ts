@@ -21,8 +21,12 @@ import { presentBackup, PRESENTED_ARTIFACT_COLUMNS, PRESENTED_COLUMNS } from './
 import { BackupItem, BackupListBody, DriveFileParams, MessageBody, type BackupItemJson } from './schemas.js';
 
 const tags = ['backupman (compatible)'];
-/** Backups read, presented and sent at a time by GET /api/backups. */
-const BATCH = 500;
+/**
+ * Backups read, presented and sent at a time by GET /api/backups; other requests run between
+ * two batches. 100: a batch holds the loop ~2.5 ms (bench/list-api.ts: /health p99 during the
+ * full list of 107,000 backups 8.8 ms, 57 ms with batches of 500, at no more CPU).
+ */
+const BATCH = 100;
 
 function scopeOf(branch: Pick<Branch, 'organization_id' | 'database_id' | 'id'>): Scope {
   return { organizationId: branch.organization_id, databaseId: branch.database_id, branchId: branch.id };
