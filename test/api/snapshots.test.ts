@@ -61,86 +61,81 @@ for (const kind of ['postgresql', 'mysql'] as const) {
   });
 }
 
-describe('postgresql: a role allowed one connection', () => {
-  let server: TestServer;
-  const source = uniqueName('sbx_snap1');
-  const role = uniqueName('sbx_one');
-  let branchPath: string;
+/**
+ * A database whose account may hold one connection at a time (PostgreSQL: a role's CONNECTION
+ * LIMIT 1; MariaDB: a user's MAX_USER_CONNECTIONS 1), with a table big enough that the dump
+ * runs for a while: the schema dump beside it (a second connection) is refused and must be
+ * taken again alone, and nothing read before the dump may still hold the connection.
+ */
+const oneConnection: Record<'postgresql' | 'mysql', { ddl: RegExp; create(source: string, account: string): Promise<string>; drop(account: string): Promise<void> }> = {
+  postgresql: {
+    ddl: /CREATE TABLE public\.events/,
+    async create(source, role) {
+      await withPgClient(pgUrl('postgres'), async (c) => {
+        await c.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 1`);
+        await c.query(`CREATE DATABASE ${source} OWNER ${role}`);
+      });
+      const url = new URL(pgUrl(source));
+      url.username = role;
+      await withPgClient(url.toString(), (c) =>
+        c.query(`CREATE TABLE events (id bigint PRIMARY KEY, body text NOT NULL);
+                 INSERT INTO events SELECT g, md5(g::text) || repeat(' event text', 20) FROM generate_series(1, 400000) g`),
+      );
+      return url.toString();
+    },
+    drop: (role) => withPgClient(pgUrl('postgres'), async (c) => void (await c.query(`DROP ROLE IF EXISTS ${role}`))),
+  },
+  mysql: {
+    ddl: /CREATE TABLE `events`/,
+    async create(source, user) {
+      await withMysqlConnection(mysqlUrl('mysql'), async (c) => {
+        await c.query(`CREATE DATABASE ${source}`);
+        for (const host of ['%', 'localhost']) {
+          await c.query(`CREATE USER '${user}'@'${host}' IDENTIFIED BY 'one-pass' WITH MAX_USER_CONNECTIONS 1`);
+          await c.query(`GRANT ALL PRIVILEGES ON ${source}.* TO '${user}'@'${host}'`);
+        }
+      });
+      const url = new URL(mysqlUrl(source));
+      url.username = user;
+      url.password = 'one-pass';
+      await withMysqlConnection(url.toString(), async (c) => {
+        await c.query('CREATE TABLE events (id BIGINT PRIMARY KEY, body TEXT NOT NULL)');
+        await c.query("INSERT INTO events SELECT seq, CONCAT(MD5(seq), REPEAT(' event text', 20)) FROM seq_1_to_300000");
+      });
+      return url.toString();
+    },
+    drop: (user) =>
+      withMysqlConnection(mysqlUrl('mysql'), async (c) => {
+        for (const host of ['%', 'localhost']) await c.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
+      }),
+  },
+};
 
-  before(async () => {
-    server = await startServer();
-    // The database belongs to a role that may hold one connection at a time; its table is big
-    // enough that the dump runs for a while, so that the schema dump beside it (a second
-    // connection) is refused and must be taken again alone.
-    await withPgClient(pgUrl('postgres'), async (c) => {
-      await c.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 1`);
-      await c.query(`CREATE DATABASE ${source} OWNER ${role}`);
+for (const kind of ['postgresql', 'mysql'] as const) {
+  describe(`${kind}: an account allowed one connection`, () => {
+    let server: TestServer;
+    const source = uniqueName('sbx_snap1');
+    const account = uniqueName('sbx_one');
+    let branchPath: string;
+
+    before(async () => {
+      server = await startServer();
+      branchPath = await registerBranch(server, 'default', 'one', kind, 'main', await oneConnection[kind].create(source, account));
     });
-    const url = new URL(pgUrl(source));
-    url.username = role;
-    await withPgClient(url.toString(), (c) =>
-      c.query(`CREATE TABLE events (id bigint PRIMARY KEY, body text NOT NULL);
-               INSERT INTO events SELECT g, md5(g::text) || repeat(' event text', 20) FROM generate_series(1, 400000) g`),
-    );
-    branchPath = await registerBranch(server, 'default', 'one', 'postgresql', 'main', url.toString());
-  });
-  after(async () => {
-    await server?.close();
-    await dropDatabase('postgresql', source);
-    await withPgClient(pgUrl('postgres'), (c) => c.query(`DROP ROLE IF EXISTS ${role}`));
-  });
-
-  test('the backup succeeds with its schema snapshot, and nothing beside the dump took its connection', async () => {
-    for (let i = 0; i < 2; i++) {
-      const b = await waitForBackup(server, branchPath, (await api(server, 'POST', `${branchPath}/backups`, {})).body.id);
-      assert.equal(b.state, 'success', JSON.stringify(b));
-      assert.ok(b.schema_snapshot, 'the snapshot is set');
-      const r = await fetch(b.schema_snapshot.url, { headers: { authorization: server.token } });
-      assert.match(await r.text(), /CREATE TABLE public\.events/);
-    }
-  });
-});
-
-describe('mysql: a user allowed one connection', () => {
-  let server: TestServer;
-  const source = uniqueName('sbx_snap1m');
-  const user = uniqueName('sbx_onem');
-  let branchPath: string;
-
-  before(async () => {
-    server = await startServer();
-    // MariaDB's MAX_USER_CONNECTIONS 1: the dump holds the user's one connection, so the schema
-    // dump beside it is refused (ER_TOO_MANY_USER_CONNECTIONS) and must be taken again alone.
-    await withMysqlConnection(mysqlUrl('mysql'), async (c) => {
-      await c.query(`CREATE DATABASE ${source}`);
-      await c.query(`CREATE USER '${user}'@'%' IDENTIFIED BY 'one-pass' WITH MAX_USER_CONNECTIONS 1`);
-      await c.query(`CREATE USER '${user}'@'localhost' IDENTIFIED BY 'one-pass' WITH MAX_USER_CONNECTIONS 1`);
-      for (const host of ['%', 'localhost']) await c.query(`GRANT ALL PRIVILEGES ON ${source}.* TO '${user}'@'${host}'`);
+    after(async () => {
+      await server?.close();
+      await dropDatabase(kind, source);
+      await oneConnection[kind].drop(account);
     });
-    const url = new URL(mysqlUrl(source));
-    url.username = user;
-    url.password = 'one-pass';
-    await withMysqlConnection(url.toString(), async (c) => {
-      await c.query('CREATE TABLE events (id BIGINT PRIMARY KEY, body TEXT NOT NULL)');
-      await c.query("INSERT INTO events SELECT seq, CONCAT(MD5(seq), REPEAT(' event text', 20)) FROM seq_1_to_300000");
-    });
-    branchPath = await registerBranch(server, 'default', 'one', 'mysql', 'main', url.toString());
-  });
-  after(async () => {
-    await server?.close();
-    await dropDatabase('mysql', source);
-    await withMysqlConnection(mysqlUrl('mysql'), async (c) => {
-      for (const host of ['%', 'localhost']) await c.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
+
+    test('the backup succeeds with its schema snapshot, and nothing beside the dump took its connection', async () => {
+      for (let i = 0; i < 2; i++) {
+        const b = await waitForBackup(server, branchPath, (await api(server, 'POST', `${branchPath}/backups`, {})).body.id);
+        assert.equal(b.state, 'success', JSON.stringify(b));
+        assert.ok(b.schema_snapshot, 'the snapshot is set');
+        const r = await fetch(b.schema_snapshot.url, { headers: { authorization: server.token } });
+        assert.match(await r.text(), oneConnection[kind].ddl);
+      }
     });
   });
-
-  test('the backup succeeds with its schema snapshot, and nothing beside the dump took its connection', async () => {
-    for (let i = 0; i < 2; i++) {
-      const b = await waitForBackup(server, branchPath, (await api(server, 'POST', `${branchPath}/backups`, {})).body.id);
-      assert.equal(b.state, 'success', JSON.stringify(b));
-      assert.ok(b.schema_snapshot, 'the snapshot is set');
-      const r = await fetch(b.schema_snapshot.url, { headers: { authorization: server.token } });
-      assert.match(await r.text(), /CREATE TABLE `events`/);
-    }
-  });
-});
+}
