@@ -108,7 +108,8 @@ if (!process.env.BENCH_NO_BUILD) sh('npm', ['run', 'build', '--silent']);
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-bench-par-'));
 const port = await freePort();
 const token = `bench02:${crypto.randomBytes(18).toString('base64url')}`;
-const env = { ...process.env, STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: String(port), STRONGBOX_BOOTSTRAP_TOKEN: token, STRONGBOX_RATE_LIMIT_PER_MINUTE: '100000', STRONGBOX_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' };
+// As `npm start` runs it (package.json); MALLOC_ARENA_MAX=<n> in the bench's environment wins.
+const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: String(port), STRONGBOX_BOOTSTRAP_TOKEN: token, STRONGBOX_RATE_LIMIT_PER_MINUTE: '100000', STRONGBOX_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' };
 const server = spawn(process.execPath, [path.join(root, 'dist/src/main.js'), 'serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
 const base = `http://127.0.0.1:${port}`;
 const call = async (method: string, url: string, body?: unknown) => {

@@ -22,7 +22,7 @@
  * on the command line or in NODE_OPTIONS leaves V8's defaults alone.
  */
 import v8 from 'node:v8';
-import vm from 'node:vm';
+import { collector } from './gc.js';
 
 /** The cap of one semi-space (the young generation holds two). */
 export const YOUNG_SEMI_SPACE_MIB = 4;
@@ -54,17 +54,7 @@ if (!own) {
  */
 export const EXTERNAL_SLACK_MIB = 16;
 
-const collect = ((): ((opts: { type: 'minor' }) => void) | null => {
-  const exposed = (globalThis as { gc?: (opts: { type: 'minor' }) => void }).gc;
-  if (exposed) return exposed;
-  try {
-    // --expose-gc set now reaches contexts made from now on: a fresh one hands out `gc`.
-    v8.setFlagsFromString('--expose-gc');
-    return vm.runInNewContext('gc') as (opts: { type: 'minor' }) => void;
-  } catch {
-    return null;
-  }
-})();
+const collect = collector();
 if (collect) {
   let floor = process.memoryUsage().arrayBuffers;
   setInterval(() => {

@@ -22,6 +22,7 @@ import { manifestKey } from './artifacts.js';
 import { copyKeys } from './parallel-parts.js';
 import { cleanErrorText } from '../error-text.js';
 import { jobFailures, leaseTakeovers, recordFinished, type FinishedWork } from '../metrics.js';
+import { collectAfterJob } from '../gc.js';
 
 type Queue = 'backups' | 'jobs';
 
@@ -246,6 +247,7 @@ export class JobRunner {
         clearInterval(heartbeat);
         this.#running[queue].delete(id);
         this.nudge();
+        collectAfterJob();
       }
     })();
     this.#running[queue].set(id, { controller, done });
