@@ -7,7 +7,11 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
-export type Collect = (opts?: { type: 'minor' | 'major' }) => void;
+/**
+ * `gc({ type: 'minor' })`: a scavenge of the young generation. `gc()`: a full collection, whose
+ * ArrayBuffers are freed at once (in Node 20, `gc({ type: 'major' })` left them held: test/gc.test.ts).
+ */
+export type Collect = (opts?: { type: 'minor' }) => void;
 
 let cached: Collect | null | undefined;
 
