@@ -173,7 +173,8 @@ describe('memory', () => {
       // More than src/gc.ts's interval apart, as jobs of this size are in use.
       await new Promise((r) => setTimeout(r, 5000));
       await backup('/v1/organizations/default/databases/four/branches/main', { jobs: 4 });
-      await new Promise((r) => setTimeout(r, 500));
+      // The collection runs as the job ends; V8's sweepers free the Buffers' memory just after.
+      await new Promise((r) => setTimeout(r, 1000));
       seen.push(await metrics());
     }
     console.log(`after each jobs-4 backup: ${seen.map((m) => `RSS ${(m.rss / MiB).toFixed(0)}, heap ${(m.heap / MiB).toFixed(0)}, outside ${(m.external / MiB).toFixed(0)} MiB`).join('; ')}`);
