@@ -23,6 +23,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { createDatabase, dropDatabase, pgUrl, uniqueName, withPgClient } from './helpers/databases.js';
+import { parseMetrics } from './helpers/metrics.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MiB = 1024 * 1024;
@@ -164,9 +165,8 @@ describe('memory', () => {
 
   test('job after job, memory goes back down: what each job left in the heap and outside it is collected (src/gc.ts)', async () => {
     const metrics = async () => {
-      const text = await (await fetch(`${base}/metrics`, { headers: { authorization: token } })).text();
-      const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
-      return { external: metric('nodejs_external_memory_bytes'), heap: metric('nodejs_heap_size_used_bytes'), rss: currentRss(server.pid!) };
+      const scrape = parseMetrics(await (await fetch(`${base}/metrics`, { headers: { authorization: token } })).text());
+      return { external: scrape.value('nodejs_external_memory_bytes') ?? NaN, heap: scrape.value('nodejs_heap_size_used_bytes') ?? NaN, rss: currentRss(server.pid!) };
     };
     const seen: Array<Awaited<ReturnType<typeof metrics>>> = [];
     for (let i = 0; i < 4; i++) {

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import mysql2 from 'mysql2/promise';
 import { api, registerBranch, until } from '../helpers/server.js';
 import { catalogKind } from '../helpers/catalog.js';
-import { startCluster, type Cluster, type ClusterProcess } from '../helpers/cluster.js';
+import { leaseOwnerPid, startCluster, type Cluster, type ClusterProcess } from '../helpers/cluster.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3server.js';
 import { dropDatabase, mysqlUrl, uniqueName, withMysqlConnection } from '../helpers/databases.js';
 import { createSource, databaseExists, fingerprintsOf, s3DestinationConfig, s3Objects, startRestore, urlOf, waitForBackupOf, waitForRestoreOf } from '../helpers/chaos.js';
@@ -148,7 +148,7 @@ else describe('scale-out: serve + 2 workers, one PostgreSQL catalog, one S3 endp
     // succeeds, each exactly once.
     // Ran by the victim: it logged the start, or it was killed between claiming the item (the
     // claim committed in the catalog) and logging it, and a survivor took the item over from it.
-    const victimOwner = (owner: unknown) => typeof owner === 'string' && Number(owner.split(':').at(-2)) === killedPid;
+    const victimOwner = (owner: unknown) => typeof owner === 'string' && leaseOwnerPid(owner) === killedPid;
     const takeOversOf = (id: string) => cluster.processes.flatMap((p) => p.logs().filter((l) => (l.backup === id || l.job === id) && /^marked an interrupted/.test(String(l.msg))).map((l) => ({ by: p.name, from: l.owner })));
     const takenOverFromVictim = (id: string) => takeOversOf(id).some((o) => victimOwner(o.from));
     const startedByVictim = (id: string) => startsOf(id).some((s) => s.pid === killedPid) || takenOverFromVictim(id);

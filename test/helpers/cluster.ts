@@ -270,6 +270,11 @@ export function generateAgeIdentity(dir: string): { file: string; recipient: str
  * organization's backups are encrypted to one shared age identity that every process can
  * read, so any process can restore any backup.
  */
+/** The pid in a lease owner (`host:pid:id`, JobRunner.workerId), also of a process that is gone. */
+export function leaseOwnerPid(leaseOwner: string): number {
+  return Number(leaseOwner.split(':').at(-2));
+}
+
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const kind = opts.catalog ?? catalogKind();
   const workerCount = opts.workers ?? 0;
@@ -321,7 +326,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     env,
     ownerOf(leaseOwner) {
       if (!leaseOwner) return undefined;
-      const pid = Number(leaseOwner.split(':').at(-2));
+      const pid = leaseOwnerPid(leaseOwner);
       return processes.find((p) => p.pid === pid);
     },
     async query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
