@@ -217,6 +217,24 @@ test('a backup of a database that is gone shows why it failed, word for word as 
   assert.equal(await page.locator('.failure .failure-reason').textContent(), reason);
   await shot('backup-failed');
 
+  // The backup and its copies load side by side; a backup that fails between the two answers
+  // is read as failed, its copies as still running. Served that way (the server's own answer
+  // for the copies, as it was a moment earlier), the page still finds the reason.
+  let held = 0;
+  await page.route(/\/artifacts$/, async (route) => {
+    if (held++ > 0) return route.continue();
+    const response = await route.fetch();
+    const body = await response.json();
+    await route.fulfill({ response, json: { ...body, backup_state: 'running', backup_error: null } });
+  });
+  // The page is on that backup already: a reload loads it afresh.
+  assert.equal(page.url(), server.url + '/' + hashPath('databases', 'shop', 'branches', 'gone', 'backups', failedId));
+  await page.reload();
+  await page.locator('.failure .failure-reason').waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('.failure .failure-reason').textContent(), reason);
+  assert.ok(held >= 2, 'the copies were read again');
+  await page.unroute(/\/artifacts$/);
+
   // The list shows it in full too.
   await page.goto(server.url + '/' + hashPath('databases', 'shop', 'branches', 'gone', 'backups'));
   await page.locator('.reason-row .failure-reason').first().waitFor();

@@ -52,6 +52,13 @@ export function BackupDetail({ params }: PageProps) {
   useEffect(() => {
     if (live) get<Progress>(`${api}/progress`).then(setProgress, () => undefined);
   }, [live]);
+  // The backup and its copies load side by side: a backup that ended between the two answers
+  // is seen ended while its copies (and the reason it failed) are from before. Nothing polls
+  // an ended backup, so read the copies once more.
+  const artifactsState = artifacts.data?.backup_state;
+  useEffect(() => {
+    if (b && !live && artifactsState !== undefined && running(artifactsState)) artifacts.reload();
+  }, [b?.state, artifactsState]);
   // Verifications in flight are polled too, so their result appears without a reload.
   const verifying = (verifications.data?.data ?? []).some((v) => running(v.state));
   usePoll(
