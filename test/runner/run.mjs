@@ -118,7 +118,8 @@ for (const leg of legs) {
     if (!st) problems.push(`${leg.name}: ${f} did not finish (no exit record)`);
     else {
       startedTotal += st.started;
-      if (st.code !== 0) problems.push(`${leg.name}: ${f} exited with code ${st.code}`);
+      if (st.stuck) problems.push(`${leg.name}: ${f}: the test "${st.stuck}" was stuck and stopped (see its output above)`);
+      else if (st.code !== 0) problems.push(`${leg.name}: ${f} exited with code ${st.code}`);
     }
   }
   const reportedTotal = [...reported.values()].reduce((n, c) => n + count(c), 0);
