@@ -265,16 +265,16 @@ export function generateAgeIdentity(dir: string): { file: string; recipient: str
   return { file, recipient };
 }
 
-/**
- * Start serve (and on PostgreSQL the workers), each ready before this resolves. The default
- * organization's backups are encrypted to one shared age identity that every process can
- * read, so any process can restore any backup.
- */
 /** The pid in a lease owner (`host:pid:id`, JobRunner.workerId), also of a process that is gone. */
 export function leaseOwnerPid(leaseOwner: string): number {
   return Number(leaseOwner.split(':').at(-2));
 }
 
+/**
+ * Start serve (and on PostgreSQL the workers), each ready before this resolves. The default
+ * organization's backups are encrypted to one shared age identity that every process can
+ * read, so any process can restore any backup.
+ */
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const kind = opts.catalog ?? catalogKind();
   const workerCount = opts.workers ?? 0;

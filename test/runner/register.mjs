@@ -34,13 +34,14 @@ setInterval(() => {
   const hung = [...running.values()].filter((r) => now - r.since >= STUCK_MS);
   if (!hung.length) return;
   stuck = hung.map((r) => r.name).join(' › ');
+  const processes = descendants(process.pid);
   process.stderr.write(
     `\n${process.argv[1]}: the test "${stuck}" has run ${Math.round((now - hung[0].since) / 1000)} s; stopped as stuck.\n` +
       `  open: ${process.getActiveResourcesInfo().join(', ')}\n` +
-      `  processes it started:\n${descendants(process.pid).map((p) => `    ${p.line}`).join('\n') || '    none'}\n`,
+      `  processes it started:\n${processes.map((p) => `    ${p.line}`).join('\n') || '    none'}\n`,
   );
   // They would outlive this process and could stall the files after it.
-  for (const p of descendants(process.pid)) {
+  for (const p of processes) {
     try {
       process.kill(Number(p.pid), 'SIGKILL');
     } catch {
