@@ -31,6 +31,7 @@ import { notificationChannelRoutes } from './api/v1/notification-channels.js';
 import { overviewRoutes } from './api/v1/overview.js';
 import { authenticateSession, sessionRateKey, sessionRoutes, sessionSecretOf } from './api/session.js';
 import { uiRoutes } from './api/ui.js';
+import { buildSerializer } from './api/serializer.js';
 import { ErrorBody } from './api/v1/schemas.js';
 import { completeDocument, ERROR_SCHEMAS, openapiInfo, refResolver, routeDocumenter } from './api/openapi.js';
 import { yandexRoutes } from './api/compat/yandex/index.js';
@@ -82,6 +83,9 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     },
     // Long ids and names are refused by the route schemas with a clear 400, not by the router.
     routerOptions: { maxParamLength: 2048 },
+    // Response schemas are compiled with their nullable fields and word unions in a form
+    // the serializer writes without running Ajv per field (api/serializer.ts).
+    schemaController: { compilersFactory: { buildSerializer } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are validated strictly: "5" is not a number and unknown fields are errors, not

@@ -38,6 +38,7 @@ import { api, registerBranch, startServer, waitForBackup, type TestServer } from
 import { createDatabase, dropDatabase, mysqlUrl, pgUrl, uniqueName, withMysqlConnection, withPgClient } from '../helpers/databases.js';
 import { authHeaders, dialectOfPath, discoverRoutes, errorShapeProblem, leakIn, RawClient, routeKey, type Dialect, type RawResponse, type RouteSpec } from '../helpers/routes.js';
 import { ALL_ACCESSES } from '../../src/catalog/tokens.js';
+import { mulberry32 } from '../helpers/random.js';
 
 // ---------------------------------------------------------------- configuration
 
@@ -58,16 +59,6 @@ console.log(`fuzz seed: ${SEED}`);
 const PROTOTYPE_KEYS = Object.getOwnPropertyNames(Object.prototype).sort();
 
 // ---------------------------------------------------------------- seeded randomness
-
-function mulberry32(seed: number): () => number {
-  let a = seed | 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rng {
   readonly next: () => number;
