@@ -27,7 +27,7 @@ import { planDataParts, processTcpPorts } from '../../src/engines/mysql/parallel
 import { startPrivateMariadb, type PrivateServer } from '../helpers/private-servers.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { waitForBackupOf } from '../helpers/chaos.js';
-import { allProcesses, describeProcess, isAlive, processInfo, wchanOf } from '../helpers/processes.js';
+import { allProcesses, describeProcess, isAlive, machineLock, processInfo, wchanOf } from '../helpers/processes.js';
 
 const PART_FILES = ['00-pre-data.sql.zst.age', '01-data.sql.zst.age', '02-data.sql.zst.age', '03-data.sql.zst.age', '04-data.sql.zst.age', '05-post-data.sql.zst.age', 'SHA256SUMS', 'manifest.json'];
 
@@ -52,6 +52,15 @@ async function backupWith(server: TestServer, branchPath: string, body: Record<s
   if (b.state !== 'success') assert.fail(`backup ${b.state}: ${(await api(server, 'GET', `${branchPath}/backups/${b.id}/artifacts`)).body.backup_error}`);
   return b;
 }
+
+// Parallel MariaDB backups block commits server-wide for a moment while their dumps open
+// their snapshots: the same file in the other leg would share that moment and the CPU. One
+// leg at a time (CI failed once on a block that outlived its 30 s limit while both ran).
+let unlock: (() => void) | undefined;
+before(async () => {
+  unlock = await machineLock('parallel-mysql');
+});
+after(() => unlock?.());
 
 test('planDataParts: largest first, each to the emptiest part, disjoint, none empty', () => {
   const t = (table: string, bytes: number) => ({ schema: 'd', table, bytes });

@@ -305,9 +305,15 @@ async function confirmSnapshot(c: mysql2.Connection, login: string, pid: number,
     (e) => (exited = e instanceof Error ? e : new Error(String(e))),
   );
   let ports: number[] = [];
+  // What was seen last, for the error if the block ends first (so that a slow machine can be
+  // told from a dump that was stuck).
+  let lastSeen = 'its process had not connected to the server yet';
+  const started = Date.now();
   for (let wait = 2; ; wait = Math.min(20, wait * 2)) {
     signal?.throwIfAborted();
-    if (isReleased()) throw new EngineError('commits were let through before this dump had opened its snapshot (the block lasted too long); the parallel backup is stopped');
+    if (isReleased()) {
+      throw new EngineError(`commits were let through before this dump had opened its snapshot (the block lasted too long; after ${((Date.now() - started) / 1000).toFixed(1)} s ${lastSeen}); the parallel backup is stopped`);
+    }
     // Finished under the block: every row it read was the point's.
     if (exited === 'ok') return;
     if (exited) throw exited;
@@ -324,6 +330,12 @@ async function confirmSnapshot(c: mysql2.Connection, login: string, pid: number,
       // (it reads only information_schema and SHOW output in autocommit before it), so a
       // REPEATABLE READ transaction of its session is that snapshot.
       if (rows.length === 1 && rows[0].iso === 'REPEATABLE READ') return;
+      lastSeen =
+        rows.length === 0
+          ? `the server showed no session from its port ${ports.join(', ')}`
+          : rows.length > 1
+            ? `the server showed ${rows.length} sessions from its port ${ports.join(', ')}`
+            : `its session ${String(rows[0].id)} had ${rows[0].iso ? `a ${String(rows[0].iso)} transaction` : 'no transaction yet'}`;
     }
     await delay(wait);
   }
