@@ -30,7 +30,10 @@ async function settle(server: TestServer): Promise<void> {
   }
 }
 
-describe('an hourly policy over three simulated days, then a broken source', () => {
+describe('an hourly policy over a simulated day and a half, then a broken source', () => {
+  // Simulated hours of backups (each a real pg_dump): long enough for the 6-hour retention to
+  // sweep many times over, and for a protected backup to outlive it by far.
+  const HOURS = 36;
   const start = Date.parse('2026-03-01T00:00:00Z');
   let now = new Date(start);
   let server: TestServer;
@@ -94,7 +97,7 @@ describe('an hourly policy over three simulated days, then a broken source', () 
     }
   });
 
-  test('every hour for 3 days: 72 backups, one per slot, expired ones swept on time, protected ones kept', async () => {
+  test(`every hour for ${HOURS} hours: ${HOURS} backups, one per slot, expired ones swept on time, protected ones kept`, async () => {
     const created = await api(server, 'POST', `${dbPath}/backup-policies`, {
       name: 'hourly',
       display_name: 'Hourly',
@@ -109,7 +112,7 @@ describe('an hourly policy over three simulated days, then a broken source', () 
     policyId = created.body.id;
     assert.equal(created.body.next_run_at, '2026-03-01T01:00:00.000Z');
     let protectedId = '';
-    for (let h = 1; h <= 72; h++) {
+    for (let h = 1; h <= HOURS; h++) {
       now = new Date(start + h * HOUR);
       const r = await scheduler.tick();
       assert.equal(r.queued.length, 1, `hour ${h}: one backup queued`);
@@ -125,7 +128,7 @@ describe('an hourly policy over three simulated days, then a broken source', () 
       assert.deepEqual(overdue, [], `hour ${h}: expired backups were swept`);
     }
     const all = await api(server, 'GET', `${branchPath}/backups?policy=${policyId}&all=true&per_page=100`);
-    assert.equal(all.body.total_count, 72);
+    assert.equal(all.body.total_count, HOURS);
     assert.ok(all.body.data.every((b: any) => b.state === 'success'));
     const b0 = all.body.data[0];
     assert.equal(b0.backup_policy.id, policyId);
@@ -133,33 +136,33 @@ describe('an hourly policy over three simulated days, then a broken source', () 
     assert.equal(b0.required, false);
     assert.equal(b0.actor, null, 'nobody asked for a scheduled backup');
     const slots = await server.ctx.db.selectFrom('backups').select('schedule_slot').where('backup_policy_id', '=', policyId).execute();
-    assert.equal(new Set(slots.map((s) => s.schedule_slot)).size, 72);
+    assert.equal(new Set(slots.map((s) => s.schedule_slot)).size, HOURS);
 
     const live = await api(server, 'GET', `${branchPath}/backups?policy=${policyId}&per_page=100`);
-    // Kept 6 hours: the backups of hours 66..72 are not expired yet, plus the protected one.
+    // Kept 6 hours: the backups of the last 7 hours are not expired yet, plus the protected one.
     assert.deepEqual(live.body.data.map((b: any) => b.created_at).sort(), [
       new Date(start + 10 * HOUR).toISOString(),
-      ...[66, 67, 68, 69, 70, 71, 72].map((h) => new Date(start + h * HOUR).toISOString()),
+      ...[6, 5, 4, 3, 2, 1, 0].map((ago) => HOURS - ago).map((h) => new Date(start + h * HOUR).toISOString()),
     ]);
     const policy = await api(server, 'GET', `${dbPath}/backup-policies/${policyId}`);
-    assert.equal(policy.body.last_ran_at, new Date(start + 72 * HOUR).toISOString());
-    assert.equal(policy.body.next_run_at, new Date(start + 73 * HOUR).toISOString());
+    assert.equal(policy.body.last_ran_at, new Date(start + HOURS * HOUR).toISOString());
+    assert.equal(policy.body.next_run_at, new Date(start + (HOURS + 1) * HOUR).toISOString());
   });
 
   test('when every later backup fails, expiry never removes the last good one', async () => {
     await dropDatabase('postgresql', source);
-    for (let h = 73; h <= 84; h++) {
+    for (let h = HOURS + 1; h <= HOURS + 12; h++) {
       now = new Date(start + h * HOUR);
       await scheduler.tick();
       await settle(server);
     }
     const live = await api(server, 'GET', `${branchPath}/backups?policy=${policyId}&per_page=100`);
     const good = live.body.data.filter((b: any) => b.state === 'success').map((b: any) => b.created_at).sort();
-    assert.deepEqual(good, [new Date(start + 10 * HOUR).toISOString(), new Date(start + 72 * HOUR).toISOString()], 'the protected one and the last good one');
-    const last = live.body.data.find((b: any) => b.created_at === new Date(start + 72 * HOUR).toISOString());
+    assert.deepEqual(good, [new Date(start + 10 * HOUR).toISOString(), new Date(start + HOURS * HOUR).toISOString()], 'the protected one and the last good one');
+    const last = live.body.data.find((b: any) => b.created_at === new Date(start + HOURS * HOUR).toISOString());
     assert.ok(Date.parse(last.expires_at) < now.getTime(), 'it is past its expiry, and kept anyway');
     const failed = live.body.data.filter((b: any) => b.state === 'failed');
-    assert.equal(failed.length, 7, 'failed backups expire like any other (hours 78..84 remain)');
+    assert.equal(failed.length, 7, 'failed backups expire like any other (the last 7 hours remain)');
     await createDatabase('postgresql', source);
   });
 });
