@@ -72,6 +72,22 @@ export async function withMysqlConnection<T>(url: string, work: (c: mysql2.Conne
   }
 }
 
+/**
+ * Hold a named lock on the test MariaDB server (GET_LOCK) until the returned release: for
+ * tests that take server-wide locks there, whose timings the same test in the other leg of
+ * `npm test` would disturb. The lock is the connection's, so a killed test process frees it.
+ */
+export async function holdMysqlLock(name: string, seconds = 300): Promise<() => Promise<void>> {
+  const c = await mysql2.createConnection({ uri: mysqlUrl('mysql') });
+  c.on('error', () => undefined);
+  const [rows] = await c.query<mysql2.RowDataPacket[]>('SELECT GET_LOCK(?, ?) AS got', [name, seconds]);
+  if (rows[0].got !== 1) {
+    await c.end();
+    throw new Error(`the test lock ${name} on MariaDB was still held by another test process after ${seconds} s`);
+  }
+  return () => c.end();
+}
+
 /** Quote a PostgreSQL identifier. */
 export function pgIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;

@@ -2,9 +2,7 @@
  * What the test process's children are doing, read from Linux /proc: to check that a
  * dump tool never sees a password on its command line and that no tool outlives a kill.
  */
-import fs, { readdirSync, readFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ProcessInfo {
   pid: number;
@@ -90,37 +88,5 @@ export async function waitFor<T>(what: string, check: () => T | undefined, ms = 
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/**
- * Hold a lock shared by every test process on this machine (the two legs of `npm test` run
- * side by side): for tests that take server-wide locks on the shared MariaDB or PostgreSQL,
- * whose timings the same test in the other leg would disturb. A lock whose holder died is
- * taken over. Returns the release.
- */
-export async function machineLock(name: string, ms = 300_000): Promise<() => void> {
-  const dir = path.join(os.tmpdir(), `strongbox-test-lock-${name}`);
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      fs.mkdirSync(dir);
-      fs.writeFileSync(path.join(dir, 'pid'), String(process.pid));
-      return () => fs.rmSync(dir, { recursive: true, force: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let holder = 0;
-    let age = 0;
-    try {
-      age = Date.now() - fs.statSync(dir).mtimeMs;
-      holder = Number(fs.readFileSync(path.join(dir, 'pid'), 'utf8'));
-    } catch {
-      // Just made (its pid not written yet), or just released.
-    }
-    // Its holder gone (or it died between making the lock and writing its pid): take it over.
-    if ((holder > 0 && !isAlive(holder)) || (holder === 0 && age > 10_000)) fs.rmSync(dir, { recursive: true, force: true });
-    else if (Date.now() > deadline) throw new Error(`the test lock ${name} is still held by process ${holder} after ${ms / 1000} s`);
-    else await new Promise((r) => setTimeout(r, 250));
   }
 }

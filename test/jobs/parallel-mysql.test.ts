@@ -20,14 +20,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, waitForVerification, type TestServer } from '../helpers/server.js';
-import { dropDatabase, mysqlIdent, mysqlUrl, uniqueName, withMysqlConnection } from '../helpers/databases.js';
+import { dropDatabase, holdMysqlLock, mysqlIdent, mysqlUrl, uniqueName, withMysqlConnection } from '../helpers/databases.js';
 import { assertSameLines, createMysqlAccounts, createMysqlNasty, dataDiff, dropMysqlAccounts, mysqlData, mysqlInventory } from '../helpers/nasty.js';
 import { untar } from '../helpers/tar.js';
 import { planDataParts, processTcpPorts } from '../../src/engines/mysql/parallel.js';
 import { startPrivateMariadb, type PrivateServer } from '../helpers/private-servers.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { waitForBackupOf } from '../helpers/chaos.js';
-import { allProcesses, describeProcess, isAlive, machineLock, processInfo, wchanOf } from '../helpers/processes.js';
+import { allProcesses, describeProcess, isAlive, processInfo, wchanOf } from '../helpers/processes.js';
 
 const PART_FILES = ['00-pre-data.sql.zst.age', '01-data.sql.zst.age', '02-data.sql.zst.age', '03-data.sql.zst.age', '04-data.sql.zst.age', '05-post-data.sql.zst.age', 'SHA256SUMS', 'manifest.json'];
 
@@ -56,9 +56,9 @@ async function backupWith(server: TestServer, branchPath: string, body: Record<s
 // Parallel MariaDB backups block commits server-wide for a moment while their dumps open
 // their snapshots: the same file in the other leg would share that moment and the CPU. One
 // leg at a time (CI failed once on a block that outlived its 30 s limit while both ran).
-let unlock: (() => void) | undefined;
+let unlock: (() => Promise<void>) | undefined;
 before(async () => {
-  unlock = await machineLock('parallel-mysql');
+  unlock = await holdMysqlLock('strongbox-test-parallel-mysql');
 });
 after(() => unlock?.());
 
