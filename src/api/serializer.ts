@@ -31,17 +31,7 @@ const isStringLiteral = (s: unknown) => isObject(s) && typeof s.const === 'strin
 export function serializableSchema(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(serializableSchema);
   if (!isObject(schema)) return schema;
-  const anyOf = schema.anyOf;
-  if (Array.isArray(anyOf) && anyOf.length > 0) {
-    // String keys only: TypeBox's symbols (its Kind) would describe the declared schema.
-    const outer = Object.fromEntries(Object.entries(schema).filter(([k]) => k !== 'anyOf'));
-    const branches = anyOf.map(serializableSchema);
-    const rest = branches.filter((b) => !isNull(b));
-    const nullable = rest.length < branches.length;
-    const extra = nullable ? { nullable: true } : {};
-    if (rest.length > 0 && rest.every(isStringLiteral)) return { ...outer, type: 'string', ...extra };
-    if (nullable && rest.length === 1 && isPlain(rest[0])) return { ...outer, ...rest[0], ...extra };
-  }
+  // String keys only: TypeBox's symbols (its Kind) would describe the declared schema.
   const out: Schema = {};
   for (const [k, v] of Object.entries(schema)) {
     // Keyword values that hold schemas, or maps of names to schemas.
@@ -52,6 +42,14 @@ export function serializableSchema(schema: unknown): unknown {
     } else {
       out[k] = v;
     }
+  }
+  if (Array.isArray(out.anyOf) && out.anyOf.length > 0) {
+    const { anyOf: branches, ...outer } = out as Schema & { anyOf: unknown[] };
+    const rest = branches.filter((b) => !isNull(b));
+    const nullable = rest.length < branches.length;
+    const extra = nullable ? { nullable: true } : {};
+    if (rest.length > 0 && rest.every(isStringLiteral)) return { ...outer, type: 'string', ...extra };
+    if (nullable && rest.length === 1 && isPlain(rest[0])) return { ...outer, ...rest[0], ...extra };
   }
   return out;
 }
