@@ -23,7 +23,8 @@ import { api, registerBranch, startServer, until, waitForBackup, waitForRestore,
 import { dropDatabase, holdMysqlLock, mysqlIdent, mysqlUrl, uniqueName, withMysqlConnection } from '../helpers/databases.js';
 import { assertSameLines, createMysqlAccounts, createMysqlNasty, dataDiff, dropMysqlAccounts, mysqlData, mysqlInventory } from '../helpers/nasty.js';
 import { untar } from '../helpers/tar.js';
-import { planDataParts, processTcpPorts } from '../../src/engines/mysql/parallel.js';
+import { holdConsistentPoint, planDataParts, processTcpPorts } from '../../src/engines/mysql/parallel.js';
+import { parseConnectionUrl } from '../../src/engines/index.js';
 import { startPrivateMariadb, type PrivateServer } from '../helpers/private-servers.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { waitForBackupOf } from '../helpers/chaos.js';
@@ -85,6 +86,33 @@ test('processTcpPorts finds the local port of a child process connected to Maria
     assert.equal(seen, 1);
   } finally {
     child.kill();
+  }
+});
+
+test('confirm sees a snapshot opened after its first looks, by a process that held another TCP socket before it connected', async () => {
+  // The process first holds a socket to another server (as one inherited from a parent would
+  // be), then connects to MariaDB, and opens its snapshot only a moment later. Its ports are
+  // read on every look (kept from the first look, only the other socket was looked for), and
+  // INNODB_TRX is read less often than every 100 ms (read more often, InnoDB never refreshes
+  // it, and the transaction was never seen): both made the block run out and the backup fail.
+  const net = await import('node:net');
+  const { spawn } = await import('node:child_process');
+  const other = net.createServer((s) => s.on('error', () => undefined)).listen(0, '127.0.0.1');
+  await new Promise((r) => other.once('listening', r));
+  const port = (other.address() as import('node:net').AddressInfo).port;
+  const point = await holdConsistentPoint(parseConnectionUrl(mysqlUrl('mysql')).info);
+  const child = spawn('bash', ['-c', `exec 3<>/dev/tcp/127.0.0.1/${port}; sleep 0.5; exec mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -u root -e 'SELECT SLEEP(0.5); START TRANSACTION WITH CONSISTENT SNAPSHOT; SELECT SLEEP(20)'`], { stdio: 'ignore' });
+  try {
+    // Held before the look starts: the first look sees the other socket only.
+    await until('the other socket', async () => ((await processTcpPorts(child.pid!)).length > 0 ? true : undefined), 5_000, 10);
+    const started = Date.now();
+    // A dump that never ends: only its session's snapshot can let confirm through.
+    await point.confirm(child.pid!, new Promise<void>(() => undefined), AbortSignal.timeout(10_000));
+    assert.ok(Date.now() - started < 5_000, `confirmed after ${Date.now() - started} ms`);
+  } finally {
+    child.kill('SIGKILL');
+    await point.release();
+    other.close();
   }
 });
 

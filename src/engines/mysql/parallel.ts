@@ -11,7 +11,7 @@
  * tables are the planned ones, and opens the gates. The commits stay blocked until each
  * dump has provably opened its snapshot: its server session (found by the TCP port its process connects from, read from /proc,
  * against the server's processlist) has a REPEATABLE READ transaction in
- * information_schema.INNODB_TRX, or the process has already finished (all its reads then
+ * information_schema.INNODB_TRX (looked at every TRX_LOOK_INTERVAL_MS, see there), or the process has already finished (all its reads then
  * happened under the block). Only then are commits let through again: every part reads
  * the same committed state, the one at the recorded binlog position. Dumps are mariadb-dump
  * itself, so every type, charset, generated column and history row is written as a
@@ -288,7 +288,8 @@ export async function holdConsistentPoint(conn: ConnectionInfo, options: { holdL
         throw new EngineError(`could not block commits for a parallel dump on ${conn.host}:${conn.port}: ${messageOf(err)}`);
       }
     };
-    point.confirm = (pid, done, signal) => confirmSnapshot(c, login, pid, done, () => released, signal);
+    const look = sessionLooker(c, login);
+    point.confirm = (pid, done, signal) => confirmSnapshot(look, pid, done, () => released, signal);
     return point;
   } catch (err) {
     await point.release();
@@ -297,14 +298,53 @@ export async function holdConsistentPoint(conn: ConnectionInfo, options: { holdL
   }
 }
 
+/**
+ * InnoDB answers INNODB_TRX from a cache that it refreshes only when nobody has read it for
+ * 100 ms (trx0i_s.cc, so that joins of its tables agree): looked at more often than that, it
+ * never changes, and a transaction begun after the first look is never seen. The dump
+ * sessions are looked at no more often than this, by one query for all the parts.
+ */
+export const TRX_LOOK_INTERVAL_MS = 150;
+
+/** A client session of `login` as the server shows it: its client port and its transaction. */
+interface SessionSeen {
+  port: string;
+  id: string;
+  iso: string | null;
+}
+
+/** The sessions of `login`, read at most once per TRX_LOOK_INTERVAL_MS however many ask at once. */
+function sessionLooker(c: mysql2.Connection, login: string): () => Promise<SessionSeen[]> {
+  let lastLook = 0;
+  let looking: Promise<SessionSeen[]> | null = null;
+  return () =>
+    (looking ??= (async () => {
+      try {
+        const wait = lastLook + TRX_LOOK_INTERVAL_MS - Date.now();
+        if (wait > 0) await delay(wait);
+        const [rows] = await c.query<mysql2.RowDataPacket[]>(
+          `SELECT SUBSTRING_INDEX(p.host, ':', -1) AS port, p.id, t.trx_isolation_level AS iso
+             FROM information_schema.processlist p
+             LEFT JOIN information_schema.innodb_trx t ON t.trx_mysql_thread_id = p.id
+            WHERE p.user = ?`,
+          [login],
+        );
+        return rows.map((r) => ({ port: String(r.port), id: String(r.id), iso: r.iso === null ? null : String(r.iso) }));
+      } finally {
+        // From the end of the read: that is when InnoDB marks its cache as read.
+        lastLook = Date.now();
+        looking = null;
+      }
+    })());
+}
+
 /** Poll until the session of dump process `pid` shows its snapshot (see HeldPoint.confirm). */
-async function confirmSnapshot(c: mysql2.Connection, login: string, pid: number, done: Promise<void>, isReleased: () => boolean, signal?: AbortSignal): Promise<void> {
+async function confirmSnapshot(look: () => Promise<SessionSeen[]>, pid: number, done: Promise<void>, isReleased: () => boolean, signal?: AbortSignal): Promise<void> {
   let exited: 'ok' | Error | null = null;
   done.then(
     () => (exited = 'ok'),
     (e) => (exited = e instanceof Error ? e : new Error(String(e))),
   );
-  let ports: number[] = [];
   // What was seen last, for the error if the block ends first (so that a slow machine can be
   // told from a dump that was stuck).
   let lastSeen = 'its process had not connected to the server yet';
@@ -317,15 +357,12 @@ async function confirmSnapshot(c: mysql2.Connection, login: string, pid: number,
     // Finished under the block: every row it read was the point's.
     if (exited === 'ok') return;
     if (exited) throw exited;
-    if (ports.length === 0) ports = await processTcpPorts(pid);
+    // Read again on every look, not kept from the first: a socket the process held before it
+    // connected (or a connection it opened again) would otherwise be looked for until the block
+    // ran out, and the backup failed for nothing.
+    const ports = (await processTcpPorts(pid)).map(String);
     if (ports.length > 0) {
-      const [rows] = await c.query<mysql2.RowDataPacket[]>(
-        `SELECT p.id, t.trx_isolation_level AS iso
-           FROM information_schema.processlist p
-           LEFT JOIN information_schema.innodb_trx t ON t.trx_mysql_thread_id = p.id
-          WHERE p.user = ? AND SUBSTRING_INDEX(p.host, ':', -1) IN (?)`,
-        [login, ports.map(String)],
-      );
+      const rows = (await look()).filter((r) => ports.includes(r.port));
       // A dump starts no transaction before `START TRANSACTION WITH CONSISTENT SNAPSHOT`
       // (it reads only information_schema and SHOW output in autocommit before it), so a
       // REPEATABLE READ transaction of its session is that snapshot.
@@ -335,7 +372,11 @@ async function confirmSnapshot(c: mysql2.Connection, login: string, pid: number,
           ? `the server showed no session from its port ${ports.join(', ')}`
           : rows.length > 1
             ? `the server showed ${rows.length} sessions from its port ${ports.join(', ')}`
-            : `its session ${String(rows[0].id)} had ${rows[0].iso ? `a ${String(rows[0].iso)} transaction` : 'no transaction yet'}`;
+            : rows[0].iso
+              ? `its session ${rows[0].id} had a ${rows[0].iso} transaction`
+              : `its session ${rows[0].id} had no transaction yet in information_schema.INNODB_TRX (which InnoDB refreshes only when nobody read it for 100 ms: is another client reading it that often?)`;
+      // The look itself waited its turn.
+      continue;
     }
     await delay(wait);
   }
