@@ -64,11 +64,16 @@ export async function startServer(env: Record<string, string> = {}, opts: { runn
     dataDir,
     logFile,
     async close() {
-      await app.close();
-      await runner.stop();
-      await ctx.catalog.close();
-      await catalog?.drop();
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      try {
+        await app.close();
+        await runner.stop();
+        await ctx.catalog.close();
+      } finally {
+        // Whatever failed above, the catalog database and the files go (a leftover catalog
+        // database would outlive the run on the shared server).
+        await catalog?.drop();
+        fs.rmSync(dataDir, { recursive: true, force: true });
+      }
     },
     async loseCatalog() {
       await app.close();
