@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, waitForVerification, type TestServer } from '../helpers/server.js';
-import { dropDatabase, holdMysqlLock, mysqlIdent, mysqlUrl, uniqueName, withMysqlConnection } from '../helpers/databases.js';
+import { createDatabase, dropDatabase, holdMysqlLock, mysqlIdent, mysqlUrl, uniqueName, withMysqlConnection } from '../helpers/databases.js';
 import { assertSameLines, createMysqlAccounts, createMysqlNasty, dataDiff, dropMysqlAccounts, mysqlData, mysqlInventory } from '../helpers/nasty.js';
 import { untar } from '../helpers/tar.js';
 import { holdConsistentPoint, planDataParts, processTcpPorts } from '../../src/engines/mysql/parallel.js';
@@ -113,6 +113,33 @@ test('confirm sees a snapshot opened after its first looks, by a process that he
     child.kill('SIGKILL');
     await point.release();
     other.close();
+  }
+});
+
+test('a dump session that never opens its snapshot: commits are let through after the hold limit, and confirm says what it saw', async () => {
+  const { spawn } = await import('node:child_process');
+  const db = uniqueName('sbx_hold');
+  await createDatabase('mysql', db);
+  await withMysqlConnection(mysqlUrl(db), (c) => c.query('CREATE TABLE t (id int PRIMARY KEY) ENGINE=InnoDB'));
+  const point = await holdConsistentPoint(parseConnectionUrl(mysqlUrl(db)).info, { holdLimitMs: 600 });
+  const child = spawn('mariadb', ['--no-defaults', '--protocol=TCP', '-h', '127.0.0.1', '-u', 'root', '-e', 'SELECT SLEEP(20)'], { stdio: 'ignore' });
+  try {
+    await point.block();
+    await assert.rejects(point.confirm(child.pid!, new Promise<void>(() => undefined), AbortSignal.timeout(10_000)), (err: Error) => {
+      assert.match(err.message, /commits were let through before this dump had opened its snapshot/);
+      assert.match(err.message, /its session \d+ had no transaction yet/);
+      return true;
+    });
+    assert.ok(point.heldUntil !== null && point.heldUntil - point.heldFrom < 5_000, 'the block ended at its limit');
+    // Commits go through again (an error, not a hang, if they did not).
+    await withMysqlConnection(mysqlUrl(db), async (c) => {
+      await c.query('SET SESSION lock_wait_timeout = 5');
+      await c.query('INSERT INTO t VALUES (1)');
+    });
+  } finally {
+    child.kill('SIGKILL');
+    await point.release();
+    await dropDatabase('mysql', db);
   }
 });
 

@@ -48,7 +48,9 @@ const files = args.length ? args.map((f) => path.relative(root, path.resolve(f))
 const touchesCatalog = (f) => /\b(startServer|newTestCatalog|openCatalog|createContext|startCluster)\s*\(/.test(fs.readFileSync(f, 'utf8'));
 const legs = [
   { name: 'sqlite', files },
-  { name: 'postgres', files: files.filter(touchesCatalog) },
+  // In the opposite order: the two legs then seldom run the same heavy file at the same moment
+  // (test/jobs/parallel-mysql.test.ts waits for the other leg's copy to finish).
+  { name: 'postgres', files: files.filter(touchesCatalog).reverse() },
 ].filter((l) => (onlyLeg === null || l.name === onlyLeg) && l.files.length > 0);
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-test-run-'));

@@ -362,7 +362,15 @@ async function confirmSnapshot(look: () => Promise<SessionSeen[]>, pid: number, 
     // ran out, and the backup failed for nothing.
     const ports = (await processTcpPorts(pid)).map(String);
     if (ports.length > 0) {
-      const rows = (await look()).filter((r) => ports.includes(r.port));
+      let seen: SessionSeen[];
+      try {
+        seen = await look();
+      } catch (err) {
+        // The block ran out while the look waited its turn (its session is closed then): say so above.
+        if (isReleased()) continue;
+        throw err;
+      }
+      const rows = seen.filter((r) => ports.includes(r.port));
       // A dump starts no transaction before `START TRANSACTION WITH CONSISTENT SNAPSHOT`
       // (it reads only information_schema and SHOW output in autocommit before it), so a
       // REPEATABLE READ transaction of its session is that snapshot.
