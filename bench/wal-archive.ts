@@ -105,7 +105,8 @@ async function main(): Promise<void> {
     const port = await freePort();
     const token = `bench01:${crypto.randomBytes(18).toString('base64url')}`;
     const catalogUrl = `postgresql://postgres@127.0.0.1:5432/${catalogName}`;
-    const env = { ...process.env, STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: String(port), STRONGBOX_BOOTSTRAP_TOKEN: token, STRONGBOX_CATALOG_URL: catalogUrl, STRONGBOX_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' };
+    // MALLOC_ARENA_MAX as `npm start` sets it (package.json); one in the bench's environment wins.
+    const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', STRONGBOX_DATA_DIR: dataDir, STRONGBOX_PORT: String(port), STRONGBOX_BOOTSTRAP_TOKEN: token, STRONGBOX_CATALOG_URL: catalogUrl, STRONGBOX_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' };
     server = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/main.ts'), 'serve'], { cwd: root, env, stdio: ['ignore', 'inherit', 'inherit'] });
     const sb = { url: `http://127.0.0.1:${port}`, token };
     await until('the server', async () => ((await fetch(`${sb.url}/health`).catch(() => null))?.ok ? true : undefined), 60_000, 200);
@@ -214,7 +215,7 @@ async function main(): Promise<void> {
     console.log(`segment stored after complete: max ${Math.max(0, ...delays).toFixed(1)} s, median ${median(delays).toFixed(1)} s (${delays.length} segments; ±1 s sampling)`);
     console.log(`drain after the load         : ${drain.toFixed(1)} s until the last segment was stored`);
     console.log(`Strongbox CPU                : ${((ownCpu / wall) * 100).toFixed(0)}% of a core (node), ${((toolsCpu / wall) * 100).toFixed(0)}% (its tools: pg_receivewal, pg_waldump), over ${wall.toFixed(0)} s`);
-    console.log(`Strongbox peak RSS           : ${rss.toFixed(0)} MiB (node process, VmHWM)`);
+    console.log(`Strongbox peak RSS           : ${rss.toFixed(0)} MiB (node process through tsx, whose compiler adds 30-40 MiB; VmHWM)`);
     console.log(`keeps up                     : ${Math.max(0, ...lagSegments) <= 1 ? 'yes' : 'NO'} (at most one complete segment waiting at any sample)`);
   } finally {
     await source?.end().catch(() => {});
