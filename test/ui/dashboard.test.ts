@@ -314,6 +314,31 @@ test('on a 360 px phone in dark mode the overview fits the screen', async () => 
   }
 });
 
+test('a page whose first request gets no answer says so and loads by itself once the server answers', async () => {
+  const other = await browser.context.newPage();
+  try {
+    // The overview's request: no answer twice (as while the server restarts), then a 503, then through.
+    let tries = 0;
+    await other.route(/\/v1\/organizations\/[^/]+\/overview$/, async (route) => {
+      tries++;
+      if (tries <= 2) return route.abort('connectionrefused');
+      if (tries === 3) return route.fulfill({ status: 503, contentType: 'application/json', json: { code: 'unavailable', message: 'The server is starting.' } });
+      return route.continue();
+    });
+    await other.goto(server.url + '/#/');
+    const alert = other.locator('[role=alert] .error-text');
+    await alert.waitFor();
+    assert.match((await alert.textContent()) ?? '', /^Could not reach the Strongbox server .* Trying again in 1 s\.$/);
+    await other.locator('[role=alert] .error-text', { hasText: 'The server is starting. Trying again in 4 s.' }).waitFor({ timeout: 10_000 });
+    // No click, no reload: the table comes once the server answers, and the error goes.
+    await other.locator('#overview-table').waitFor({ timeout: 15_000 });
+    assert.equal(tries, 4);
+    assert.equal(await other.locator('[role=alert]').count(), 0);
+  } finally {
+    await other.close();
+  }
+});
+
 test('sign out ends the session on the server', async () => {
   const cookie = (await browser.context.cookies(server.url)).find((c) => c.name === 'strongbox_session');
   assert.ok(cookie, 'signed in with a session cookie');
