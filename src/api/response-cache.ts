@@ -23,7 +23,17 @@ import { originOf } from './paging.js';
 import { responseCacheLookups } from '../metrics.js';
 
 /** The operations (operationId) whose answers are kept: see the rules above before adding one. */
-export const CACHED_OPERATIONS: ReadonlySet<string> = new Set(['list_backups', 'get_backup']);
+export const CACHED_OPERATIONS: ReadonlySet<string> = new Set([
+  'list_backups',
+  'get_backup',
+  // The Yandex Cloud views of the same backups (page tokens are in the URL; no links).
+  'postgresql_list_cluster_backups',
+  'postgresql_list_backups',
+  'postgresql_get_backup',
+  'mysql_list_cluster_backups',
+  'mysql_list_backups',
+  'mysql_get_backup',
+]);
 
 /** Bytes of bodies kept at most, whatever the number of entries. */
 const MAX_BYTES = 8 * 1024 * 1024;

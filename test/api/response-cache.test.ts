@@ -156,6 +156,31 @@ describe('answers of unchanged catalog reads', () => {
     assert.deepEqual(a2.body, a.body);
   });
 
+  test('the Yandex views: a repeated list or get is sent from memory; a change from another connection shows in the next read', async () => {
+    const clusterId = (await api(server, 'GET', branchPath)).body.id;
+    const yandex = (url: string) => api(server, 'GET', url, undefined, `Bearer ${server.token}`);
+    const listUrl = `/managed-postgresql/v1/clusters/${clusterId}/backups?pageSize=10`;
+    const first = await yandex(listUrl);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const listed: string[] = first.body.backups.map((b: any) => b.id);
+    assert.ok(listed.length >= 2, JSON.stringify(first.body));
+    if (server.ctx.catalog.dialect === 'sqlite') {
+      // Nothing else writes this catalog: a repeat is bound to be a hit (PostgreSQL's stamp moves with other tests' commits).
+      for (const url of [listUrl, `/managed-postgresql/v1/backups/${listed[0]}`]) {
+        const a = await yandex(url);
+        const before = await lookups();
+        const b = await yandex(url);
+        const after = await lookups();
+        assert.equal(a.status, 200);
+        assert.deepEqual(b.body, a.body);
+        assert.equal(after.hit - before.hit, 1, `${url}: the second read was not answered from memory`);
+      }
+    }
+    await fromAnotherConnection(server, 'update backups set deleted_at = $1 where id = $2', [new Date().toISOString(), listed[0]]);
+    assert.deepEqual((await yandex(listUrl)).body.backups.map((b: any) => b.id), listed.slice(1));
+    assert.equal((await yandex(`/managed-postgresql/v1/backups/${listed[0]}`)).status, 404);
+  });
+
   test('errors are not kept', async () => {
     const before = await lookups();
     assert.equal((await api(server, 'GET', `${branchPath}/backups/nosuchbackup0000`)).status, 404);
