@@ -18,7 +18,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import net from 'node:net';
 import { api, registerBranch, startServer, until, waitForBackup, waitForRestore, waitForVerification, type TestServer } from '../helpers/server.js';
 import { createDatabase, dropDatabase, holdMysqlLock, mysqlIdent, mysqlUrl, uniqueName, withMysqlConnection } from '../helpers/databases.js';
 import { assertSameLines, createMysqlAccounts, createMysqlNasty, dataDiff, dropMysqlAccounts, mysqlData, mysqlInventory } from '../helpers/nasty.js';
@@ -72,7 +73,6 @@ test('planDataParts: largest first, each to the emptiest part, disjoint, none em
 });
 
 test('processTcpPorts finds the local port of a child process connected to MariaDB', async () => {
-  const { spawn } = await import('node:child_process');
   const child = spawn('mariadb', ['--no-defaults', '--protocol=TCP', '-h', '127.0.0.1', '-u', 'root', '-e', 'SELECT SLEEP(2)'], { stdio: 'ignore' });
   try {
     const ports = await until('the client socket', async () => {
@@ -95,11 +95,9 @@ test('confirm sees a snapshot opened after its first looks, by a process that he
   // read on every look (kept from the first look, only the other socket was looked for), and
   // INNODB_TRX is read less often than every 100 ms (read more often, InnoDB never refreshes
   // it, and the transaction was never seen): both made the block run out and the backup fail.
-  const net = await import('node:net');
-  const { spawn } = await import('node:child_process');
   const other = net.createServer((s) => s.on('error', () => undefined)).listen(0, '127.0.0.1');
   await new Promise((r) => other.once('listening', r));
-  const port = (other.address() as import('node:net').AddressInfo).port;
+  const port = (other.address() as net.AddressInfo).port;
   const point = await holdConsistentPoint(parseConnectionUrl(mysqlUrl('mysql')).info);
   const child = spawn('bash', ['-c', `exec 3<>/dev/tcp/127.0.0.1/${port}; sleep 0.5; exec mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -u root -e 'SELECT SLEEP(0.5); START TRANSACTION WITH CONSISTENT SNAPSHOT; SELECT SLEEP(20)'`], { stdio: 'ignore' });
   try {
@@ -117,7 +115,6 @@ test('confirm sees a snapshot opened after its first looks, by a process that he
 });
 
 test('a dump session that never opens its snapshot: commits are let through after the hold limit, and confirm says what it saw', async () => {
-  const { spawn } = await import('node:child_process');
   const db = uniqueName('sbx_hold');
   await createDatabase('mysql', db);
   await withMysqlConnection(mysqlUrl(db), (c) => c.query('CREATE TABLE t (id int PRIMARY KEY) ENGINE=InnoDB'));
