@@ -3,7 +3,7 @@
  * pipeline/unpack.ts for restores): its stderr's tail, its exit, and whether a failure is a
  * cause or only the echo of another failure (a broken pipe, a process the pipeline stopped).
  */
-import type { ChildProcess } from 'node:child_process';
+import type { PipelineProcess } from './spawner.js';
 
 /** How much of a process's stderr an error quotes (its end: where tools say what went wrong). */
 export const STDERR_TAIL_BYTES = 4096;
@@ -13,7 +13,8 @@ export type FailureKind = 'cause' | 'echo';
 
 /** A child process of a pipeline, as the pipeline tracks it. */
 export interface PipelineChild {
-  child: ChildProcess;
+  /** Node's ChildProcess, or one started on the spawner thread (spawner.ts). */
+  child: PipelineProcess;
   exited: boolean;
   /** The signals the pipeline sent it: its death by one of them is no news. */
   sent?: NodeJS.Signals[];

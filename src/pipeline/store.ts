@@ -29,10 +29,8 @@
  * stops every process (SIGTERM, then SIGKILL) and settles only once all of them have
  * exited: nothing is left behind.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { Transform, type Duplex, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
@@ -42,6 +40,7 @@ import { killedAsEcho, stopChildren, watchChild, type PipelineChild } from './ch
 import { fanOut, type FanOutResult, type FanOutTarget } from './fanout.js';
 import { HashCounter } from './hash.js';
 import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
+import { fifosAside, spawnAside, type AsideStdio, type FifoEnds, type PipelineProcess } from './spawner.js';
 import type { InspectJob, InspectWorkerMessage } from './inspect-worker.js';
 
 /** A child process that writes the raw stream (a dump tool): see RawSource. */
@@ -143,7 +142,7 @@ interface ProcessStage {
   notFound: string;
   /** A descriptor of this process the stage gets as its fd 3 (tee's side channel). */
   fd3?: number;
-  child?: ChildProcess;
+  child?: PipelineProcess;
 }
 type Stage = ProcessStage | { kind: 'node'; stream: Duplex };
 
@@ -267,52 +266,24 @@ function endRead(reader: ReaderThread, id: number): void {
   }, IDLE_READER_MS).unref();
 }
 
-function makeFifos(files: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('mkfifo', ['-m', '600', ...files], (err, _stdout, stderr) => (err ? reject(new Error(`cannot make a FIFO for the dump readers: ${stderr.trim() || err.message}`)) : resolve()));
-  });
-}
-
-/** Both ends of a FIFO, blocking, as descriptors of this process (see openFifos). */
-interface FifoEnds {
-  readFd: number;
-  writeFd: number;
-}
-
 /**
- * `count` FIFOs (one mkfifo), each opened at both ends here, then unlinked, so no name is
- * left behind whatever happens next. No open() can block (a non-blocking reading end first,
- * so the writing end opens at once, so the blocking reading end does). Both ends are blocking
- * descriptors (a child process given one must never see EAGAIN).
+ * `count` FIFOs, each opened at both ends, then unlinked, so no name is left behind whatever
+ * happens next; both ends blocking descriptors of this process (spawner.ts makes them, off
+ * the event loop: mkfifo is a process too).
  *
  * The raw dump reaches the reader thread through one: the thread reads `readFd`; the dump
  * tool (or tee) writes `writeFd`. Nobody waits for the thread: if this process dies (kill -9)
  * at any moment, the writer is left without a reader and dies of SIGPIPE at its next write,
  * and a short dump that ends before the thread is up is read all the same. When the thread
  * passes the dump on, it writes a second one's `writeFd`, which zstd reads: this process's
- * death ends zstd's input, and zstd, age and the dump tool end with it.
+ * death ends zstd's input, and zstd, age and the dump tool end with it. The processes of the
+ * pipeline talk through more of them, as a shell pipeline's do through pipes.
  */
 async function openFifos(count: number): Promise<FifoEnds[]> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-raw-'));
-  const opened: number[] = [];
   try {
-    const files = Array.from({ length: count }, (_, i) => path.join(dir, `raw${i}`));
-    await makeFifos(files);
-    return files.map((fifo) => {
-      const probe = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-      opened.push(probe);
-      const writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
-      opened.push(writeFd);
-      const readFd = fs.openSync(fifo, fs.constants.O_RDONLY);
-      opened.push(readFd);
-      fs.closeSync(opened.splice(opened.indexOf(probe), 1)[0]);
-      return { readFd, writeFd };
-    });
+    return count === 0 ? [] : await fifosAside(count);
   } catch (e) {
-    for (const fd of opened) fs.closeSync(fd);
-    throw e;
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    throw new Error(`cannot make a FIFO for the dump pipeline: ${(e as Error).message}`);
   }
 }
 
@@ -485,74 +456,105 @@ export async function storeStream(source: RawSource, opts: StoreOptions): Promis
         });
       }
 
-      // Start the processes from the last to the first, so that each one's stdout can be
-      // the stdin of the one after it; this process then closes its own copy of that stdin.
-      let next: Writable | null = null;
-      for (let i = stages.length - 1; i >= 0; i--) {
-        const stage = stages[i];
-        if (stage.kind === 'node') {
-          next = null;
-          continue;
+      // Every process's stdio is a FIFO (spawner.ts starts them off the event loop): processes
+      // next to each other talk through one of their own, as in a shell pipeline (so does the
+      // source with tee), and the stdio this process reads or writes is one each. Started from
+      // the last to the first; this process closes its copies of a link's ends once both sides
+      // have them.
+      const linkAfter = stages.flatMap((stage, i) => (stage.kind === 'process' && stages[i + 1]?.kind === 'process' ? [i] : []));
+      const sourceLinked = isProcessSource && !passOn;
+      const fedByUs = (i: number): boolean => (i === 0 ? firstInputFd === null && !sourceLinked : stages[i - 1].kind === 'node');
+      const ownPipes = stages.reduce((n, stage, i) => (stage.kind === 'process' ? n + 1 + (fedByUs(i) ? 1 : 0) + (linkAfter.includes(i) ? 0 : 1) : n), 0);
+      const fifos = await openFifos(linkAfter.length + (sourceLinked ? 1 : 0) + ownPipes);
+      const unowned = new Set(fifos.flatMap((f) => [f.readFd, f.writeFd]));
+      const closeLink = (fd: number | undefined): void => {
+        if (fd !== undefined && unowned.delete(fd)) fs.closeSync(fd);
+      };
+      const take = (): { fifo: FifoEnds } => {
+        const fifo = fifos.pop()!;
+        unowned.delete(fifo.readFd);
+        unowned.delete(fifo.writeFd);
+        return { fifo };
+      };
+      const links = new Map(linkAfter.map((i) => [i, fifos.shift()!]));
+      const sourceLink = sourceLinked ? fifos.shift()! : null;
+      try {
+        let startFailed = false;
+        for (let i = stages.length - 1; i >= 0 && !startFailed && !stop.signal.aborted; i--) {
+          const stage = stages[i];
+          if (stage.kind === 'node') continue;
+          const input = i === 0 ? (firstInputFd ?? sourceLink?.readFd) : links.get(i - 1)?.readFd;
+          const output = links.get(i)?.writeFd;
+          const stdio: AsideStdio[] = [input ?? take(), output ?? take(), take(), ...(stage.fd3 === undefined ? [] : [stage.fd3])];
+          const child = await spawnAside(stage.command, stage.args, stdio);
+          // The child holds its own copies now: ours of tee's side channel would keep the worker
+          // from ever seeing the end, ours of zstd's input its writes from ever failing.
+          if (stage.fd3 !== undefined) closeChannelWriter();
+          if (i === 0 && firstInputFd !== null) closeFirstInput();
+          closeLink(input);
+          closeLink(output);
+          stage.child = child;
+          const entry = { name: stage.name, child, exited: false };
+          children.push(entry);
+          // Killed by us, or of a broken pipe: the echo of a failure reported elsewhere; so is an
+          // error exit once the stream is stopped. Killed by anyone else: a cause, whenever heard.
+          waits.push(watchChild(stage, entry, (e, kind) => fail(e, kind === 'cause' ? 1 : 2), ({ signal }) => (killedAsEcho(entry, signal) || (signal === null && stop.signal.aborted) ? 'echo' : 'cause')));
+          // It did not start: its 'error' says why (watchChild), and fails the stream.
+          if (child.pid === undefined) startFailed = true;
+          // Stopped while it started: the others were stopped without it.
+          else if (stop.signal.aborted) stopChildren([entry], KILL_GRACE_MS);
         }
-        const stdin = i === 0 && firstInputFd !== null ? firstInputFd : 'pipe';
-        const child: ChildProcess = spawn(stage.command, stage.args, { stdio: [stdin, next ?? 'pipe', 'pipe', ...(stage.fd3 === undefined ? [] : [stage.fd3])] });
-        next?.destroy();
-        // tee holds its own copy now; ours would keep the worker from ever seeing the end.
-        if (stage.fd3 !== undefined) closeChannelWriter();
-        // zstd holds its own copy: ours would keep the worker's writes from ever failing.
-        if (stdin !== 'pipe') closeFirstInput();
-        stage.child = child;
-        const entry = { name: stage.name, child, exited: false };
-        children.push(entry);
-        // Killed by us, or of a broken pipe: the echo of a failure reported elsewhere; so is an
-        // error exit once the stream is stopped. Killed by anyone else: a cause, whenever heard.
-        waits.push(watchChild(stage, entry, (e, kind) => fail(e, kind === 'cause' ? 1 : 2), ({ signal }) => (killedAsEcho(entry, signal) || (signal === null && stop.signal.aborted) ? 'echo' : 'cause')));
-        next = child.stdin;
-      }
-      // The source writes into the first stage (or into this process when that is a stream of ours).
-      let head: Readable;
-      if (isProcessSource) {
         // Stopped while the stages started: their failure closed the raw channel; start no source.
         if (stop.signal.aborted) throw stop.signal.reason;
-        // Straight into the raw channel when the reader thread passes the dump on; else into tee.
-        const output = passOn ? channelWriteFd! : next!;
-        sourceStarting = true;
-        try {
-          sourceProcess = await source.start(output);
-        } finally {
-          sourceStarting = false;
-          if (typeof output === 'number') closeChannelWriter();
-          else output.destroy();
-        }
-        if (stop.signal.aborted) sourceProcess.kill();
-        head = sourceProcess.stdout;
-      } else if ('process' in source) {
-        sourceProcess = source.process;
-        if (stop.signal.aborted) sourceProcess.kill();
-        head = sourceProcess.stdout;
-      } else {
-        head = source.readable;
-      }
-      if (sourceProcess) waits.push(sourceProcess.done.catch((e) => fail(e, stop.signal.aborted || SOURCE_WRITE_ECHO.test(String((e as Error)?.message)) ? 2 : 1)));
+        // A process could not start: its 'error' fails the stream; start no source, link nothing.
+        if (!startFailed) {
+          // The source writes into the first stage (or into this process when that is a stream of ours).
+          let head: Readable;
+          if (isProcessSource) {
+            // Straight into the raw channel when the reader thread passes the dump on; else into tee.
+            const output = passOn ? channelWriteFd! : sourceLink!.writeFd;
+            sourceStarting = true;
+            try {
+              sourceProcess = await source.start(output);
+            } finally {
+              sourceStarting = false;
+              if (passOn) closeChannelWriter();
+              else closeLink(output);
+            }
+            if (stop.signal.aborted) sourceProcess.kill();
+            head = sourceProcess.stdout;
+          } else if ('process' in source) {
+            sourceProcess = source.process;
+            if (stop.signal.aborted) sourceProcess.kill();
+            head = sourceProcess.stdout;
+          } else {
+            head = source.readable;
+          }
+          if (sourceProcess) waits.push(sourceProcess.done.catch((e) => fail(e, stop.signal.aborted || SOURCE_WRITE_ECHO.test(String((e as Error)?.message)) ? 2 : 1)));
 
-      // The links that pass through this process: each run of streams between processes.
-      let run: Array<Readable | Duplex | Writable> | null = [head];
-      if (isProcessSource && stages[0]?.kind === 'process') run = null;
-      for (let i = 0; i < stages.length; i++) {
-        const stage = stages[i];
-        if (stage.kind === 'node') {
-          run!.push(stage.stream);
-          continue;
+          // The links that pass through this process: each run of streams between processes.
+          let run: Array<Readable | Duplex | Writable> | null = [head];
+          if (isProcessSource && stages[0]?.kind === 'process') run = null;
+          for (let i = 0; i < stages.length; i++) {
+            const stage = stages[i];
+            if (stage.kind === 'node') {
+              run!.push(stage.stream);
+              continue;
+            }
+            if (run !== null) {
+              run.push(stage.child!.stdin!);
+              waits.push(runLink(run, stop.signal, fail));
+            }
+            const following = stages[i + 1];
+            run = following?.kind === 'process' ? null : [stage.child!.stdout!];
+          }
+          run!.push(stored);
+          waits.push(runLink(run!, stop.signal, fail));
         }
-        if (run !== null) {
-          run.push(stage.child!.stdin!);
-          waits.push(runLink(run, stop.signal, fail));
-        }
-        const following = stages[i + 1];
-        run = following?.kind === 'process' ? null : [stage.child!.stdout!];
+      } finally {
+        for (const fd of unowned) fs.closeSync(fd);
+        unowned.clear();
       }
-      run!.push(stored);
-      waits.push(runLink(run!, stop.signal, fail));
     }
   } catch (e) {
     fail(e, 1);
