@@ -4,6 +4,9 @@
  *   issue    `mariadb-dump --single-transaction db | zstd -3 -T0 > file` (the issue's baseline)
  *   by hand  the same work as Strongbox by hand: its dump options (routines, triggers, events,
  *            utf8mb4, --quick) `| zstd -3 -T0 | age -r KEY | tee >(sha256sum) > file`
+ *   checked  by hand, plus a sha256 of every raw byte on the way (`… | tee >(sha256sum) | zstd …`):
+ *            the nearest shell equivalent of Strongbox's reading the raw dump for exact row
+ *            counts, content digests, the largest statement and the binlog position
  * Files are fsynced, as Strongbox's local destination does. Data: bench/mysql-realistic.sql
  * (text, numbers, times, JSON, multi-byte names, blobs), built once per size.
  *
@@ -52,6 +55,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
           name: 'byhand',
           label: 'the same work by hand (same dump options | zstd | age | tee >(sha256sum) > file)',
           script: (out, recipient) => `${dump} --quick --routines --triggers --events --default-character-set=utf8mb4 ${dbName} | zstd -q -3 -T0 | age -r ${recipient} | tee >(sha256sum > ${out}.sha) > ${out}; sync ${out}`,
+        },
+        {
+          name: 'checked',
+          label: 'the same, reading the raw dump too (… | tee >(sha256sum) | zstd | age | tee >(sha256sum) > file)',
+          script: (out, recipient) => `${dump} --quick --routines --triggers --events --default-character-set=utf8mb4 ${dbName} | tee >(sha256sum > ${out}.raw.sha) | zstd -q -3 -T0 | age -r ${recipient} | tee >(sha256sum > ${out}.sha) > ${out}; sync ${out}`,
         },
       ],
       rounds,

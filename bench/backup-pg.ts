@@ -5,6 +5,9 @@
  *            (the same work, no Strongbox: what the issue's "≤ 1.05×" is measured against)
  *   raw      `pg_dump -Fc -Z0 > /dev/null` (the dump tool alone: the floor)
  *   cron     `pg_dump -Fc > file` (pg_dump's own zlib: what most cron scripts run)
+ *   checked  by hand, plus a sha256 of every raw byte on the way (`pg_dump … | tee >(sha256sum)
+ *            | zstd …`): the nearest shell equivalent of what Strongbox also does, reading the
+ *            raw dump for exact row counts and content digests
  * Every file is fsynced, as Strongbox's local destination does before it reports a backup
  * good. Prints each ratio's median and spread, and the server's peak RSS (VmHWM), on data that
  * compresses like real data (bench/pg-realistic.sql), not pgbench's 50:1 filler.
@@ -42,6 +45,11 @@ try {
         name: 'byhand',
         label: 'by hand (pg_dump -Fc -Z0 | zstd -3 -T0 | age | tee >(sha256sum) > file)',
         script: (out, recipient) => `${dump} -Fc -Z0 | zstd -q -3 -T0 | age -r ${recipient} | tee >(sha256sum > ${out}.sha) > ${out}; sync ${out}`,
+      },
+      {
+        name: 'checked',
+        label: 'by hand, reading the raw dump too (pg_dump -Fc -Z0 | tee >(sha256sum) | zstd | age | tee >(sha256sum) > file)',
+        script: (out, recipient) => `${dump} -Fc -Z0 | tee >(sha256sum > ${out}.raw.sha) | zstd -q -3 -T0 | age -r ${recipient} | tee >(sha256sum > ${out}.sha) > ${out}; sync ${out}`,
       },
       { name: 'raw', label: 'the raw read (pg_dump -Fc -Z0 > /dev/null)', script: () => `${dump} -Fc -Z0 > /dev/null` },
       { name: 'cron', label: 'pg_dump -Fc > file', script: (out) => `${dump} -Fc > ${out}; sync ${out}` },
