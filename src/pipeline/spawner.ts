@@ -236,7 +236,7 @@ export function spawnAside(command: string, args: string[], stdio: AsideStdio[],
         resolve(child);
         setImmediate(() => {
           child.emit('error', Object.assign(new Error(m.error.message), m.error));
-          child.emit('close', m.error.errno ?? -1, null);
+          setImmediate(() => child.emit('close', m.error.errno ?? -1, null));
         });
       }
     });
