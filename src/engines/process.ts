@@ -3,11 +3,12 @@
  * shell), secrets only through the environment, a bounded stderr tail for error
  * messages, and a kill that always ends the process (SIGTERM, then SIGKILL).
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { finished, Readable, type Writable } from 'node:stream';
+import { fifosAside, spawnAside, type AsideStdio, type PipelineProcess } from '../pipeline/spawner.js';
 import { EngineError } from './engine.js';
 
 /** How long a tool gets to exit after SIGTERM before it is sent SIGKILL. */
@@ -115,7 +116,8 @@ export interface ToolSpec {
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p)) ?? null;
 
 export interface ToolRun {
-  child: ChildProcess;
+  /** Node's ChildProcess (runTool), or one started on the spawner thread (startTool). */
+  child: PipelineProcess;
   /**
    * Resolves when the tool exited 0; rejects with EngineError otherwise, or when it was
    * stopped by `kill()` or the abort signal before it exited. Never rejects unhandled.
@@ -135,9 +137,9 @@ export function toolStdout(run: ToolRun): Readable {
  * full pipe never exits by itself.
  */
 export function runTool(spec: ToolSpec): ToolRun {
-  let child: ChildProcess;
+  let child: PipelineProcess;
   try {
-    const [command, args] = spec.dieWithParent && SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', spec.path, ...spec.args]] : [spec.path, spec.args];
+    const [command, args] = commandLine(spec);
     child = spawn(command, args, {
       env: spec.env,
       stdio: [spec.stdin, spec.stdout ?? 'pipe', 'pipe'],
@@ -145,16 +147,53 @@ export function runTool(spec: ToolSpec): ToolRun {
       windowsHide: true,
     });
   } catch (err) {
-    // Node refuses NUL bytes in arguments and environment values synchronously, with a
-    // message that quotes the value in escaped form, which scrubbing would not catch.
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ERR_INVALID_ARG_VALUE' || code === 'ERR_INVALID_ARG_TYPE'
-        ? 'an argument or environment value is invalid (e.g. contains a NUL byte)'
-        : scrubSecrets(err instanceof Error ? err.message : String(err), spec.secrets);
-    throw new EngineError(`cannot run ${spec.name} (${spec.path}): ${why}`);
+    throw cannotRun(spec, err);
   }
+  return watchTool(child, spec);
+}
 
+/**
+ * runTool on the spawner thread (pipeline/spawner.ts): the fork under the start does not hold
+ * the event loop (~10 ms at a server's ~200 MiB). Its stdin and stdout pipes are FIFOs. A
+ * stdout given as a stream of ours (a Socket) is started by runTool.
+ */
+export async function startTool(spec: ToolSpec): Promise<ToolRun> {
+  if (typeof spec.stdout === 'object') return runTool(spec);
+  // Node refuses NUL bytes as spawn would, before anything starts (see cannotRun).
+  const bad = [spec.path, ...spec.args, ...Object.entries(spec.env).flat()].some((v) => typeof v === 'string' && v.includes('\0'));
+  if (bad) throw cannotRun(spec, Object.assign(new TypeError('NUL'), { code: 'ERR_INVALID_ARG_VALUE' }));
+  let child: PipelineProcess;
+  try {
+    const fifos = await fifosAside(spec.stdin === 'pipe' ? (spec.stdout === undefined ? 3 : 2) : spec.stdout === undefined ? 2 : 1);
+    const stdio: AsideStdio[] = [spec.stdin === 'pipe' ? { fifo: fifos.pop()! } : 'ignore', spec.stdout ?? { fifo: fifos.pop()! }, { fifo: fifos.pop()! }];
+    const [command, args] = commandLine(spec);
+    child = await spawnAside(command, args, stdio, spec.env);
+  } catch (err) {
+    throw cannotRun(spec, err);
+  }
+  return watchTool(child, spec);
+}
+
+/** The command and arguments that start `spec`'s tool (through setpriv when it must die with us). */
+function commandLine(spec: ToolSpec): [string, string[]] {
+  return spec.dieWithParent && SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', spec.path, ...spec.args]] : [spec.path, spec.args];
+}
+
+/**
+ * Why a tool could not be started. Node refuses NUL bytes in arguments and environment
+ * values with a message that quotes the value in escaped form, which scrubbing would not catch.
+ */
+function cannotRun(spec: ToolSpec, err: unknown): EngineError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === 'ERR_INVALID_ARG_VALUE' || code === 'ERR_INVALID_ARG_TYPE'
+      ? 'an argument or environment value is invalid (e.g. contains a NUL byte)'
+      : scrubSecrets(err instanceof Error ? err.message : String(err), spec.secrets);
+  return new EngineError(`cannot run ${spec.name} (${spec.path}): ${why}`);
+}
+
+/** A started tool's stderr tail, exit, and stop (see ToolRun). */
+function watchTool(child: PipelineProcess, spec: ToolSpec): ToolRun {
   const tail = new TailBuffer(STDERR_TAIL_BYTES);
   child.stderr!.on('data', (chunk: Buffer) => tail.push(chunk));
 

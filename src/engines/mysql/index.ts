@@ -16,7 +16,7 @@ import {
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, findInPath, runTool, toolEnvironment, toolOutput, toolStdout, toolVersionLine } from '../process.js';
+import { feedTool, findInPath, runTool, startTool, toolEnvironment, toolOutput, toolStdout, toolVersionLine } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { MysqlDumpRewriter } from './rewrite.js';
 import { applyGrants, createDatabaseSql, readGrants, readOwnershipRoles, readSequenceRounds, parseAccount } from './ownership.js';
@@ -212,7 +212,7 @@ export const mysql = {
     const tools = await mysqlTools();
     if (options.signal?.aborted) throw new EngineError(`${tools.dump.name} was canceled before it started`);
     const coordinates = await canRecordBinlogPosition(conn);
-    const run = runTool({
+    const run = await startTool({
       name: tools.dump.name,
       path: tools.dump.path,
       args: [
@@ -251,7 +251,7 @@ export const mysql = {
   async schemaDump(conn: ConnectionInfo, options: DumpOptions = {}): Promise<string> {
     requireSafeDatabaseName(conn.database);
     const tools = await mysqlTools();
-    const run = runTool({
+    const run = await startTool({
       name: tools.dump.name,
       path: tools.dump.path,
       args: [...connectionArgs(conn), '--no-data', '--single-transaction', '--routines', '--triggers', '--events', '--skip-dump-date', '--default-character-set=utf8mb4', conn.database],

@@ -16,7 +16,7 @@ import {
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, runTool, toolEnvironment, toolOutput, toolStdout } from '../process.js';
+import { feedTool, runTool, startTool, toolEnvironment, toolOutput, toolStdout } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
 import { createDatabaseLike, readDatabaseProperties, readOwnershipRoles } from './properties.js';
@@ -192,7 +192,7 @@ export const postgres = {
     if (options.signal?.aborted) throw new EngineError('pg_dump was canceled before it started');
     const client = await pickPgClient(options.serverMajor ?? (await serverMajorOrNull(conn)));
     if (options.signal?.aborted) throw new EngineError('pg_dump was canceled before it started');
-    const run = runTool({
+    const run = await startTool({
       name: 'pg_dump',
       path: client.pgDump,
       // Custom format so pg_restore can reorder and skip; its own compression off because
@@ -210,7 +210,7 @@ export const postgres = {
   async schemaDump(conn: ConnectionInfo, options: DumpOptions = {}): Promise<string> {
     requireSafeDatabaseName(conn.database);
     const client = await pickPgClient(options.serverMajor ?? (await serverMajorOrNull(conn)));
-    const run = runTool({
+    const run = await startTool({
       name: 'pg_dump',
       path: client.pgDump,
       args: ['--schema-only', '--no-owner', '--no-acl', '--format=plain', ...connectionArgs(conn)],
