@@ -18,9 +18,11 @@ import { createDatabase, createMysqlFixture, createPgFixture, dropDatabase, tabl
 import { allProcesses } from '../helpers/processes.js';
 
 /** The socket or pipe an fd of `pid` is ("socket:[123]"), or null. */
-function fdTarget(pid: number, fd: number): string | null {
+/** What fd `fd` of process `pid` is: its /proc link, and the inode it names. */
+function fdTarget(pid: number, fd: number): { link: string; ino: number } | null {
   try {
-    return fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+    const where = `/proc/${pid}/fd/${fd}`;
+    return { link: fs.readlinkSync(where), ino: fs.statSync(where).ino };
   } catch {
     return null;
   }
@@ -28,14 +30,14 @@ function fdTarget(pid: number, fd: number): string | null {
 
 /**
  * Whether fd `a` of one process and fd `b` of another are the two ends of one pipe: the
- * same pipe, or (Node's spawn makes socket pairs) sockets that are each other's peer.
+ * same pipe or FIFO (one inode), or (Node's spawn makes socket pairs) sockets that are each
+ * other's peer.
  */
-function sameChannel(a: string | null, b: string | null): boolean {
+function sameChannel(a: { link: string; ino: number } | null, b: { link: string; ino: number } | null): boolean {
   if (!a || !b) return false;
-  if (a.startsWith('pipe:')) return a === b;
   const inode = (link: string) => /^socket:\[(\d+)\]$/.exec(link)?.[1];
-  const [ia, ib] = [inode(a), inode(b)];
-  if (!ia || !ib) return false;
+  const [ia, ib] = [inode(a.link), inode(b.link)];
+  if (!ia || !ib) return !ia && !ib && (a.link.startsWith('pipe:') || a.link.includes('strongbox-fifo-')) && a.ino === b.ino;
   // ss -x: "u_str ESTAB 0 0 * <local inode> * <peer inode> ..."
   for (const line of execFileSync('ss', ['-xn'], { encoding: 'utf8' }).split('\n')) {
     const f = line.trim().split(/\s+/);

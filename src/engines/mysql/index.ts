@@ -16,7 +16,7 @@ import {
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, findInPath, runTool, startTool, toolEnvironment, toolOutput, toolStdout, toolVersionLine } from '../process.js';
+import { feedTool, findInPath, startTool, toolEnvironment, toolOutput, toolStdout, toolVersionLine } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { MysqlDumpRewriter } from './rewrite.js';
 import { applyGrants, createDatabaseSql, readGrants, readOwnershipRoles, readSequenceRounds, parseAccount } from './ownership.js';
@@ -268,7 +268,7 @@ export const mysql = {
       requireSafeDatabaseName(conn.database);
       const tools = await mysqlTools();
       if (options.signal?.aborted) throw new EngineError(`${tools.client.name} was canceled before it started`);
-      const run = runTool({
+      const run = await startTool({
         name: tools.client.name,
         path: tools.client.path,
         args: [

@@ -37,7 +37,7 @@ import type { Writable } from 'node:stream';
 import mysql2 from 'mysql2/promise';
 import { EngineError, type ConnectionInfo, type DumpProcess } from '../engine.js';
 import { connectFailure, requireSafeDatabaseName } from '../errors.js';
-import { runTool, toolStdout } from '../process.js';
+import { startTool, toolStdout } from '../process.js';
 import { connectionArgs, mysqlTools, toolEnv } from './index.js';
 
 /** The most parts (and dump processes) a request may ask for (as for PostgreSQL). */
@@ -499,7 +499,7 @@ export async function dumpPart(conn: ConnectionInfo, options: PartDumpOptions): 
     // No tables: mariadb-dump would dump the whole database. A part without rows is a dump of nothing.
     throw new EngineError('a data part must name at least one table');
   }
-  const run = runTool({
+  const run = await startTool({
     name: `${tools.dump.name} (${options.section})`,
     path: tools.dump.path,
     // `--defaults-file` replaces `--no-defaults` (both must come first): the gate is the only option file read.

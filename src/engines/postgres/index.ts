@@ -16,7 +16,7 @@ import {
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, runTool, startTool, toolEnvironment, toolOutput, toolStdout } from '../process.js';
+import { feedTool, startTool, toolEnvironment, toolOutput, toolStdout } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
 import { createDatabaseLike, readDatabaseProperties, readOwnershipRoles } from './properties.js';
@@ -228,7 +228,7 @@ export const postgres = {
       if (options.signal?.aborted) throw new EngineError('pg_restore was canceled before it started');
       const client = await pickPgClient(await serverMajorOrNull(conn));
       if (options.signal?.aborted) throw new EngineError('pg_restore was canceled before it started');
-      const run = runTool({
+      const run = await startTool({
         name: 'pg_restore',
         path: client.pgRestore,
         // The restore lands in a new database, possibly on another server, where the

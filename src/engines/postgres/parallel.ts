@@ -20,7 +20,7 @@ import type pg from 'pg';
 import type { Readable, Writable } from 'node:stream';
 import { EngineError, type ConnectionInfo, type DumpProcess } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, runTool, toolStdout } from '../process.js';
+import { feedTool, startTool, toolStdout } from '../process.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
 import { connectionArgs, openClient, toolEnv } from './index.js';
 
@@ -199,7 +199,7 @@ export async function dumpSection(conn: ConnectionInfo, options: SectionDumpOpti
   requireSafeDatabaseName(conn.database);
   if (options.signal?.aborted) throw new EngineError('pg_dump was canceled before it started');
   const client = await pickPgClient(options.serverMajor);
-  const run = runTool({
+  const run = await startTool({
     name: `pg_dump (${options.section})`,
     path: client.pgDump,
     // As the single-stream dump: custom format, no compression of its own.
@@ -228,7 +228,7 @@ export async function restoreSectionStream(conn: ConnectionInfo, section: 'pre-d
     requireSafeDatabaseName(conn.database);
     if (options.signal?.aborted) throw new EngineError('pg_restore was canceled before it started');
     const client = await pickPgClient(await serverMajor(conn));
-    const run = runTool({
+    const run = await startTool({
       name: `pg_restore (${section})`,
       path: client.pgRestore,
       args: [
@@ -259,7 +259,7 @@ export async function restorePostDataFile(conn: ConnectionInfo, file: string, jo
   requireSafeDatabaseName(conn.database);
   if (options.signal?.aborted) throw new EngineError('pg_restore was canceled before it started');
   const client = await pickPgClient(await serverMajor(conn));
-  const run = runTool({
+  const run = await startTool({
     name: 'pg_restore (post-data)',
     path: client.pgRestore,
     args: [
