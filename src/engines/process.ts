@@ -195,7 +195,7 @@ function cannotRun(spec: ToolSpec, err: unknown): EngineError {
 /** A started tool's stderr tail, exit, and stop (see ToolRun). */
 function watchTool(child: PipelineProcess, spec: ToolSpec): ToolRun {
   const tail = new TailBuffer(STDERR_TAIL_BYTES);
-  child.stderr!.on('data', (chunk: Buffer) => tail.push(chunk));
+  child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
 
   let exited = false;
   let stopRequested = false;

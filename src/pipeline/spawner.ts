@@ -159,6 +159,15 @@ class AsideChild extends EventEmitter implements PipelineProcess {
   /** It started: `ends[i]`, our end of stdio entry i's FIFO, becomes a stream. */
   started(pid: number, ends: Array<number | null>): void {
     this.pid = pid;
+    this.attach(ends);
+    this.emit('spawn');
+  }
+
+  /**
+   * Our ends of its FIFOs as its streams. For a child that never started too, as Node gives
+   * one: its output streams end at once, writes to its stdin fail (EPIPE).
+   */
+  attach(ends: Array<number | null>): void {
     const streams = ends.map((fd, i) => (fd === null ? null : new net.Socket({ fd, readable: i !== 0, writable: i === 0 })));
     this.stdin = streams[0] ?? null;
     this.stdout = streams[1] ?? null;
@@ -171,7 +180,6 @@ class AsideChild extends EventEmitter implements PipelineProcess {
         this.#maybeClose();
       });
     }
-    this.emit('spawn');
   }
 
   /** It exited: as Node does, its stdin is destroyed, and what nobody reads of its output is drained so that 'close' comes. */
@@ -232,7 +240,7 @@ export function spawnAside(command: string, args: string[], stdio: AsideStdio[],
           return;
         }
         closeChildEnds();
-        for (const fd of ourEnds) if (fd !== null) fs.closeSync(fd);
+        child.attach(ourEnds);
         resolve(child);
         setImmediate(() => {
           child.emit('error', Object.assign(new Error(m.error.message), m.error));

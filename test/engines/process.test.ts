@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { EngineError } from '../../src/engines/index.js';
-import { KILL_GRACE_MS, feedTool, runTool, scrubSecrets, toolEnvironment, type ToolRun } from '../../src/engines/process.js';
+import { KILL_GRACE_MS, feedTool, runTool, scrubSecrets, startTool, toolEnvironment, type ToolRun } from '../../src/engines/process.js';
 import { isAlive } from '../helpers/processes.js';
 
 const SECRET = 'hunter2-sekret';
@@ -203,5 +203,54 @@ describe('feedTool', () => {
     run.child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     await feedTool(run, input, 'faketool', []);
     assert.equal(out, String(200 * 64 * 1024));
+  });
+});
+
+describe('startTool: the same tools, started on the spawner thread', () => {
+  const spec = (script: string, stdin: 'pipe' | 'ignore' = 'ignore', env: NodeJS.ProcessEnv = toolEnvironment({})) => ({
+    name: 'faketool',
+    path: process.execPath,
+    args: ['-e', script],
+    env,
+    secrets: [SECRET],
+    stdin,
+  });
+
+  test('stdin fed, stdout read, through FIFOs; success is exit 0', async () => {
+    const run = await startTool(spec(`process.stdin.pipe(process.stdout)`, 'pipe'));
+    const out: Buffer[] = [];
+    run.child.stdout!.on('data', (c: Buffer) => out.push(c));
+    await feedTool(run, Readable.from([Buffer.from('rows\n')]), 'faketool', [SECRET]);
+    assert.equal(Buffer.concat(out).toString(), 'rows\n');
+  });
+
+  test('a failure says the exit code and the end of stderr, with secrets scrubbed', async () => {
+    const run = await startTool(spec(`process.stderr.write("FATAL: password ${SECRET} refused"); process.exit(3)`));
+    run.child.stdout!.resume();
+    await assert.rejects(run.done, (err: unknown) => {
+      assert.ok(err instanceof EngineError);
+      assert.equal(err.message, 'faketool failed (exit 3): FATAL: password *** refused');
+      return true;
+    });
+  });
+
+  test('a tool that is not there, and a NUL byte in the environment, are refused plainly', async () => {
+    const run = await startTool({ ...spec(''), name: 'nothere', path: '/nonexistent/bin/nothere' });
+    await assert.rejects(run.done, /^EngineError: cannot run nothere \(\/nonexistent\/bin\/nothere\): .*ENOENT/);
+    await assert.rejects(startTool(spec('', 'ignore', toolEnvironment({ PGPASSWORD: `${SECRET}\0x` }))), (err: unknown) => {
+      assert.ok(err instanceof EngineError);
+      assert.match(err.message, /^cannot run faketool .*: an argument or environment value is invalid/);
+      assert.ok(!err.message.includes(SECRET), err.message);
+      return true;
+    });
+  });
+
+  test('kill() stops it, and says so', async () => {
+    const run = await startTool(spec(`process.stdout.write("ready"); setInterval(() => {}, 1000);`));
+    await started(run);
+    const pid = run.child.pid!;
+    run.kill();
+    await assert.rejects(run.done, /faketool was stopped before it finished/);
+    assert.equal(isAlive(pid), false);
   });
 });

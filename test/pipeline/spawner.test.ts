@@ -59,7 +59,11 @@ describe('spawnAside', () => {
     const [o, e] = await fifosAside(2);
     const child = await spawnAside(path.join(dir, 'no-such-tool'), [], ['ignore', { fifo: o }, { fifo: e }]);
     assert.equal(child.pid, undefined);
+    // Its streams are there, as Node gives them: the output ends at once.
+    child.stdout!.resume();
+    const ended = new Promise((resolve) => child.stdout!.once('end', resolve));
     const error = await new Promise<NodeJS.ErrnoException>((resolve) => child.once('error', resolve));
+    await ended;
     assert.equal(error.code, 'ENOENT');
     await new Promise((resolve) => child.once('close', resolve));
   });
