@@ -6,10 +6,12 @@
  * page tables takes (~10 ms at ~200 MiB, more as the process grows), and a backup starts
  * several processes (a `jobs: 4` one ~18): on the main thread that is every request waiting.
  *
- * Also `fifosAside`: FIFOs opened at both ends (see FifoEnds), made on that thread too.
+ * Also `fifosAside`: FIFOs made on that thread (mkfifo is a process too), opened here.
  *
  * The thread is started with the first request and then kept for the life of the process
- * (the children's exits are heard there); it does not keep the process alive.
+ * (the children's exits are heard there, and a child started through `setpriv --pdeathsig`
+ * is killed when the thread that started it ends). It keeps the process alive only while a
+ * request waits for its answer or a child runs, as a child process's handle does.
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
