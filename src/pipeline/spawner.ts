@@ -17,8 +17,9 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { SpawnerMessage, SpawnerRequest } from './spawner-worker.js';
+import { startModuleWorker } from './worker-module.js';
 
 /** What a pipeline needs of a child process (Node's ChildProcess has all of it). */
 export interface PipelineProcess extends EventEmitter {
@@ -51,20 +52,9 @@ let worker: Worker | null = null;
 const pending = new Map<number, Pending>();
 let nextId = 1;
 
-/** The worker module: compiled .js next to this file, or the .ts source when running under tsx. */
-function startWorker(): Worker {
-  const resourceLimits = { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16, stackSizeMb: 1 };
-  const here = import.meta.url;
-  if (here.endsWith('.ts')) {
-    const url = new URL('./spawner-worker.ts', here).href;
-    return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true, resourceLimits });
-  }
-  return new Worker(new URL('./spawner-worker.js', here), { resourceLimits });
-}
-
 function spawner(): Worker {
   if (worker) return worker;
-  const w = startWorker();
+  const w = startModuleWorker('spawner-worker', { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16, stackSizeMb: 1 });
   w.on('message', (m: SpawnerMessage) => pending.get(m.id)?.(m));
   const gone = (why: string): void => {
     if (worker === w) worker = null;

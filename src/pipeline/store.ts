@@ -33,7 +33,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { Transform, type Duplex, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import type { Compression } from './compress.js';
 import { killedAsEcho, stopChildren, watchChild, type PipelineChild } from './child-watch.js';
@@ -41,6 +41,7 @@ import { fanOut, type FanOutResult, type FanOutTarget } from './fanout.js';
 import { HashCounter } from './hash.js';
 import { RawInspector, type InspectSpec, type Inspection } from './inspect.js';
 import { fifosAside, spawnAside, type AsideStdio, type FifoEnds, type PipelineProcess } from './spawner.js';
+import { startModuleWorker } from './worker-module.js';
 import type { InspectJob, InspectWorkerMessage } from './inspect-worker.js';
 
 /** A child process that writes the raw stream (a dump tool): see RawSource. */
@@ -162,18 +163,12 @@ function atRest(compression: Compression, level: number | undefined, recipients:
   return stages;
 }
 
-/** The worker module: compiled .js next to this file, or the .ts source when running under tsx. */
+/** A reader thread (inspect-worker.ts). */
 function startWorker(): Worker {
   // The readers keep little (counts, digests' states, a small inventory): a small young
   // generation keeps the thread's memory small too, at the cost of more frequent (cheap)
   // scavenges of the per-row garbage.
-  const resourceLimits = { maxYoungGenerationSizeMb: 4, stackSizeMb: 4 };
-  const here = import.meta.url;
-  if (here.endsWith('.ts')) {
-    const url = new URL('./inspect-worker.ts', here).href;
-    return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true, resourceLimits });
-  }
-  return new Worker(new URL('./inspect-worker.js', here), { resourceLimits });
+  return startModuleWorker('inspect-worker', { maxYoungGenerationSizeMb: 4, stackSizeMb: 4 });
 }
 
 /** What storeStream hears about its stream from the reader thread. */
