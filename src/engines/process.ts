@@ -164,7 +164,8 @@ export async function startTool(spec: ToolSpec): Promise<ToolRun> {
   if (bad) throw cannotRun(spec, Object.assign(new TypeError('NUL'), { code: 'ERR_INVALID_ARG_VALUE' }));
   let child: PipelineProcess;
   try {
-    const fifos = await fifosAside(spec.stdin === 'pipe' ? (spec.stdout === undefined ? 3 : 2) : spec.stdout === undefined ? 2 : 1);
+    // stdin when we write it, stdout when we read it, and stderr always.
+    const fifos = await fifosAside((spec.stdin === 'pipe' ? 1 : 0) + (spec.stdout === undefined ? 1 : 0) + 1);
     const stdio: AsideStdio[] = [spec.stdin === 'pipe' ? { fifo: fifos.pop()! } : 'ignore', spec.stdout ?? { fifo: fifos.pop()! }, { fifo: fifos.pop()! }];
     const [command, args] = commandLine(spec);
     child = await spawnAside(command, args, stdio, spec.env);

@@ -17,7 +17,6 @@ import { api, registerBranch, startServer, until, waitForBackup, waitForRestore,
 import { createDatabase, createMysqlFixture, createPgFixture, dropDatabase, tableFingerprints, uniqueName, urlFor, withPgClient, pgUrl } from '../helpers/databases.js';
 import { allProcesses } from '../helpers/processes.js';
 
-/** The socket or pipe an fd of `pid` is ("socket:[123]"), or null. */
 /** What fd `fd` of process `pid` is: its /proc link, and the inode it names. */
 function fdTarget(pid: number, fd: number): { link: string; ino: number } | null {
   try {
