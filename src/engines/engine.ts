@@ -141,12 +141,13 @@ export interface RestoreOptions {
   /**
    * Where `input` comes from when that is a chain of child processes (pipeline/unpack.ts):
    * a tool that reads the dump unchanged calls this once with its own stdin right after it
-   * started, and the last process then writes into it directly, OS pipe to OS pipe, without
-   * passing through this process; `input` is then not read. `stopTool` is called when the
-   * stream turns out bad, before the tool could read an end of file that is not the end. A
-   * tool that rewrites the dump on its way reads `input` as usual.
+   * started: the writing end of its stdin FIFO (`ToolRun.stdinFd`, then no longer the tool's
+   * to close), which the last process writes into directly, without passing through this
+   * process; `input` is then not read. `stopTool` is called when the stream turns out bad,
+   * before the tool could read an end of file that is not the end. A tool that rewrites the
+   * dump on its way reads `input` as usual.
    */
-  pipeTo?: (stdin: Writable, stopTool: () => void) => void;
+  pipeTo?: (stdin: Writable | number, stopTool: () => void) => void;
   /**
    * PostgreSQL: restore only these sections of the archive (`--section`), e.g. pre-data and
    * data, with post-data (indexes, constraints, triggers) built afterwards in parallel from

@@ -4,11 +4,11 @@
  * messages, and a kill that always ends the process (SIGTERM, then SIGKILL).
  */
 import { spawn, execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { finished, Readable, type Writable } from 'node:stream';
-import { fifosAside, spawnAside, type AsideStdio, type PipelineProcess } from '../pipeline/spawner.js';
+import { fifosAside, spawnAside, type AsideStdio, type FifoEnds, type PipelineProcess } from '../pipeline/spawner.js';
 import { EngineError } from './engine.js';
 
 /** How long a tool gets to exit after SIGTERM before it is sent SIGKILL. */
@@ -91,8 +91,12 @@ export interface ToolSpec {
   env: NodeJS.ProcessEnv;
   /** Strings scrubbed from every message built from the tool's output. */
   secrets: string[];
-  /** Whether the child reads stdin from us (restore) or gets none (dump). */
-  stdin: 'pipe' | 'ignore';
+  /**
+   * Whether the child reads stdin from us as a stream (`child.stdin`), from a FIFO whose
+   * writing end we get as a bare descriptor (`ToolRun.stdinFd`: for another process to write
+   * into; startTool only), or gets none (dump).
+   */
+  stdin: 'pipe' | 'fifo' | 'ignore';
   /**
    * Where the tool's stdout goes: a pipe we read (`child.stdout`, the default) or the stdin
    * of another child process (a Socket from `spawn`), which the tool then writes into
@@ -125,6 +129,8 @@ export interface ToolRun {
   done: Promise<void>;
   /** SIGTERM now, SIGKILL after KILL_GRACE_MS. A no-op once the tool exited or was told to stop. */
   kill(): void;
+  /** With `stdin: 'fifo'`: the writing end of the tool's stdin, a blocking descriptor, the caller's to close. */
+  stdinFd: number | null;
 }
 
 /** A tool's stdout as a stream: empty (already ended) when it writes into another process (`ToolSpec.stdout`). */
@@ -137,6 +143,7 @@ export function toolStdout(run: ToolRun): Readable {
  * full pipe never exits by itself.
  */
 export function runTool(spec: ToolSpec): ToolRun {
+  if (spec.stdin === 'fifo') throw new TypeError('runTool: stdin "fifo" needs startTool');
   let child: PipelineProcess;
   try {
     const [command, args] = commandLine(spec);
@@ -163,16 +170,23 @@ export async function startTool(spec: ToolSpec): Promise<ToolRun> {
   const bad = [spec.path, ...spec.args, ...Object.entries(spec.env).flat()].some((v) => typeof v === 'string' && v.includes('\0'));
   if (bad) throw cannotRun(spec, Object.assign(new TypeError('NUL'), { code: 'ERR_INVALID_ARG_VALUE' }));
   let child: PipelineProcess;
+  let stdinFifo: FifoEnds | null = null;
   try {
     // stdin when we write it, stdout when we read it, and stderr always.
-    const fifos = await fifosAside((spec.stdin === 'pipe' ? 1 : 0) + (spec.stdout === undefined ? 1 : 0) + 1);
-    const stdio: AsideStdio[] = [spec.stdin === 'pipe' ? { fifo: fifos.pop()! } : 'ignore', spec.stdout ?? { fifo: fifos.pop()! }, { fifo: fifos.pop()! }];
+    const fifos = await fifosAside((spec.stdin === 'ignore' ? 0 : 1) + (spec.stdout === undefined ? 1 : 0) + 1);
+    if (spec.stdin === 'fifo') stdinFifo = fifos.pop()!;
+    const stdin: AsideStdio = stdinFifo?.readFd ?? (spec.stdin === 'pipe' ? { fifo: fifos.pop()! } : 'ignore');
+    const stdio: AsideStdio[] = [stdin, spec.stdout ?? { fifo: fifos.pop()! }, { fifo: fifos.pop()! }];
     const [command, args] = commandLine(spec);
     child = await spawnAside(command, args, stdio, spec.env);
   } catch (err) {
+    if (stdinFifo) closeSync(stdinFifo.writeFd);
     throw cannotRun(spec, err);
+  } finally {
+    // The child has its own copy (or never will).
+    if (stdinFifo) closeSync(stdinFifo.readFd);
   }
-  return watchTool(child, spec);
+  return { ...watchTool(child, spec), stdinFd: stdinFifo?.writeFd ?? null };
 }
 
 /** The command and arguments that start `spec`'s tool (through setpriv when it must die with us). */
@@ -271,7 +285,7 @@ function watchTool(child: PipelineProcess, spec: ToolSpec): ToolRun {
   // still available to whoever awaits `done`, but must not crash the process.
   done.catch(() => undefined);
 
-  return { child, done, kill };
+  return { child, done, kill, stdinFd: null };
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * A stored stream back to its raw bytes, for a restore tool (`unpackStream`): the reverse
- * of storeStream, with the child processes piping into each other directly, as OS pipes,
- * the way a shell pipeline does:
+ * of storeStream, with the child processes piping into each other directly through FIFOs,
+ * the way a shell pipeline does through pipes (started on the spawner thread, spawner.ts,
+ * so that their forks do not hold the event loop):
  *
  *   stored copy ──► this process: sha256 check, byte count ──► age -d ──► zstd -d ──► restore tool
  *
@@ -28,11 +29,13 @@
  * - Errors say which tool failed and why (its exit status and the tail of its stderr); the
  *   echoes of a failure (SIGPIPE, EPIPE, processes we stopped) never hide its cause.
  */
-import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Compression } from './compress.js';
 import { killedAsEcho, stopChildren, watchChild, type PipelineChild } from './child-watch.js';
+import { fifosAside, spawnAside, type AsideStdio, type FifoEnds } from './spawner.js';
 
 /** Options of {@link unpackStream}. */
 export interface UnpackOptions {
@@ -56,12 +59,14 @@ export interface Unpack {
    */
   readable: Readable;
   /**
-   * Start the processes with the last one writing straight into `stdin` (another child
-   * process's stdin, from `spawn`), OS pipe to OS pipe; this process then closes its own
-   * copy of `stdin`. `stopConsumer` (e.g. ToolRun.kill) is called when the stream turns out
-   * bad, before the processes are stopped. Call at most once, and not after reading `readable`.
+   * Start the processes, their output going into the consumer's `stdin`. A descriptor (the
+   * writing end of the consumer's stdin FIFO: ToolRun.stdinFd) is written straight by the last
+   * process, FIFO to FIFO, without passing through this process, and is then ours: closed once
+   * `done` settles (the consumer reads an end of file only then). A stream is written through
+   * this process. `stopConsumer` (e.g. ToolRun.kill) is called when the stream turns out bad,
+   * before the processes are stopped. Call at most once, and not after reading `readable`.
    */
-  pipeTo(stdin: Writable, stopConsumer: () => void): void;
+  pipeTo(stdin: Writable | number, stopConsumer: () => void): void;
   /** Whether the processes were started (by `pipeTo` or a read of `readable`); false after `abandon`. */
   readonly started: boolean;
   /**
@@ -132,6 +137,11 @@ function writable(w: Writable): Promise<void> {
   });
 }
 
+/** Close `fd` if it is still in `unowned` (a FIFO end nobody else closes). */
+function closeFd(unowned: Set<number>, fd: number): void {
+  if (unowned.delete(fd)) fs.closeSync(fd);
+}
+
 /** `readable`: a PassThrough that calls `onFirstRead` when its consumer first asks for bytes. */
 class LazyOutput extends PassThrough {
   #first = true;
@@ -171,8 +181,12 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
   let stopConsumer: (() => void) | null = null;
   let sink: Writable | null = null;
   let tailSource: Readable | null = null;
-  /** Our copy of the consumer's stdin when the last process writes into it: see start(). */
-  let held: Writable | null = null;
+  /**
+   * The consumer's stdin given as a descriptor (pipeTo): ours, closed only once `done`
+   * settles, so that the consumer reads an end of file only once everything succeeded (the
+   * last process writes into it too, but a process that dies closes only its own copy).
+   */
+  let heldFd: number | null = null;
   let killTimer: NodeJS.Timeout | null = null;
   const children: PipelineChild[] = [];
   /** The feed and the processes; `tail` (the forwarding of the last output) waits for them. */
@@ -211,42 +225,74 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
   // Its error is for a consumer that reads it; one that took pipeTo never listens.
   out.on('error', () => {});
 
-  const start = (target: Writable | null): void => {
+  const start = (consumer: Writable | number | null): void => {
     if (started || abandoned) throw new Error(`the unpacked stream was already ${started ? 'started' : 'abandoned'}`);
     started = true;
-    settle();
+    // A descriptor the last process writes into is held; one written by this process (there is
+    // no process, or gunzip runs here) becomes a stream of ours, which forward() ends or destroys.
+    const throughUs = gunzip || stages.length === 0;
+    if (typeof consumer === 'number' && !throughUs) heldFd = consumer;
+    const target = typeof consumer === 'number' && throughUs ? new net.Socket({ fd: consumer, readable: false, writable: true }) : consumer;
+    // `done` waits for what launch() registers (the feed, the processes, the tail).
+    void launch(target).finally(settle);
+  };
+
+  /**
+   * Start the processes on the spawner thread (a fork there does not hold the event loop),
+   * each one's stdio a FIFO: the stored bytes into the first, a link of their own between
+   * neighbours, and the last one's output into `target` when that is a descriptor (the
+   * consumer's stdin), else into a FIFO this process reads and forwards.
+   */
+  const launch = async (target: Writable | number | null): Promise<void> => {
     try {
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
-      // Spawned from the last to the first, so that each one's stdout is the next one's stdin.
-      const direct = target !== null && !gunzip;
-      let next: Writable | null = direct ? target : null;
+      const targetFd = typeof target === 'number' ? target : null;
       let lastStdout: Readable | null = null;
-      for (let i = stages.length - 1; i >= 0; i--) {
-        const stage = stages[i];
-        const child = spawn(stage.command, stage.args, { stdio: ['pipe', next ?? 'pipe', 'pipe'] });
-        // Our copy of the pipe the child now writes into: only the child may hold it, except
-        // the consumer's: held until everything succeeded, so that the consumer reads an end
-        // of file only then (a process that dies closes only its own copy).
-        if (next === target) held = target;
-        else next?.destroy();
-        const entry: PipelineChild = { child, exited: false };
-        children.push(entry);
-        waits.push(
-          watchChild(
-            stage,
-            entry,
-            (e, kind) => fail(e, kind === 'cause' ? CAUSE : ECHO, i),
-            // Stopped by us, or of a broken pipe (its reader went away): the echo of something
-            // else. An input that ended too soon is a cause, but one downstream of its writer's.
-            ({ signal, stderr }) => (killedAsEcho(entry, signal) || /broken pipe|connection reset by peer/i.test(stderr) ? 'echo' : 'cause'),
-          ),
-        );
-        if (i === stages.length - 1 && !direct) lastStdout = child.stdout!;
-        next = child.stdin!;
-      }
       if (stages.length) {
-        sink = next!;
+        // The first one's stdin, every stderr, the links, and the last one's stdout unless it writes into target.
+        const fifos = await fifosAside(2 * stages.length + (targetFd === null ? 1 : 0));
+        const links = fifos.splice(0, stages.length - 1);
+        const unowned = new Set(links.flatMap((l) => [l.readFd, l.writeFd]));
+        const take = (): { fifo: FifoEnds } => ({ fifo: fifos.pop()! });
+        try {
+          for (let i = 0; i < stages.length && !stopping; i++) {
+            const stage = stages[i];
+            const last = i === stages.length - 1;
+            const output: AsideStdio = !last ? links[i].writeFd : (targetFd ?? take());
+            const child = await spawnAside(stage.command, stage.args, [i === 0 ? take() : links[i - 1].readFd, output, take()]);
+            if (i > 0) closeFd(unowned, links[i - 1].readFd);
+            if (!last) closeFd(unowned, links[i].writeFd);
+            const entry: PipelineChild = { child, exited: false };
+            children.push(entry);
+            waits.push(
+              watchChild(
+                stage,
+                entry,
+                (e, kind) => fail(e, kind === 'cause' ? CAUSE : ECHO, i),
+                // Stopped by us, or of a broken pipe (its reader went away): the echo of something
+                // else. An input that ended too soon is a cause, but one downstream of its writer's.
+                ({ signal, stderr }) => (killedAsEcho(entry, signal) || /broken pipe|connection reset by peer/i.test(stderr) ? 'echo' : 'cause'),
+              ),
+            );
+            // It did not start: its 'error' (a turn later) fails the stream; start no more.
+            if (child.pid === undefined) break;
+            // Stopped while it started: the others were stopped without it.
+            if (stopping) stopChildren([entry], KILL_GRACE_MS);
+            if (i === 0) sink = child.stdin!;
+            if (last && targetFd === null) lastStdout = child.stdout!;
+          }
+        } finally {
+          for (const fd of unowned) fs.closeSync(fd);
+          // FIFOs not handed out (a start failed, or the stream was stopped meanwhile).
+          for (const f of fifos) for (const fd of [f.readFd, f.writeFd]) fs.closeSync(fd);
+        }
+        if (!sink) {
+          // The first one did not start: nothing is fed; the copy is still read for its checksum.
+          const nowhere = new PassThrough();
+          nowhere.resume();
+          sink = nowhere;
+        }
       } else {
         // No process: the feed writes into this process's own stages.
         const pass = new PassThrough();
@@ -262,7 +308,7 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
           source = gz;
         }
         tailSource = source;
-        tail = forward(source, target ?? out);
+        tail = forward(source, typeof target === 'number' || target === null ? out : target);
       }
       waits.push(feed(sink));
       if (stopping) sink.destroy();
@@ -336,7 +382,7 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
     // Everything start() registered (the feed, the processes, the tail) is known by now.
     await Promise.all([...waits, tail]);
     // Closed, never shut down: shutting down a socket would end it for every holder.
-    (held as Writable | null)?.destroy();
+    if (heldFd !== null) fs.closeSync(heldFd);
     if (killTimer) clearTimeout(killTimer);
     opts.signal?.removeEventListener('abort', onAbort);
     const causes = failures.filter((f) => f.rank < ECHO);
@@ -348,7 +394,7 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
 
   return {
     readable: out,
-    pipeTo(stdin: Writable, stop: () => void): void {
+    pipeTo(stdin: Writable | number, stop: () => void): void {
       stopConsumer = stop;
       start(stdin);
     },

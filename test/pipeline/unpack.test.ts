@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { unpackStream } from '../../src/pipeline/unpack.js';
+import { fifosAside } from '../../src/pipeline/spawner.js';
 import { ChecksumMismatchError, Sha256Verifier } from '../../src/pipeline/verify.js';
 import type { Compression } from '../../src/pipeline/compress.js';
 import { chunked, childProcesses, compressibleText } from './helpers.js';
@@ -58,13 +59,27 @@ function verified(stored: Buffer, recorded?: { sha256: string; size: number }): 
   return v;
 }
 
-/** A consumer process: `sh -c script` with stdin a pipe; resolves with its exit and stdout. */
-function consumer(script: string): { child: ChildProcess; result: Promise<{ code: number | null; signal: string | null; stdout: string }>; kill(): void } {
-  const child = spawn('sh', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'] });
+interface Consumer {
+  child: ChildProcess;
+  /** The writing end of its stdin FIFO, as a restore tool's (ToolRun.stdinFd): for pipeTo, which then owns it. */
+  stdinFd: number;
+  result: Promise<{ code: number | null; signal: string | null; stdout: string }>;
+  kill(): void;
+}
+
+/**
+ * A consumer process: `sh -c script`, its stdin a FIFO as a restore tool's is (startTool with
+ * stdin "fifo"), or Node's own pipe (`stream`: `child.stdin`, for `readable` and for pipeTo
+ * given a stream); resolves with its exit and stdout.
+ */
+async function consumer(script: string, stdin: 'fifo' | 'stream' = 'fifo'): Promise<Consumer> {
+  const fifo = stdin === 'fifo' ? (await fifosAside(1))[0] : null;
+  const child = spawn('sh', ['-c', script], { stdio: [fifo?.readFd ?? 'pipe', 'pipe', 'ignore'] });
+  if (fifo) fs.closeSync(fifo.readFd);
   let stdout = '';
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
   const result = new Promise<{ code: number | null; signal: string | null; stdout: string }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout })));
-  return { child, result, kill: () => child.kill('SIGTERM') };
+  return { child, stdinFd: fifo?.writeFd ?? -1, result, kill: () => child.kill('SIGTERM') };
 }
 
 function noChildrenLeft(): void {
@@ -83,20 +98,22 @@ async function settled(p: Promise<unknown>): Promise<unknown> {
 describe('the raw bytes come out whole', () => {
   for (const compression of ['zstd', 'gzip', 'none'] as const) {
     for (const encrypted of [true, false]) {
-      test(`${compression}${encrypted ? ' + age' : ''}: into a process (pipeTo) and through this one (readable)`, async () => {
+      test(`${compression}${encrypted ? ' + age' : ''}: into a process's FIFO or stream (pipeTo) and through this one (readable)`, async () => {
         const stored = pack(payload, compression, encrypted);
         const identityFiles = encrypted ? [identity] : [];
 
-        const progress: number[] = [];
-        const a = unpackStream(verified(stored), { compression, identityFiles, onBytes: (n) => progress.push(n), progressIntervalMs: 0 });
-        const sum = consumer('sha256sum');
-        a.pipeTo(sum.child.stdin!, sum.kill);
-        await a.done;
-        const r = await sum.result;
-        assert.equal(r.code, 0);
-        assert.equal(r.stdout.split(' ')[0], payloadSha);
-        assert.equal(a.inputVerified, true);
-        assert.equal(progress.at(-1), stored.length, 'progress counts the stored bytes, to the last');
+        for (const stdin of ['fifo', 'stream'] as const) {
+          const progress: number[] = [];
+          const a = unpackStream(verified(stored), { compression, identityFiles, onBytes: (n) => progress.push(n), progressIntervalMs: 0 });
+          const sum = await consumer('sha256sum', stdin);
+          a.pipeTo(stdin === 'fifo' ? sum.stdinFd : sum.child.stdin!, sum.kill);
+          await a.done;
+          const r = await sum.result;
+          assert.equal(r.code, 0, stdin);
+          assert.equal(r.stdout.split(' ')[0], payloadSha, stdin);
+          assert.equal(a.inputVerified, true);
+          assert.equal(progress.at(-1), stored.length, 'progress counts the stored bytes, to the last');
+        }
 
         const b = unpackStream(verified(stored), { compression, identityFiles });
         const chunks: Buffer[] = [];
@@ -119,8 +136,8 @@ describe('failures', () => {
     for (const mode of ['pipeTo', 'readable'] as const) {
       const u = unpackStream(verified(damaged, recorded), { compression: 'zstd', identityFiles: [identity] });
       // The consumer reports an end of its input only as "eof"; killed, it says nothing.
-      const c = consumer('cat > /dev/null && echo eof');
-      if (mode === 'pipeTo') u.pipeTo(c.child.stdin!, c.kill);
+      const c = await consumer('cat > /dev/null && echo eof', mode === 'pipeTo' ? 'fifo' : 'stream');
+      if (mode === 'pipeTo') u.pipeTo(c.stdinFd, c.kill);
       else u.readable.pipe(c.child.stdin!).on('error', () => {});
       u.readable.on('error', () => c.kill());
       const err = await settled(u.done);
@@ -134,8 +151,8 @@ describe('failures', () => {
   test('zstd fails on bytes that pass the checksum: the error names zstd, the copy counts as intact, the consumer is stopped', async () => {
     const stored = pack(Buffer.concat([pack(payload, 'zstd', false).subarray(0, 200_000), Buffer.from('not zstd at all')]), 'none', true);
     const u = unpackStream(verified(stored), { compression: 'zstd', identityFiles: [identity] });
-    const c = consumer('cat > /dev/null && echo eof');
-    u.pipeTo(c.child.stdin!, c.kill);
+    const c = await consumer('cat > /dev/null && echo eof');
+    u.pipeTo(c.stdinFd, c.kill);
     const err = await settled(u.done);
     assert.match(String(err), /zstd exited with code \d+: .+/);
     assert.equal(u.inputVerified, true);
@@ -146,8 +163,8 @@ describe('failures', () => {
   test('no identity matches: age says so, and the copy was still read whole', async () => {
     const stored = pack(payload, 'zstd', true);
     const u = unpackStream(verified(stored), { compression: 'zstd', identityFiles: [otherIdentity] });
-    const c = consumer('cat > /dev/null');
-    u.pipeTo(c.child.stdin!, c.kill);
+    const c = await consumer('cat > /dev/null');
+    u.pipeTo(c.stdinFd, c.kill);
     const err = await settled(u.done);
     assert.match(String(err), /age exited with code 1: .*no identity matched any of the recipients/);
     assert.equal(u.inputVerified, true);
@@ -159,8 +176,8 @@ describe('failures', () => {
     const stored = pack(payload, 'zstd', true);
     for (const mode of ['pipeTo', 'readable'] as const) {
       const u = unpackStream(verified(stored), { compression: 'zstd', identityFiles: [identity] });
-      const c = consumer('head -c 1000 > /dev/null');
-      if (mode === 'pipeTo') u.pipeTo(c.child.stdin!, c.kill);
+      const c = await consumer('head -c 1000 > /dev/null', mode === 'pipeTo' ? 'fifo' : 'stream');
+      if (mode === 'pipeTo') u.pipeTo(c.stdinFd, c.kill);
       else {
         // As feedTool (engines/process.ts) does: once the consumer exited, the rest is read
         // and dropped. Waiting for an EPIPE instead hung now and then: Node closes a child's
@@ -181,8 +198,8 @@ describe('failures', () => {
   test('a consumer that fails at once: nothing hangs, and done still tells whether the copy is intact', async () => {
     const stored = pack(payload, 'zstd', true);
     const u = unpackStream(verified(stored), { compression: 'zstd', identityFiles: [identity] });
-    const c = consumer('exit 3');
-    u.pipeTo(c.child.stdin!, c.kill);
+    const c = await consumer('exit 3');
+    u.pipeTo(c.stdinFd, c.kill);
     await u.done;
     assert.equal(u.inputVerified, true);
     assert.equal((await c.result).code, 3);
@@ -194,8 +211,8 @@ describe('failures', () => {
     const ac = new AbortController();
     const u = unpackStream(verified(stored), { compression: 'zstd', identityFiles: [identity], signal: ac.signal });
     // A slow consumer, so the abort lands mid-stream.
-    const c = consumer('while dd bs=4096 count=1 status=none > /dev/null; do sleep 0.01; done');
-    u.pipeTo(c.child.stdin!, c.kill);
+    const c = await consumer('while dd bs=4096 count=1 status=none > /dev/null; do sleep 0.01; done');
+    u.pipeTo(c.stdinFd, c.kill);
     await new Promise((r) => setTimeout(r, 300));
     assert.ok(childProcesses('zstd').length + childProcesses('age').length > 0, 'the processes run');
     ac.abort(new Error('canceled by a test'));

@@ -247,12 +247,12 @@ export const postgres = {
         ],
         env: toolEnv(conn),
         secrets: [conn.password],
-        stdin: 'pipe',
+        // pg_restore reads the dump as it is: straight from the process before it when it can.
+        stdin: options.pipeTo ? 'fifo' : 'pipe',
         signal: options.signal,
       });
-      // pg_restore reads the dump as it is: straight from the process before it when it can.
       if (options.pipeTo) {
-        options.pipeTo(run.child.stdin!, run.kill);
+        options.pipeTo(run.stdinFd!, run.kill);
         await run.done;
       } else {
         await feedTool(run, input, 'pg_restore', [conn.password]);
