@@ -2,6 +2,7 @@
  * The child-process plumbing under every dump and restore, exercised with real child
  * processes (small Node scripts standing in for a tool that misbehaves on purpose).
  */
+import fs from 'node:fs';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
@@ -207,7 +208,7 @@ describe('feedTool', () => {
 });
 
 describe('startTool: the same tools, started on the spawner thread', () => {
-  const spec = (script: string, stdin: 'pipe' | 'ignore' = 'ignore', env: NodeJS.ProcessEnv = toolEnvironment({})) => ({
+  const spec = (script: string, stdin: 'pipe' | 'fifo' | 'ignore' = 'ignore', env: NodeJS.ProcessEnv = toolEnvironment({})) => ({
     name: 'faketool',
     path: process.execPath,
     args: ['-e', script],
@@ -222,6 +223,21 @@ describe('startTool: the same tools, started on the spawner thread', () => {
     run.child.stdout!.on('data', (c: Buffer) => out.push(c));
     await feedTool(run, Readable.from([Buffer.from('rows\n')]), 'faketool', [SECRET]);
     assert.equal(Buffer.concat(out).toString(), 'rows\n');
+  });
+
+  test("stdin 'fifo': the writing end is a bare descriptor of the caller's, the tool reads an end of file once it is closed", async () => {
+    const run = await startTool(spec(`process.stdin.pipe(process.stdout)`, 'fifo'));
+    assert.equal(run.child.stdin, null);
+    assert.equal(typeof run.stdinFd, 'number');
+    const out: Buffer[] = [];
+    run.child.stdout!.on('data', (c: Buffer) => out.push(c));
+    fs.writeSync(run.stdinFd!, 'rows\n');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(run.child.exitCode, null, 'still reading while the descriptor is open');
+    fs.closeSync(run.stdinFd!);
+    await run.done;
+    assert.equal(Buffer.concat(out).toString(), 'rows\n');
+    assert.throws(() => runTool(spec('', 'fifo')), /stdin "fifo" needs startTool/);
   });
 
   test('a failure says the exit code and the end of stderr, with secrets scrubbed', async () => {
