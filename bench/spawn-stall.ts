@@ -4,9 +4,12 @@
  * started on the spawner thread, src/pipeline/spawner.ts) against the same processes started
  * here with child_process.spawn, as storeStream did before (the baseline, in the same run,
  * rounds interleaved). Each round starts BENCH_STREAMS streams at once (a `jobs: 4` backup
- * stores four parts) of 1 MiB each, while a 1 ms timer records how late it fires.
+ * stores four parts) of 1 MiB each, while a 1 ms timer records how late it fires. The same
+ * for restores: unpackStream (age -d and zstd -d on the spawner thread, their output read
+ * here, as a MariaDB restore reads it) against age -d | zstd -d spawned here.
  *
  *   node --import tsx bench/spawn-stall.ts    # BENCH_RSS_MIB (220), BENCH_STREAMS (4), BENCH_ROUNDS (10)
+ *                                             # BENCH_KIND=backup|restore (both by default)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,15 +18,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { storeStream } from '../src/pipeline/store.js';
+import { unpackStream } from '../src/pipeline/unpack.js';
 
 const rssMib = Number(process.env.BENCH_RSS_MIB ?? 220);
 const streams = Number(process.env.BENCH_STREAMS ?? 4);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 10);
+const kinds = process.env.BENCH_KIND ? [process.env.BENCH_KIND] : ['backup', 'restore'];
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-bench-spawn-'));
 const keygen = spawnSync('age-keygen', ['-o', path.join(dir, 'key.txt')], { encoding: 'utf8' });
 const recipient = /(age1\S+)/.exec(keygen.stderr)![1];
 const data = randomBytes(1 << 20);
+const identity = path.join(dir, 'key.txt');
+const stored = spawnSync('sh', ['-c', `zstd -q -c -3 | age -r ${recipient}`], { input: data, maxBuffer: 1 << 24 }).stdout;
 
 // A heap like a busy server's: objects and buffers, touched (a fork copies the page tables of what is mapped).
 const ballast: unknown[] = [];
@@ -54,7 +61,25 @@ async function aside(): Promise<void> {
   await storeStream({ readable: Readable.from([data]) }, { compression: 'zstd', recipients: [recipient], targets: [{ id: 'x', stream: sink() }] });
 }
 
-/** The timer's lateness while `streams` streams are stored at once. */
+/** The baseline of a restore: age -d | zstd -d started here, fed and read here, as unpackStream did before. */
+function unpackByHand(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const zstd = spawn('zstd', ['-d', '-q', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const age = spawn('age', ['-d', '-i', identity], { stdio: ['pipe', zstd.stdin, 'pipe'] });
+    zstd.stdin.destroy();
+    zstd.stdout.pipe(sink());
+    zstd.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`zstd exited with ${code}`))));
+    age.stdin.end(stored);
+  });
+}
+
+async function unpackAside(): Promise<void> {
+  const u = unpackStream(Readable.from([stored]), { compression: 'zstd', identityFiles: [identity] });
+  u.readable.pipe(sink());
+  await u.done;
+}
+
+/** The timer's lateness while `streams` streams are stored (or unpacked) at once. */
 async function measure(run: () => Promise<void>): Promise<{ max: number; p99: number; ms: number }> {
   const late: number[] = [];
   let last = performance.now();
@@ -72,20 +97,22 @@ async function measure(run: () => Promise<void>): Promise<{ max: number; p99: nu
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const sides = { baseline: byHand, spawner: aside };
-const results: Record<string, Array<{ max: number; p99: number; ms: number }>> = { baseline: [], spawner: [] };
 console.log(`RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB; ${os.cpus().length} cores; ${streams} streams at once, ${rounds} rounds; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-await measure(aside);
-await measure(byHand);
-for (let r = 0; r < rounds; r++) {
-  const order = r % 2 ? (['spawner', 'baseline'] as const) : (['baseline', 'spawner'] as const);
-  for (const side of order) results[side].push(await measure(sides[side]));
+for (const kind of kinds) {
+  const sides = kind === 'restore' ? { baseline: unpackByHand, spawner: unpackAside } : { baseline: byHand, spawner: aside };
+  const results: Record<string, Array<{ max: number; p99: number; ms: number }>> = { baseline: [], spawner: [] };
+  await measure(sides.spawner);
+  await measure(sides.baseline);
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 ? (['spawner', 'baseline'] as const) : (['baseline', 'spawner'] as const);
+    for (const side of order) results[side].push(await measure(sides[side]));
+  }
+  for (const side of ['baseline', 'spawner'] as const) {
+    const xs = results[side];
+    console.log(`${kind}, ${side === 'baseline' ? 'spawned here (before)' : 'spawner thread (now)'}: longest stall median ${median(xs.map((x) => x.max)).toFixed(1)} ms (worst ${Math.max(...xs.map((x) => x.max)).toFixed(1)}), p99 lateness ${median(xs.map((x) => x.p99)).toFixed(1)} ms, wall ${median(xs.map((x) => x.ms)).toFixed(0)} ms`);
+  }
+  const ratio = median(results.spawner.map((x) => x.max)) / median(results.baseline.map((x) => x.max));
+  console.log(`${kind}: longest stall, spawner / spawned here: ${ratio.toFixed(2)}`);
 }
-for (const side of ['baseline', 'spawner'] as const) {
-  const xs = results[side];
-  console.log(`${side === 'baseline' ? 'spawned here (before)' : 'spawner thread (now)'}: longest stall median ${median(xs.map((x) => x.max)).toFixed(1)} ms (worst ${Math.max(...xs.map((x) => x.max)).toFixed(1)}), p99 lateness ${median(xs.map((x) => x.p99)).toFixed(1)} ms, wall ${median(xs.map((x) => x.ms)).toFixed(0)} ms`);
-}
-const ratio = median(results.spawner.map((x) => x.max)) / median(results.baseline.map((x) => x.max));
-console.log(`longest stall, spawner / spawned here: ${ratio.toFixed(2)}`);
 fs.rmSync(dir, { recursive: true, force: true });
 ballast.length = 0;
