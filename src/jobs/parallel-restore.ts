@@ -1,7 +1,9 @@
 /**
  * Restoring a parallel backup's copy (its parts, parallel-parts.ts) into a database:
  * pre-data first, then the data parts, `jobs` at a time, then post-data. Every part is
- * checked against its recorded sha256 as it streams.
+ * checked against its recorded sha256 as it streams, and unpacked as a single dump is
+ * (pipeline/unpack.ts: age -d and zstd -d started off the event loop; for PostgreSQL zstd
+ * writes straight into pg_restore's stdin).
  * - PostgreSQL: pre-data and each data part in one transaction (one pg_restore each), then
  *   post-data with `pg_restore -j jobs` so indexes and constraints are built side by side;
  *   only post-data, which holds no rows, is written to a temporary file (pg_restore -j needs
@@ -25,9 +27,9 @@ import type { ConnectionInfo } from '../engines/index.js';
 import { MAX_JOBS, restorePostDataFile, restoreSectionStream } from '../engines/postgres/parallel.js';
 import { mysql } from '../engines/mysql/index.js';
 import { recordedRestoreOptions } from './fidelity.js';
-import { decompressor, type Compression } from '../pipeline/compress.js';
-import { ageDecrypt } from '../pipeline/encrypt.js';
+import type { Compression } from '../pipeline/compress.js';
 import { HashCounter } from '../pipeline/hash.js';
+import { unpackStream, type Unpack } from '../pipeline/unpack.js';
 import { ChecksumMismatchError, Sha256Verifier } from '../pipeline/verify.js';
 import { openDestinationById } from '../destinations.js';
 import { markDamaged } from './artifacts.js';
@@ -83,28 +85,40 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
   const seen = new Map<string, number>();
   const report = () => opts.onBytes?.([...seen.values()].reduce((a, b) => a + b, 0));
 
-  /** Stream one part, checked, decrypted and decompressed, into `consume`. */
-  const withPart = async (part: BackupPart, consume: (input: Readable) => Promise<void>, signal: AbortSignal = opts.signal): Promise<void> => {
+  /**
+   * Stream one part, checked, decrypted and decompressed, into `consume`: a restore tool that
+   * takes the last process's output as its own stdin (`pipeTo`, pipeline/unpack.ts), or a
+   * reader of `input` (those bytes then pass through this process).
+   */
+  const withPart = async (part: BackupPart, consume: (input: Readable, pipeTo: Unpack['pipeTo']) => Promise<void>, signal: AbortSignal = opts.signal): Promise<void> => {
     const { provider } = await openDestinationById(ctx, artifact.destination_id);
     const raw = await provider.read(partKey(artifact.path, part));
     const verifier = new Sha256Verifier(part.sha256!, part.size);
-    const counter = new HashCounter({ onProgress: (n) => (seen.set(part.name, n), report()), progressIntervalMs: 1000 });
-    const decrypt = encryption ? ageDecrypt(opts.identityFiles) : null;
-    const unpack = decompressor(backup.compression as Compression);
-    const flow = pipeline([raw, verifier, counter, ...(decrypt ? [decrypt] : []), unpack], { signal }).catch((e) => {
-      unpack.destroy(e);
-      throw e;
+    raw.on('error', (e) => verifier.destroy(e));
+    // A reader that stops early destroys only the verifier: the stored object's stream goes with it.
+    verifier.on('close', () => raw.destroy());
+    // Its error (a checksum mismatch at the end) reaches unpack.done while the copy is read; not after.
+    verifier.on('error', () => {});
+    const unpack = unpackStream(raw.pipe(verifier), {
+      compression: backup.compression as Compression,
+      identityFiles: encryption ? opts.identityFiles : [],
+      signal,
+      onBytes: (n) => (seen.set(part.name, n), report()),
+      progressIntervalMs: 1000,
     });
-    const [flowR, useR] = await Promise.allSettled([flow, consume(unpack)]);
+    const using = consume(unpack.readable, unpack.pipeTo).finally(() => unpack.abandon());
+    const [flowR, useR] = await Promise.allSettled([unpack.done, using]);
     if (flowR.status === 'fulfilled') {
       if (useR.status === 'rejected') throw new Error(`part ${part.name}: ${messageOf(useR.reason)}`, { cause: useR.reason });
       return;
     }
+    // The tool failed before it read anything (no client for this server, a server that is down).
+    if (useR.status === 'rejected' && !unpack.started) throw new Error(`part ${part.name}: ${messageOf(useR.reason)}`, { cause: useR.reason });
     signal.throwIfAborted();
     // As for a single dump: the checksum speaks at the end, age and zstd usually first, so
     // unless it already spoke the part is read again whole to tell damage from the rest.
     let damage: string | null = flowR.reason instanceof ChecksumMismatchError ? `part ${part.file}: ${flowR.reason.message}` : null;
-    if (damage === null) {
+    if (damage === null && !unpack.inputVerified) {
       try {
         damage = await partDamage(ctx, artifact, part, signal);
       } catch (e) {
@@ -126,12 +140,12 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
   const isMysql = backup.engine === 'mysql';
   // MariaDB: every part through the single dump's restore (its rewriting); grants only once all is loaded.
   const fidelity = isMysql ? await recordedRestoreOptions(ctx, backup, opts.preserveOwnership === true) : null;
-  const loadSection = (section: BackupPart['section'], input: Readable, signal: AbortSignal): Promise<void> =>
+  const loadSection = (section: BackupPart['section'], input: Readable, pipeTo: Unpack['pipeTo'], signal: AbortSignal): Promise<void> =>
     isMysql
       ? mysql.restore(conn, input, { ...fidelity, signal, grants: section === 'post-data' ? fidelity!.grants : undefined })
-      : restoreSectionStream(conn, section === 'pre-data' ? 'pre-data' : 'data', input, { ...restoreOpts, signal });
+      : restoreSectionStream(conn, section === 'pre-data' ? 'pre-data' : 'data', input, { ...restoreOpts, signal, pipeTo });
   for (const part of parts.filter((p) => p.section === 'pre-data')) {
-    await withPart(part, (input) => loadSection('pre-data', input, opts.signal));
+    await withPart(part, (input, pipeTo) => loadSection('pre-data', input, pipeTo, opts.signal));
   }
   // The data parts side by side; the first failure stops the others (their transactions roll back).
   const data = parts.filter((p) => p.section === 'data');
@@ -146,7 +160,7 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
       while (failure === undefined && next < data.length) {
         const part = data[next++];
         try {
-          await withPart(part, (input) => loadSection('data', input, stop.signal), stop.signal);
+          await withPart(part, (input, pipeTo) => loadSection('data', input, pipeTo, stop.signal), stop.signal);
         } catch (e) {
           if (failure === undefined) {
             failure = e;
@@ -162,7 +176,7 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
     opts.signal.removeEventListener('abort', onAbort);
   }
   if (isMysql) {
-    for (const part of parts.filter((p) => p.section === 'post-data')) await withPart(part, (input) => loadSection('post-data', input, opts.signal));
+    for (const part of parts.filter((p) => p.section === 'post-data')) await withPart(part, (input, pipeTo) => loadSection('post-data', input, pipeTo, opts.signal));
     return;
   }
   // Post-data holds no rows (indexes, constraints, triggers): a small file pg_restore -j can seek in.

@@ -18,7 +18,7 @@
  */
 import type pg from 'pg';
 import type { Readable, Writable } from 'node:stream';
-import { EngineError, type ConnectionInfo, type DumpProcess } from '../engine.js';
+import { EngineError, type ConnectionInfo, type DumpProcess, type RestoreOptions } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
 import { feedTool, startTool, toolStdout } from '../process.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
@@ -217,6 +217,8 @@ export interface SectionRestoreOptions {
   signal?: AbortSignal;
   /** Keep owners and privileges (see RestoreOptions.preserveOwnership). */
   preserveOwnership?: boolean;
+  /** Where the part comes from when that is a chain of processes: see RestoreOptions.pipeTo. */
+  pipeTo?: RestoreOptions['pipeTo'];
 }
 
 /**
@@ -240,10 +242,15 @@ export async function restoreSectionStream(conn: ConnectionInfo, section: 'pre-d
       ],
       env: toolEnv(conn),
       secrets: [conn.password],
-      stdin: 'pipe',
+      stdin: options.pipeTo ? 'fifo' : 'pipe',
       signal: options.signal,
     });
-    await feedTool(run, input, `pg_restore (${section})`, [conn.password]);
+    if (options.pipeTo) {
+      options.pipeTo(run.stdinFd!, run.kill);
+      await run.done;
+    } else {
+      await feedTool(run, input, `pg_restore (${section})`, [conn.password]);
+    }
   } catch (err) {
     input.destroy();
     throw err;
