@@ -43,7 +43,7 @@ process.env.BENCH_NO_BUILD = '1';
 process.env.STRONGBOX_RATE_LIMIT_PER_MINUTE ??= '1000000';
 console.log(`database ${dbName}: ${(Number(psql(`select pg_database_size('${dbName}')`)) / 2 ** 20).toFixed(0)} MiB; jobs ${jobs}; ${rounds} rounds; ${os.cpus().length} CPUs; ${loadAverage()}`);
 
-type Figures = Record<'startCpu' | 'idle' | 'backupPeak' | 'backupCpu' | 'backupWall' | 'restorePeak' | 'restoreWall' | 'requestCpuMs' | 'peak', number>;
+type Figures = Record<'startCpu' | 'idle' | 'backupPeak' | 'backupCpu' | 'backupWall' | 'restorePeak' | 'restoreCpu' | 'restoreWall' | 'requestCpuMs' | 'peak', number>;
 
 /** Highest VmRSS seen every 20 ms while `work` runs. */
 async function sampled<T>(pid: number, work: () => Promise<T>): Promise<{ result: T; peak: number }> {
@@ -88,6 +88,7 @@ async function measure(serverRoot: string): Promise<Figures> {
     const name = `sbx_membench_r${crypto.randomBytes(4).toString('hex')}`;
     restored.push(name);
     w0 = performance.now();
+    const restoreCpu0 = cpuSeconds(server.pid);
     const restore = await sampled(server.pid, async () => {
       const db = '/v1/organizations/default/databases/bench';
       await server.call('POST', `${db}/branches`, { name, backup_id: backup.result, jobs });
@@ -99,6 +100,7 @@ async function measure(serverRoot: string): Promise<Figures> {
       });
     });
     const restoreWall = (performance.now() - w0) / 1000;
+    const restoreCpu = cpuSeconds(server.pid) - restoreCpu0;
 
     // Requests: the list a dashboard or a CLI reads most, 10 in flight.
     cpu0 = cpuSeconds(server.pid);
@@ -109,7 +111,7 @@ async function measure(serverRoot: string): Promise<Figures> {
       }),
     );
     const requestCpuMs = ((cpuSeconds(server.pid) - cpu0) * 1000) / requests;
-    return { startCpu, idle, backupPeak: backup.peak, backupCpu, backupWall, restorePeak: restore.peak, restoreWall, requestCpuMs, peak: rssMb(server.pid).peak };
+    return { startCpu, idle, backupPeak: backup.peak, backupCpu, backupWall, restorePeak: restore.peak, restoreCpu, restoreWall, requestCpuMs, peak: rssMb(server.pid).peak };
   } finally {
     await server.stop();
     for (const db of restored) psql(`drop database if exists ${db}`);
@@ -126,7 +128,7 @@ try {
       results.get(side.name)!.push(f);
       console.log(
         `round ${round + 1} ${side.name.padEnd(6)}: start-up CPU ${f.startCpu.toFixed(2)} s, idle ${f.idle.toFixed(0)} MiB; backup ${f.backupWall.toFixed(2)} s, CPU ${f.backupCpu.toFixed(2)} s, ` +
-          `RSS ${f.backupPeak.toFixed(0)} MiB; restore ${f.restoreWall.toFixed(2)} s, RSS ${f.restorePeak.toFixed(0)} MiB; ${f.requestCpuMs.toFixed(2)} ms CPU a request; VmHWM ${f.peak.toFixed(0)} MiB (${loadAverage()})`,
+          `RSS ${f.backupPeak.toFixed(0)} MiB; restore ${f.restoreWall.toFixed(2)} s, CPU ${f.restoreCpu.toFixed(2)} s, RSS ${f.restorePeak.toFixed(0)} MiB; ${f.requestCpuMs.toFixed(2)} ms CPU a request; VmHWM ${f.peak.toFixed(0)} MiB (${loadAverage()})`,
       );
     }
   }
@@ -142,6 +144,7 @@ const labels: Array<[keyof Figures, string, string]> = [
   ['startCpu', 'start-up CPU', 's'],
   ['backupCpu', 'server CPU per backup', 's'],
   ['backupWall', 'backup wall time', 's'],
+  ['restoreCpu', 'server CPU per restore', 's'],
   ['restoreWall', 'restore wall time', 's'],
   ['requestCpuMs', 'server CPU per list request', 'ms'],
 ];
