@@ -105,6 +105,23 @@ describe('PostgreSQL: parallel dump and restore (jobs: 4)', () => {
     assert.deepEqual(dataDiff(data, await pgData(pgUrl(name))), [], 'data of the source and the parallel copy');
   });
 
+  test('restore with jobs: 4 and an identity that is not a recipient: fails saying it cannot decrypt, the copy stays good', async () => {
+    const keyFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'strongbox-par-key-')), 'key.txt');
+    execFileSync('age-keygen', ['-o', keyFile], { stdio: 'ignore' });
+    const wrong = fs.readFileSync(keyFile, 'utf8');
+    fs.rmSync(path.dirname(keyFile), { recursive: true, force: true });
+    const name = uniqueName('sbx_par_w');
+    databases.push(name);
+    const r = await api(server, 'POST', `${dbPath}/branches`, { name, backup_id: parallel.id, jobs: 4, age_identity: wrong });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const branch = await waitForRestore(server, dbPath, name, 180_000);
+    assert.equal(branch.restore.state, 'failed');
+    assert.match(branch.restore.error, /cannot decrypt the backup: no identity matches .*is intact/);
+    assert.ok(!branch.restore.error.includes('AGE-SECRET-KEY'), branch.restore.error);
+    const arts = (await api(server, 'GET', `${branchPath}/backups/${parallel.id}/artifacts`)).body.data;
+    assert.deepEqual(arts.map((a: any) => a.state), ['success'], 'the copy is not taken for damaged');
+  });
+
   test('full and quick verification pass: digests recorded per part match a restored copy', async () => {
     const backupPath = `${branchPath}/backups/${parallel.id}`;
     const quick = await api(server, 'POST', `${backupPath}/verify`, {});
