@@ -88,16 +88,23 @@ export async function openVerifiedArtifact(ctx: AppContext, artifact: Artifact):
   if (artifact.parts !== null) throw new PartsNotSupportedError('reading this backup as one stream');
   const { provider } = await openDestinationById(ctx, artifact.destination_id);
   if (!artifact.sha256) throw new Error(`artifact ${artifact.id} has no recorded sha256`);
-  const raw = await provider.read(artifact.path);
-  const verifier = new Sha256Verifier(artifact.sha256, artifact.size);
-  raw.on('error', (e) => verifier.destroy(e));
-  // A reader that stops early (a failed or canceled restore) destroys only the verifier: the
-  // stored object's stream (an open file, a connection) goes with it.
-  verifier.on('close', () => raw.destroy());
+  const verifier = verifiedStream(await provider.read(artifact.path), artifact.sha256, artifact.size);
   verifier.on('error', (e) => {
     if (e instanceof ChecksumMismatchError) void markDamaged(ctx, artifact, e.message);
   });
-  return { stream: raw.pipe(verifier), provider };
+  return { stream: verifier, provider };
+}
+
+/**
+ * `raw` (a stored object's bytes) through a Sha256Verifier checking them against `sha256` and
+ * `size`. A reader that stops early (a failed or canceled restore) destroys only the
+ * verifier: the stored object's stream (an open file, a connection) goes with it.
+ */
+export function verifiedStream(raw: Readable, sha256: string, size: number | null): Sha256Verifier {
+  const verifier = new Sha256Verifier(sha256, size);
+  raw.on('error', (e) => verifier.destroy(e));
+  verifier.on('close', () => raw.destroy());
+  return raw.pipe(verifier);
 }
 
 /**

@@ -30,9 +30,9 @@ import { recordedRestoreOptions } from './fidelity.js';
 import type { Compression } from '../pipeline/compress.js';
 import { HashCounter } from '../pipeline/hash.js';
 import { unpackStream, type Unpack } from '../pipeline/unpack.js';
-import { ChecksumMismatchError, Sha256Verifier } from '../pipeline/verify.js';
+import { ChecksumMismatchError } from '../pipeline/verify.js';
 import { openDestinationById } from '../destinations.js';
-import { markDamaged } from './artifacts.js';
+import { markDamaged, verifiedStream } from './artifacts.js';
 import { partKey, partsOf, type BackupPart } from './parallel-parts.js';
 import { DamagedCopyError, DecryptionError } from './restore.js';
 import { unnamedFile } from '../unnamed-file.js';
@@ -92,14 +92,10 @@ export async function restoreParts(ctx: AppContext, backup: Backup, artifact: Ar
    */
   const withPart = async (part: BackupPart, consume: (input: Readable, pipeTo: Unpack['pipeTo']) => Promise<void>, signal: AbortSignal = opts.signal): Promise<void> => {
     const { provider } = await openDestinationById(ctx, artifact.destination_id);
-    const raw = await provider.read(partKey(artifact.path, part));
-    const verifier = new Sha256Verifier(part.sha256!, part.size);
-    raw.on('error', (e) => verifier.destroy(e));
-    // A reader that stops early destroys only the verifier: the stored object's stream goes with it.
-    verifier.on('close', () => raw.destroy());
+    const verifier = verifiedStream(await provider.read(partKey(artifact.path, part)), part.sha256!, part.size);
     // Its error (a checksum mismatch at the end) reaches unpack.done while the copy is read; not after.
     verifier.on('error', () => {});
-    const unpack = unpackStream(raw.pipe(verifier), {
+    const unpack = unpackStream(verifier, {
       compression: backup.compression as Compression,
       identityFiles: encryption ? opts.identityFiles : [],
       signal,

@@ -187,6 +187,8 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
    * last process writes into it too, but a process that dies closes only its own copy).
    */
   let heldFd: number | null = null;
+  /** The consumer's stdin made a stream of ours (see start()): destroyed at the end if nothing ended it. */
+  let ownTarget: net.Socket | null = null;
   let killTimer: NodeJS.Timeout | null = null;
   const children: PipelineChild[] = [];
   /** The feed and the processes; `tail` (the forwarding of the last output) waits for them. */
@@ -232,7 +234,8 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
     // no process, or gunzip runs here) becomes a stream of ours, which forward() ends or destroys.
     const throughUs = gunzip || stages.length === 0;
     if (typeof consumer === 'number' && !throughUs) heldFd = consumer;
-    const target = typeof consumer === 'number' && throughUs ? new net.Socket({ fd: consumer, readable: false, writable: true }) : consumer;
+    if (typeof consumer === 'number' && throughUs) ownTarget = new net.Socket({ fd: consumer, readable: false, writable: true });
+    const target = ownTarget ?? consumer;
     // `done` waits for what launch() registers (the feed, the processes, the tail).
     void launch(target).finally(settle);
   };
@@ -383,6 +386,9 @@ export function unpackStream(input: Readable, opts: UnpackOptions): Unpack {
     await Promise.all([...waits, tail]);
     // Closed, never shut down: shutting down a socket would end it for every holder.
     if (heldFd !== null) fs.closeSync(heldFd);
+    // Never forwarded into (stopped before): closed, so that its descriptor is not left open.
+    const own = ownTarget as net.Socket | null;
+    if (own && !own.writableEnded) own.destroy();
     if (killTimer) clearTimeout(killTimer);
     opts.signal?.removeEventListener('abort', onAbort);
     const causes = failures.filter((f) => f.rank < ECHO);
