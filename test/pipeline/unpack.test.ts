@@ -1,6 +1,7 @@
 /**
  * unpackStream (src/pipeline/unpack.ts): a stored copy (sha256-checked as it is read) back
- * through age -d and zstd -d into a consumer process, OS pipe to OS pipe (`pipeTo`) or
+ * through age -d and zstd -d into a consumer process, FIFO to FIFO (`pipeTo` given the writing
+ * end of its stdin FIFO; a stream given instead is written through this process) or
  * through this process (`readable`); and what happens when the copy is damaged, a process
  * dies, the consumer stops early or the restore is aborted: the cause is reported, the
  * consumer never sees a whole stream that is not, nothing hangs and no process is left behind.
