@@ -147,10 +147,16 @@ export async function startPrivateMariadb(opts: { logBin?: boolean } = {}): Prom
   };
   try {
     const user = isRoot ? ['--user=root'] : [];
-    run('mariadb-install-db', ['--no-defaults', `--datadir=${dataDir}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...user], false);
+    // Temporary tables of its own: one bootstrap failed in CI deleting its temporary file in the
+    // shared /tmp ("Error on delete of '/tmp/#sql-temptable-…' (Errcode: 2)") while other
+    // private servers started beside it.
+    const tmpDir = path.join(root, 'tmp');
+    fs.mkdirSync(tmpDir);
+    run('mariadb-install-db', ['--no-defaults', `--datadir=${dataDir}`, `--tmpdir=${tmpDir}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...user], false);
     const args = [
       '--no-defaults',
       `--datadir=${dataDir}`,
+      `--tmpdir=${tmpDir}`,
       `--port=${port}`,
       `--socket=${path.join(root, 'mariadb.sock')}`,
       `--pid-file=${path.join(root, 'mariadb.pid')}`,
