@@ -9,7 +9,7 @@ import { access, constants } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { finished, Readable, type Writable } from 'node:stream';
 import { fifosAside, spawnAside, type AsideStdio, type FifoEnds, type PipelineProcess } from '../pipeline/spawner.js';
-import { EngineError } from './engine.js';
+import { EngineError, type RestoreOptions } from './engine.js';
 
 /** How long a tool gets to exit after SIGTERM before it is sent SIGKILL. */
 export const KILL_GRACE_MS = 5_000;
@@ -350,6 +350,17 @@ export async function findInPath(name: string): Promise<string | null> {
     if (await isExecutable(candidate)) return candidate;
   }
   return null;
+}
+
+/**
+ * A started restore tool's input, then the tool: from the chain of processes before it when
+ * `pipeTo` is given (the tool was started with `stdin: 'fifo'`: the last process writes into
+ * that FIFO, see RestoreOptions.pipeTo), else `input` fed through this process (feedTool).
+ */
+export async function restoreInput(run: ToolRun, input: Readable, pipeTo: RestoreOptions['pipeTo'], name: string, secrets: string[]): Promise<void> {
+  if (!pipeTo) return feedTool(run, input, name, secrets);
+  pipeTo(run.stdinFd!, run.kill);
+  await run.done;
 }
 
 /**

@@ -16,7 +16,7 @@ import {
   type ServerInfo,
 } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, startTool, toolEnvironment, toolOutput, toolStdout } from '../process.js';
+import { restoreInput, startTool, toolEnvironment, toolOutput, toolStdout } from '../process.js';
 import { normalizeDdl, SCHEMA_LIMIT } from '../schema.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
 import { createDatabaseLike, readDatabaseProperties, readOwnershipRoles } from './properties.js';
@@ -251,12 +251,7 @@ export const postgres = {
         stdin: options.pipeTo ? 'fifo' : 'pipe',
         signal: options.signal,
       });
-      if (options.pipeTo) {
-        options.pipeTo(run.stdinFd!, run.kill);
-        await run.done;
-      } else {
-        await feedTool(run, input, 'pg_restore', [conn.password]);
-      }
+      await restoreInput(run, input, options.pipeTo, 'pg_restore', [conn.password]);
     } catch (err) {
       input.destroy();
       throw err;

@@ -20,7 +20,7 @@ import type pg from 'pg';
 import type { Readable, Writable } from 'node:stream';
 import { EngineError, type ConnectionInfo, type DumpProcess, type RestoreOptions } from '../engine.js';
 import { connectFailure, queryFailure, requireSafeDatabaseName } from '../errors.js';
-import { feedTool, startTool, toolStdout } from '../process.js';
+import { restoreInput, startTool, toolStdout } from '../process.js';
 import { pickPgClient, serverMajorFromVersionNum } from './clients.js';
 import { connectionArgs, openClient, toolEnv } from './index.js';
 
@@ -245,12 +245,7 @@ export async function restoreSectionStream(conn: ConnectionInfo, section: 'pre-d
       stdin: options.pipeTo ? 'fifo' : 'pipe',
       signal: options.signal,
     });
-    if (options.pipeTo) {
-      options.pipeTo(run.stdinFd!, run.kill);
-      await run.done;
-    } else {
-      await feedTool(run, input, `pg_restore (${section})`, [conn.password]);
-    }
+    await restoreInput(run, input, options.pipeTo, `pg_restore (${section})`, [conn.password]);
   } catch (err) {
     input.destroy();
     throw err;
